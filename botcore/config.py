@@ -21,8 +21,8 @@ from .core import Timeframe
 
 # %% auto #0
 __all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'Section',
-           'MarketDataSettings', 'ApiSettings', 'TradingSettings', 'AISettings', 'AuthSettings', 'config_path',
-           'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings', 'tokens_match',
+           'MarketDataSettings', 'ApiSettings', 'StrategySettings', 'TradingSettings', 'AISettings', 'AuthSettings',
+           'config_path', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings', 'tokens_match',
            'show_settings', 'load_settings_or_exit']
 
 # %% ../nbs/01_config.ipynb #4394f9cd
@@ -99,8 +99,48 @@ class ApiSettings(Section):
     port: Port = 8080
     cors_origins: list[Origin] = ['http://localhost:3000']
 
-class TradingSettings(Section):
-    "`[trading]`: whether and how the engine trades."
+_OPTIONAL_RULES = ('stop_loss_pct', 'take_profit_pct', 'trailing_activation_pct', 'trailing_distance_pct',
+                   'max_holding_candles', 'max_holding_minutes', 'risk_pct', 'max_position_value', 'daily_loss_limit_pct')
+
+class StrategySettings(Section):
+    "The trading rules' settings (part of `[trading]`); percentages in percent, fee and slippage as fractions."
+    taker_fee: float = Field(0.001, ge=0, lt=0.1, description='fee per fill, fraction of its value')
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description='price move against each market order, fraction')
+    stop_loss_pct: Optional[float] = Field(2.0, gt=0, lt=100, description='stop this % against the entry price')
+    take_profit_pct: Optional[float] = Field(4.0, gt=0, description='target this % in favour of the entry price')
+    trailing_activation_pct: Optional[float] = Field(None, gt=0, description='trail once the best price is this % in favour')
+    trailing_distance_pct: Optional[float] = Field(None, gt=0, lt=100, description='trail this % behind the best price')
+    max_holding_candles: Optional[int] = Field(None, gt=0, description='close after this many candles')
+    max_holding_minutes: Optional[float] = Field(None, gt=0, description='close once held this long')
+    position_size_pct: float = Field(10.0, gt=0, le=100, description='margin per position, % of equity')
+    risk_pct: Optional[float] = Field(None, gt=0, le=100, description='risk-based sizing: lose this % of equity at the stop')
+    max_position_value: Optional[float] = Field(None, gt=0, description="cap on a position's value, quote currency")
+    leverage: float = Field(1.0, ge=1, le=125)
+    max_open_positions: int = Field(3, ge=1, description='across all symbols')
+    daily_loss_limit_pct: Optional[float] = Field(3.0, gt=0, le=100, description="of the UTC day's starting equity")
+    cooldown_losses: int = Field(3, ge=0, description='consecutive losses that start a cool-down (0: never)')
+    cooldown_minutes: float = Field(60.0, ge=0)
+    warmup_candles: int = Field(0, ge=0, description='candles seen before the first entry')
+    market: Literal['spot', 'futures', 'paper'] = 'paper'
+    reverse_on_opposite: bool = False
+
+    @field_validator(*_OPTIONAL_RULES, mode='before')
+    @classmethod
+    def _zero_is_off(cls, v): return None if v == 0 else v
+
+    @model_validator(mode='after')
+    def _consistent(self):
+        if self.risk_pct is not None and self.stop_loss_pct is None:
+            raise ValueError(f"risk_pct={self.risk_pct!r}: risk-based sizing needs stop_loss_pct (got None)")
+        if self.trailing_activation_pct is not None and self.trailing_distance_pct is None:
+            raise ValueError(f"trailing_activation_pct={self.trailing_activation_pct!r}: needs trailing_distance_pct (got None)")
+        if self.market == 'spot' and self.leverage != 1:
+            raise ValueError(f"leverage={self.leverage!r}: the spot market trades without leverage (use 1)")
+        return self
+
+# %% ../nbs/01_config.ipynb #1b45acdd
+class TradingSettings(StrategySettings):
+    "`[trading]`: whether and how the engine trades, and the trading rules' settings."
     enabled: bool = True
     use_ai_signals: bool = True
     signal_timeout_seconds: float = Field(30, gt=0)

@@ -15,6 +15,7 @@ import pandas as pd
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from .core import Candle, Order, Position, Side, Signal, SignalKind, Timeframe
+from .config import StrategySettings
 from .data import open_times_ms
 
 # %% auto #0
@@ -71,46 +72,9 @@ def fill(price: float, side: Side | str, qty: float, taker_fee: float = 0.001, s
     return p, fee_nb(float(qty), p, float(taker_fee))
 
 # %% ../nbs/06_strategy.ipynb #7363af40
-_OPTIONAL = ('stop_loss_pct', 'take_profit_pct', 'trailing_activation_pct', 'trailing_distance_pct', 'max_holding_candles',
-             'max_holding_minutes', 'risk_pct', 'max_position_value', 'daily_loss_limit_pct')
-
-class StrategyParams(BaseModel):
+class StrategyParams(StrategySettings):
     "Every setting of the trading rules; percentages in percent, fee and slippage as fractions."
-    model_config = ConfigDict(frozen=True, extra='forbid')
-    taker_fee: float = Field(0.001, ge=0, lt=0.1, description='fee per fill, fraction of its value')
-    slippage: float = Field(0.0005, ge=0, lt=0.1, description='price move against each market order, fraction')
-    stop_loss_pct: Optional[float] = Field(2.0, gt=0, lt=100, description='stop this % against the entry price')
-    take_profit_pct: Optional[float] = Field(4.0, gt=0, description='target this % in favour of the entry price')
-    trailing_activation_pct: Optional[float] = Field(None, gt=0, description='trail once the best price is this % in favour')
-    trailing_distance_pct: Optional[float] = Field(None, gt=0, lt=100, description='trail this % behind the best price')
-    max_holding_candles: Optional[int] = Field(None, gt=0, description='close after this many candles')
-    max_holding_minutes: Optional[float] = Field(None, gt=0, description='close once held this long')
-    position_size_pct: float = Field(10.0, gt=0, le=100, description='margin per position, % of equity')
-    risk_pct: Optional[float] = Field(None, gt=0, le=100, description='risk-based sizing: lose this % of equity at the stop')
-    max_position_value: Optional[float] = Field(None, gt=0, description='cap on a position\'s value, quote currency')
-    leverage: float = Field(1.0, ge=1, le=125)
-    max_open_positions: int = Field(3, ge=1, description='across all symbols')
-    daily_loss_limit_pct: Optional[float] = Field(3.0, gt=0, le=100, description="of the UTC day's starting equity")
-    cooldown_losses: int = Field(3, ge=0, description='consecutive losses that start a cool-down (0: never)')
-    cooldown_minutes: float = Field(60.0, ge=0)
-    warmup_candles: int = Field(0, ge=0, description='candles seen before the first entry')
-    market: Literal['spot', 'futures', 'paper'] = 'paper'
-    reverse_on_opposite: bool = False
     confidence_threshold: float = Field(0.65, ge=0, le=1, description='minimum confidence/100 to act on a signal')
-
-    @field_validator(*_OPTIONAL, mode='before')
-    @classmethod
-    def _zero_is_off(cls, v): return None if v == 0 else v
-
-    @model_validator(mode='after')
-    def _consistent(self):
-        if self.risk_pct is not None and self.stop_loss_pct is None:
-            raise ValueError(f"risk_pct={self.risk_pct!r}: risk-based sizing needs stop_loss_pct (got None)")
-        if self.trailing_activation_pct is not None and self.trailing_distance_pct is None:
-            raise ValueError(f"trailing_activation_pct={self.trailing_activation_pct!r}: needs trailing_distance_pct (got None)")
-        if self.market == 'spot' and self.leverage != 1:
-            raise ValueError(f"leverage={self.leverage!r}: the spot market trades without leverage (use 1)")
-        return self
 
     @property
     def allow_short(self) -> bool: return self.market != 'spot'
