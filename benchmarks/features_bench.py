@@ -11,6 +11,9 @@ Measured:
   kernels from its on-disk cache or, on a cold cache, compiling them (`NUMBA_CACHE_DIR=$(mktemp -d)`
   forces a from-scratch compile), plus the computation itself.
 - warm: the best (and the median) of `--repeat` further calls, as candles per second.
+- small inputs: the median (and the best) of `--small-repeat` calls (default 1,000, after 100 untimed
+  ones) on the last 100 and the last 300 candles of BTCUSDT-5m, the size of one AI-service request,
+  where the fixed cost of a call rather than throughput is what counts.
 - memory: the feature matrix's own size, the whole process's peak RSS, and the peak RSS of one
   warm call above the RSS just before it. glibc keeps freed arrays in its heap and hands them to
   the next call, which hides that call's temporaries (a warm call then seems to cost nothing). So
@@ -23,7 +26,7 @@ Measured:
   inherited through fork and exec, i.e. this parent's RSS. Elsewhere the figure falls back to
   ru_maxrss. tracemalloc is not used: it does not see the arrays numba allocates.
 
-Run: .venv/bin/python benchmarks/features_bench.py [--copies 14] [--repeat 5]
+Run: .venv/bin/python benchmarks/features_bench.py [--copies 14] [--repeat 5] [--small-repeat 1000]
 """
 import gc, os, resource, subprocess, sys, time
 from pathlib import Path
@@ -84,6 +87,23 @@ def time_calls(df: pd.DataFrame, repeat: int):
     print(f'process peak RSS {peak_rss() / MB:.0f} MiB ({rss0 / MB:.0f} MiB with the candles loaded, before vectorbt)')
 
 
+def time_small_inputs(sizes=(100, 300), repeat: int = 1_000):
+    "Print the median and best time of `feature_matrix` on the last `n` candles of BTCUSDT-5m, for each n in `sizes`."
+    from botcore.features import feature_matrix
+    df = load_candles('BTCUSDT', '5m')
+    for n in sizes:
+        tail = df.iloc[-n:]
+        for _ in range(100): feature_matrix(tail)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            feature_matrix(tail)
+            times.append(time.perf_counter() - t)
+        times.sort()
+        print(f'{n} candles: median {times[len(times) // 2] * 1e3:.3f} ms, best {times[0] * 1e3:.3f} ms '
+              f'of {repeat} calls')
+
+
 def one_call_peak(df: pd.DataFrame):
     "Print the peak RSS of one warm call above the RSS before it (run with MALLOC_MMAP_THRESHOLD_ set)."
     from botcore.features import feature_matrix
@@ -99,6 +119,7 @@ def one_call_peak(df: pd.DataFrame):
 @call_parse
 def main(copies: int = 14,           # copies of BTCUSDT-5m to tile (14 gives 1,004,766 candles)
          repeat: int = 5,            # timed warm calls; the best and the median are reported
+         small_repeat: int = 1_000,  # timed calls on 100 and on 300 candles; the median and the best are reported
          memory: store_true = False):  # only measure one warm call's peak RSS (the child process)
     "Time `feature_matrix` on about a million candles and report candles/s and peak memory."
     df = tiled_candles(copies)
@@ -107,6 +128,7 @@ def main(copies: int = 14,           # copies of BTCUSDT-5m to tile (14 gives 1,
     print(f'candles: {len(df):,} (BTCUSDT-5m x {copies}, {df.index[0]} .. {df.index[-1]}), '
           f'input {df.memory_usage(index=True).sum() / MB:.0f} MiB')
     time_calls(df, repeat)
+    time_small_inputs(repeat=small_repeat)
     del df
     env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'}
     subprocess.run([sys.executable, __file__, '--copies', str(copies), '--memory'], env=env, check=True)

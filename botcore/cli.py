@@ -12,7 +12,8 @@ from typing import Callable
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd']
+__all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'project_root', 'run_pipeline', 'train_cmd',
+           'serve_ai', 'run_cmd']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -71,3 +72,69 @@ def data_cmd(symbol: str = 'BTCUSDT',  # series whose features to sample
         fm = feature_matrix(load_candles(symbol, timeframe)).dropna()
         print(f"\nFeature matrix of {symbol} {timeframe}: {fm.shape[0]:,} rows x {fm.shape[1]} features; last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
+
+# %% ../nbs/90_cli.ipynb #5a056a21
+def project_root() -> Path:
+    "The checkout botcore runs from (where `pipelines/` and `data/` live)."
+    return Path(__file__).resolve().parent.parent
+
+def run_pipeline(name: str, parameters: dict, runs_dir: str | Path = 'runs', progress: bool = True) -> Path:
+    "Execute `pipelines/<name>.ipynb` with papermill; the executed notebook's path under `runs_dir`."
+    import papermill as pm
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    tag = '-'.join(str(parameters[k]) for k in ('symbol', 'timeframe') if parameters.get(k))
+    out = Path(runs_dir) / f"{name}-{tag + '-' if tag else ''}{stamp}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(project_root() / 'pipelines' / f'{name}.ipynb'), str(out), parameters=parameters,
+                        progress_bar=progress, cwd=str(project_root()), kernel_name='python3')
+    return out
+
+# %% ../nbs/90_cli.ipynb #a6bee24a
+@command('train')
+def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train on
+              timeframe: str = '1h',  # its timeframe
+              data_path: str = None,  # train on this CSV/Parquet file instead of the bundled series
+              model_type: str = 'lstm',  # lstm or gru
+              window: int = 60,  # candles the network reads
+              horizon: int = 4,  # candles ahead the target looks
+              epochs: int = 20,  # most epochs (early stopping may end sooner)
+              seed: int = 0,  # random seed: same seed and data give the same weights
+              max_train_seconds: float = None,  # stop after the epoch that passes this
+              model_dir: str = None,  # registry to promote into (default: the settings' model_dir)
+              runs_dir: str = 'runs',  # where the executed notebook is kept
+              config: str = None):  # path to a botcore.toml
+    "Train, evaluate and promote a model by running pipelines/train.ipynb."
+    from botcore.config import load_settings_or_exit
+    model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
+    params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type, window=window,
+                  horizon=horizon, epochs=epochs, seed=seed, max_train_seconds=max_train_seconds, model_dir=model_dir)
+    out = run_pipeline('train', params, runs_dir)
+    print(f"report: {out}")
+
+# %% ../nbs/90_cli.ipynb #16a14cda
+@command('serve ai')
+def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
+             port: int = None,  # port (default: settings' ai.port)
+             config: str = None):  # path to a botcore.toml
+    "Run the AI signal service (FastAPI on uvicorn)."
+    import uvicorn
+    from botcore.config import load_settings_or_exit
+    s = load_settings_or_exit(config)
+    uvicorn.run('botcore.api.ai:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info')
+
+# %% ../nbs/90_cli.ipynb #795f8681
+@command('run')
+def run_cmd(config: str = None):  # path to a botcore.toml
+    "The main job: data summary, default model if none, then the AI service."
+    from botcore.config import load_settings_or_exit
+    s = load_settings_or_exit(config)
+    data_cmd()
+    from botcore.model import ModelRegistry, evaluation_report, train_default_model
+    reg = ModelRegistry(s.model_dir)
+    if reg.current() is None and reg.latest() is None:
+        print(f"\nNo model in {s.model_dir}: training the default model on BTCUSDT 1h (once; a few minutes)...")
+        model = train_default_model(s.model_dir)
+        print(evaluation_report(model).round(4).to_string(), '\n' + evaluation_report(model).attrs['verdict'])
+    print(f"\nAI signal service on http://{s.ai.host}:{s.ai.port} (Ctrl-C stops it); "
+          f"token: `botcore config token --name ai_api_key`")
+    serve_ai(config=config)

@@ -6,16 +6,16 @@ Docs: https://botcore.github.io/botcore/features.html.md"""
 
 # %% ../nbs/03_features.ipynb #ba32707b
 from __future__ import annotations
-import functools
+import functools, importlib
 from typing import Iterator
 import numpy as np
 import pandas as pd
 
 # %% auto #0
 __all__ = ['RSI_WINDOW', 'ATR_WINDOW', 'MACD_WINDOWS', 'BB_WINDOW', 'BB_STDS', 'EMA_WINDOWS', 'RETURN_HORIZONS', 'VOLUME_WINDOW',
-           'VOLATILITY_WINDOW', 'FEATURE_NAMES', 'WARMUP', 'wilder_span', 'momentum_features', 'volatility_features',
-           'log_returns', 'trend_features', 'return_features', 'volume_features', 'calendar_features', 'feature_blocks',
-           'feature_matrix']
+           'VOLATILITY_WINDOW', 'FEATURE_NAMES', 'WARMUP', 'wilder_span', 'moving_average', 'moving_std',
+           'momentum_features', 'volatility_features', 'log_returns', 'trend_features', 'return_features',
+           'volume_features', 'epoch_seconds', 'calendar_features', 'feature_blocks', 'feature_matrix']
 
 # %% ../nbs/03_features.ipynb #d7b59034
 RSI_WINDOW, ATR_WINDOW = 14, 14
@@ -42,57 +42,76 @@ FEATURE_NAMES: list[str] = [
 WARMUP: int = max(max(EMA_WINDOWS) - 1, MACD_WINDOWS[1] + MACD_WINDOWS[2] - 2)
 
 # %% ../nbs/03_features.ipynb #c3267ba3
-def _vbt():
-    "vectorbt, imported on first use."
-    import vectorbt as vbt
-    return vbt
+@functools.cache
+def _kernels(package: str):
+    "vectorbt's numba kernels of `package` ('generic' or 'indicators'), `vectorbt.<package>.nb`, imported on first use."
+    return importlib.import_module(f'vectorbt.{package}.nb')
+
+# %% ../nbs/03_features.ipynb #a8aa3912
+def _series(a: np.ndarray) -> np.ndarray:
+    "`a` as a writable, contiguous float64 array, copied only where it is not one already."
+    return np.require(a, np.float64, ['C_CONTIGUOUS', 'WRITEABLE'])
+
+# %% ../nbs/03_features.ipynb #e0aa586f
+def moving_average(a: np.ndarray, window: int, ewm: bool = False) -> np.ndarray:
+    "vectorbt's MA of `a` over `window` candles (exponential with `ewm`, span `window`); NaN until `window` candles."
+    if ewm: return _kernels('generic').ewm_mean_1d_nb(_series(a), window, window, False)
+    return _kernels('generic').rolling_mean_1d_nb(_series(a), window, window)
+
+
+def moving_std(a: np.ndarray, window: int) -> np.ndarray:
+    "vectorbt's MSTD (ddof 0) of `a` over `window` candles; NaN until `window` candles."
+    return _kernels('generic').rolling_std_1d_nb(_series(a), window, window, 0)
 
 # %% ../nbs/03_features.ipynb #3bea4b2e
 def momentum_features(close: np.ndarray) -> dict[str, np.ndarray]:
     "Wilder's RSI in 0..1 and the MACD line, signal and histogram as fractions of the close."
-    vbt = _vbt()
-    rsi = vbt.RSI.run(close, window=wilder_span(RSI_WINDOW), ewm=True).rsi.to_numpy()
-    m = vbt.MACD.run(close, *MACD_WINDOWS, macd_ewm=True, signal_ewm=True)
-    line, signal = m.macd.to_numpy(), m.signal.to_numpy()
+    change = _kernels('generic').diff_1d_nb(_series(close))
+    gain, loss = np.maximum(change, 0.0), np.abs(np.minimum(change, 0.0))
+    span = wilder_span(RSI_WINDOW)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        rsi = 100 - 100 / (1 + moving_average(gain, span, ewm=True) / moving_average(loss, span, ewm=True))
+    fast, slow, smooth = MACD_WINDOWS
+    line = moving_average(close, fast, ewm=True) - moving_average(close, slow, ewm=True)
+    signal = moving_average(line, smooth, ewm=True)
     return {f'rsi_{RSI_WINDOW}': rsi / 100, 'macd': line / close,
             'macd_signal': signal / close, 'macd_hist': (line - signal) / close}
 
 # %% ../nbs/03_features.ipynb #a0d03562
 def volatility_features(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
     "Bollinger position and width, ATR / close and the rolling std of one-candle log returns."
-    vbt = _vbt()
-    bb = vbt.BBANDS.run(close, window=BB_WINDOW, alpha=BB_STDS)
-    lower, middle, width = bb.lower.to_numpy(), bb.middle.to_numpy(), bb.upper.to_numpy() - bb.lower.to_numpy()
+    middle, spread = moving_average(close, BB_WINDOW), BB_STDS * moving_std(close, BB_WINDOW)
+    upper, lower = middle + spread, middle - spread
+    width = upper - lower
     with np.errstate(invalid='ignore', divide='ignore'):
         position = np.where(width == 0, 0.5, (close - lower) / width)
-    atr = vbt.ATR.run(high, low, close, window=wilder_span(ATR_WINDOW), ewm=True).atr.to_numpy()
-    rv = vbt.MSTD.run(log_returns(close, 1), window=VOLATILITY_WINDOW).mstd.to_numpy()
+    columns = (_series(a).reshape(-1, 1) for a in (high, low, close))   # this kernel takes 2-D arrays
+    true_range = _kernels('indicators').true_range_nb(*columns)[:, 0]
+    atr = moving_average(true_range, wilder_span(ATR_WINDOW), ewm=True)
+    rv = moving_std(log_returns(close, 1), VOLATILITY_WINDOW)
     return {'bb_position': position, 'bb_width': width / middle,
             f'atr_{ATR_WINDOW}': atr / close, f'realized_vol_{VOLATILITY_WINDOW}': rv}
 
 # %% ../nbs/03_features.ipynb #383c623a
 def log_returns(close: np.ndarray, h: int) -> np.ndarray:
     "log(close[t] / close[t-h]), NaN for the first `h` rows."
-    out = np.full(len(close), np.nan)
-    logs = np.log(close)
-    out[h:] = logs[h:] - logs[:-h]
-    return out
+    return _kernels('generic').diff_1d_nb(_series(np.log(close)), h)
 
 # %% ../nbs/03_features.ipynb #d778695f
 def trend_features(close: np.ndarray) -> dict[str, np.ndarray]:
     "close / EMA(n) − 1 for each n in `EMA_WINDOWS`."
-    emas = _vbt().MA.run(close, list(EMA_WINDOWS), ewm=True).ma.to_numpy()
-    return {f'ema_gap_{n}': close / emas[:, i] - 1 for i, n in enumerate(EMA_WINDOWS)}
+    return {f'ema_gap_{n}': close / moving_average(close, n, ewm=True) - 1 for n in EMA_WINDOWS}
 
 # %% ../nbs/03_features.ipynb #c870ab91
 def return_features(close: np.ndarray) -> dict[str, np.ndarray]:
     "Log returns over each horizon in `RETURN_HORIZONS` (candles)."
-    return {f'log_ret_{h}': log_returns(close, h) for h in RETURN_HORIZONS}
+    logs, diff = _series(np.log(close)), _kernels('generic').diff_1d_nb
+    return {f'log_ret_{h}': diff(logs, h) for h in RETURN_HORIZONS}
 
 # %% ../nbs/03_features.ipynb #bae40cd0
 def volume_features(volume: np.ndarray) -> dict[str, np.ndarray]:
     "volume / its rolling mean over `VOLUME_WINDOW` candles; 1 when that mean is 0."
-    mean = _vbt().MA.run(volume, window=VOLUME_WINDOW).ma.to_numpy()
+    mean = moving_average(volume, VOLUME_WINDOW)
     with np.errstate(invalid='ignore', divide='ignore'):
         return {f'volume_ratio_{VOLUME_WINDOW}': np.where(mean == 0, 1.0, volume / mean)}
 
@@ -104,10 +123,18 @@ def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sin(angles), np.cos(angles)
 
 # %% ../nbs/03_features.ipynb #64a9fc77
+_PER_SECOND = {'s': 1, 'ms': 1_000, 'us': 1_000_000, 'ns': 1_000_000_000}
+
+def epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
+    "UTC seconds since the epoch of each timestamp in `index`, whatever its time zone and unit."
+    return index.asi8 // _PER_SECOND[index.unit]
+
+# %% ../nbs/03_features.ipynb #861b7e1b
 def calendar_features(index: pd.DatetimeIndex) -> dict[str, np.ndarray]:
     "Time of day and day of week (UTC) as points on a circle."
-    seconds = index.as_unit('s').asi8   # UTC epoch seconds, whatever the tz or unit
-    second_of_day, weekday = seconds % 86_400, (seconds // 86_400 + 3) % 7
+    seconds = epoch_seconds(index)
+    days, second_of_day = np.divmod(seconds, 86_400)
+    weekday = (days + 3) % 7
     (day_sin, day_cos), (week_sin, week_cos) = _unit_circle(86_400), _unit_circle(7)
     return {'time_of_day_sin': day_sin[second_of_day], 'time_of_day_cos': day_cos[second_of_day],
             'day_of_week_sin': week_sin[weekday], 'day_of_week_cos': week_cos[weekday]}
@@ -120,7 +147,7 @@ def _candle_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
     if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         raise ValueError(f"feature_matrix: index must be a tz-aware DatetimeIndex of open times (got {type(df.index).__name__} "
                          f"{getattr(df.index, 'dtype', '')}); use botcore.data.load_candles")
-    return tuple(df[c].to_numpy(np.float64) for c in ('high', 'low', 'close', 'volume'))
+    return tuple(df[c].to_numpy(np.float64, copy=True) for c in ('high', 'low', 'close', 'volume'))
 
 # %% ../nbs/03_features.ipynb #3d0f3772
 def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
@@ -134,9 +161,14 @@ def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
     yield calendar_features(df.index)
 
 # %% ../nbs/03_features.ipynb #befdbbb1
+@functools.cache
+def _feature_columns() -> pd.Index:
+    "`FEATURE_NAMES` as a column index, built once."
+    return pd.Index(FEATURE_NAMES)
+
 def feature_matrix(df: pd.DataFrame) -> pd.DataFrame:
     "The features of each candle in `df`: `FEATURE_NAMES` columns, float64, NaN in the first `WARMUP` rows."
     out = np.empty((len(df), len(FEATURE_NAMES)), order='F')
     for block in feature_blocks(df):
         for name, column in block.items(): out[:, FEATURE_NAMES.index(name)] = column
-    return pd.DataFrame(out, index=df.index, columns=FEATURE_NAMES, copy=False)
+    return pd.DataFrame(out, index=df.index, columns=_feature_columns().copy(), copy=False)

@@ -69,6 +69,45 @@ def test_zero_volume_candles_have_finite_ratio(btc_1h):
     assert (feature_matrix(btc_1h)['volume_ratio_20'].to_numpy()[zero] == 0).all()
 
 
+@pytest.mark.parametrize('symbol,timeframe', [('BTCUSDT', '1h'), ('ETHUSDT', '5m')])
+def test_kernels_match_vectorbt_indicator_classes(symbol, timeframe):
+    "The features built on vectorbt's kernels equal, bit for bit, those from its `vbt.*.run` indicator classes."
+    import vectorbt as vbt
+    df = load_candles(symbol, timeframe)
+    high, low, close, volume = (df[c].to_numpy() for c in ('high', 'low', 'close', 'volume'))
+    fm = feature_matrix(df)
+    macd = vbt.MACD.run(close, 12, 26, 9, macd_ewm=True, signal_ewm=True)
+    line, signal = macd.macd.to_numpy(), macd.signal.to_numpy()
+    bb = vbt.BBANDS.run(close, window=20, alpha=2)
+    lower, width = bb.lower.to_numpy(), bb.upper.to_numpy() - bb.lower.to_numpy()
+    emas = vbt.MA.run(close, [9, 21, 34], ewm=True).ma.to_numpy()
+    with np.errstate(invalid='ignore', divide='ignore'):
+        expected = {
+            'rsi_14': vbt.RSI.run(close, window=27, ewm=True).rsi.to_numpy() / 100,
+            'macd': line / close, 'macd_signal': signal / close, 'macd_hist': (line - signal) / close,
+            'bb_position': np.where(width == 0, 0.5, (close - lower) / width),
+            'bb_width': width / bb.middle.to_numpy(),
+            'atr_14': vbt.ATR.run(high, low, close, window=27, ewm=True).atr.to_numpy() / close,
+            'realized_vol_24': vbt.MSTD.run(fm['log_ret_1'].to_numpy(), window=24).mstd.to_numpy(),
+            **{f'ema_gap_{n}': close / emas[:, i] - 1 for i, n in enumerate([9, 21, 34])},
+            'volume_ratio_20': np.where((mean := vbt.MA.run(volume, window=20).ma.to_numpy()) == 0, 1.0, volume / mean)}
+    for name, values in expected.items():
+        np.testing.assert_array_equal(fm[name].to_numpy(), values, err_msg=name)
+
+
+@pytest.mark.parametrize('unit', ['s', 'ms', 'us'])
+def test_index_unit_does_not_matter(btc_1h, unit):
+    other = btc_1h.set_axis(btc_1h.index.as_unit(unit))
+    np.testing.assert_array_equal(feature_matrix(other).to_numpy(), feature_matrix(btc_1h).to_numpy())
+
+
+def test_read_only_and_strided_inputs(btc_1h):
+    "pandas' read-only views and every-other-row slices give the same features as fresh arrays."
+    every_other = btc_1h.iloc[::2]
+    fresh = every_other.copy()
+    np.testing.assert_array_equal(feature_matrix(every_other).to_numpy(), feature_matrix(fresh).to_numpy())
+
+
 def test_bad_input_is_named(btc_1h):
     with pytest.raises(ValueError, match=r'lack column\(s\) close'): feature_matrix(btc_1h.drop(columns='close'))
     with pytest.raises(ValueError, match='tz-aware DatetimeIndex'): feature_matrix(btc_1h.tz_localize(None))

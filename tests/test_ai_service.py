@@ -1,0 +1,421 @@
+"""The AI service over HTTP: a real uvicorn on 127.0.0.1, real BTCUSDT 1h candles, a real training job.
+
+Two servers run as subprocesses (`python -m uvicorn botcore.api.ai:app`), each with its own data
+directory, tokens from the environment, and a working directory free of any botcore.toml:
+- `served`: a small LSTM pre-trained by the fixture (1 epoch on a slice of the real series) and
+  promoted into its model_dir before the server starts;
+- `empty`: no model at all (503 on /analyze).
+Every endpoint, every auth case and every bad-input case is exercised with httpx; a real
+`POST /train` job hot-swaps the model while a thread keeps calling /analyze.
+"""
+import json, math, os, socket, subprocess, sys, threading, time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from botcore.config import ENV_VARS
+from botcore.data import candles_to_json, load_candles
+
+ENGINE_TOKEN, OPERATOR_KEY = 'engine-token-' + 'e' * 30, 'operator-key-' + 'o' * 30
+ENGINE, OPERATOR = {'Authorization': f'Bearer {ENGINE_TOKEN}'}, {'Authorization': f'Bearer {OPERATOR_KEY}'}
+SEED_SIGNAL_FIELDS = {'signal', 'confidence', 'probability', 'timestamp', 'model_type', 'symbol', 'timeframe'}
+SEED_INFO_FIELDS = {'model_type', 'model_loaded', 'training_samples', 'validation_samples', 'feature_count', 'training_accuracy'}
+
+
+# ---------------------------------------------------------------- fixtures: data, a model, servers
+
+@pytest.fixture(scope='module')
+def btc():
+    "The real BTCUSDT 1h series."
+    return load_candles('BTCUSDT', '1h')
+
+
+@pytest.fixture(scope='module')
+def window(btc):
+    "The last 100 real candles in the seed's JSON shape."
+    return candles_to_json(btc.iloc[-100:])
+
+
+def tiny_model(btc, rows: int = 2500, seed: int = 0):
+    "A real but small LSTM: 1 epoch on the last `rows` candles of BTCUSDT 1h."
+    from botcore.model import TrainConfig, train_model
+    return train_model(btc.iloc[-rows:], TrainConfig(model_type='lstm', epochs=1, seed=seed), 'BTCUSDT', '1h', progress=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    "`uvicorn botcore.api.ai:app` in a subprocess on a free loopback port."
+    def __init__(self, data_dir: Path):
+        self.data_dir, self.port = data_dir, free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith('BOTCORE_') and k not in ENV_VARS}
+        env.update(BOTCORE_DATA_DIR=str(data_dir), INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY,
+                   HOME=str(data_dir), PYTHONUNBUFFERED='1')
+        self.log = open(data_dir / 'server.log', 'wb')
+        self.proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'botcore.api.ai:app', '--host', '127.0.0.1',
+                                      '--port', str(self.port), '--workers', '1', '--log-level', 'warning'],
+                                     cwd=data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+
+    def logs(self) -> str: return (self.data_dir / 'server.log').read_text(errors='replace')
+
+    def wait_healthy(self, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None: raise RuntimeError(f'server exited {self.proc.returncode}:\n{self.logs()}')
+            try:
+                if httpx.get(f'{self.url}/health', timeout=2).status_code == 200: return
+            except httpx.TransportError: pass
+            time.sleep(0.25)
+        raise TimeoutError(f'server not healthy after {timeout}s:\n{self.logs()}')
+
+    def stop(self):
+        self.proc.terminate()
+        try: self.proc.wait(15)
+        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope='module')
+def trained(btc, tmp_path_factory):
+    "A data dir whose model_dir holds one promoted tiny model; (data_dir, version, registry)."
+    from botcore.model import ModelRegistry
+    data_dir = tmp_path_factory.mktemp('served')
+    registry = ModelRegistry(data_dir / 'models')
+    version = registry.promote(tiny_model(btc))
+    return data_dir, version, registry
+
+
+@pytest.fixture(scope='module')
+def served(trained):
+    "A running service with the pre-trained model; yields an httpx.Client bound to it."
+    server = Server(trained[0])
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            client.server = server
+            yield client
+    finally:
+        server.stop()
+    assert 'Traceback' not in server.logs(), server.logs()
+
+
+@pytest.fixture(scope='module')
+def empty(tmp_path_factory):
+    "A running service with an empty model dir."
+    server = Server(tmp_path_factory.mktemp('empty'))
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client: yield client
+    finally: server.stop()
+    assert 'Traceback' not in server.logs(), server.logs()
+
+
+def analyze_body(candles, symbol='BTCUSDT', timeframe='1h') -> dict:
+    return {'symbol': symbol, 'timeframe': timeframe, 'candles': candles}
+
+
+def wait_job(client, job_id: str, timeout: float = 150) -> dict:
+    "Poll GET /train/{job_id} until the job ends; every answer is a valid job."
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        r = client.get(f'/train/{job_id}', headers=OPERATOR)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        seen.append(job['status'])
+        assert job['status'] in ('queued', 'running', 'succeeded', 'failed')
+        assert 0 <= job['progress']['fraction'] <= 1
+        if job['status'] in ('succeeded', 'failed'): return job | {'seen': seen}
+        time.sleep(0.2)
+    raise TimeoutError(f'job {job_id} still {seen[-1]} after {timeout}s')
+
+
+# ---------------------------------------------------------------- /health and auth
+
+def test_health_needs_no_auth(served, trained):
+    for headers in ({}, {'Authorization': 'Bearer wrong'}):
+        r = served.get('/health', headers=headers)
+        assert r.status_code == 200
+        h = r.json()
+        assert h['status'] == 'ok' and h['model_loaded'] is True and h['uptime'] >= 0
+        assert h['model_version'] and isinstance(h['model_version'], str)
+
+
+PROTECTED = [('POST', '/analyze'), ('GET', '/model/info'), ('GET', '/cache/stats'), ('POST', '/train'),
+             ('GET', '/train'), ('GET', '/train/no-such-job')]
+BAD_AUTH = {
+    'no header': {},
+    'wrong scheme': {'Authorization': f'Basic {ENGINE_TOKEN}'},
+    'token without scheme': {'Authorization': ENGINE_TOKEN},
+    'wrong token': {'Authorization': 'Bearer not-the-token'},
+    'empty bearer': {'Authorization': 'Bearer'},
+    'token prefix': {'Authorization': f'Bearer {ENGINE_TOKEN[:-1]}'},
+}
+
+
+def request(client, method, path, window, headers):
+    body = analyze_body(window) if path == '/analyze' else {'symbol': 'BTCUSDT', 'retrain': False} if path == '/train' else None
+    return client.request(method, path, json=body, headers=headers)
+
+
+@pytest.mark.parametrize('method,path', PROTECTED, ids=[f'{m} {p}' for m, p in PROTECTED])
+@pytest.mark.parametrize('case', list(BAD_AUTH))
+def test_bad_auth_gets_401(served, window, method, path, case):
+    r = request(served, method, path, window, BAD_AUTH[case])
+    assert r.status_code == 401, r.text
+    assert r.headers['www-authenticate'].startswith('Bearer')
+    assert 'Traceback' not in r.text and r.json()['message']
+
+
+# A good token passes auth: /train with retrain=false is refused (409, a model is served) and an unknown job is 404,
+# so no job starts here.
+GOOD_STATUS = {('POST', '/analyze'): 200, ('GET', '/model/info'): 200, ('GET', '/cache/stats'): 200, ('POST', '/train'): 409,
+               ('GET', '/train'): 200, ('GET', '/train/no-such-job'): 404}
+
+
+@pytest.mark.parametrize('method,path', PROTECTED, ids=[f'{m} {p}' for m, p in PROTECTED])
+@pytest.mark.parametrize('who', ['inter-service token', 'AI API key'])
+def test_good_tokens_pass(served, window, method, path, who):
+    r = request(served, method, path, window, ENGINE if who == 'inter-service token' else OPERATOR)
+    assert r.status_code == GOOD_STATUS[method, path], r.text
+
+
+# ---------------------------------------------------------------- /analyze
+
+def test_analyze_answers_the_seed_contract(served, window, trained):
+    r = served.post('/analyze', json=analyze_body(window), headers=ENGINE)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert SEED_SIGNAL_FIELDS <= set(s)
+    assert s['signal'] in ('long', 'short', 'neutral')
+    assert 0 <= s['confidence'] <= 100 and 0 <= s['probability'] <= 1
+    assert s['timestamp'].endswith('Z') and s['model_type'] == 'lstm'
+    assert (s['symbol'], s['timeframe']) == ('BTCUSDT', '1h')
+    assert s['model_version'] == served.get('/health').json()['model_version']
+
+
+def test_analyze_is_deterministic_and_symbol_is_case_blind(served, btc):
+    w = candles_to_json(btc.iloc[-300:-200])
+    a = served.post('/analyze', json=analyze_body(w), headers=ENGINE).json()
+    b = served.post('/analyze', json=analyze_body(w, symbol='btcusdt'), headers=ENGINE).json()
+    assert a['probability'] == b['probability'] and b['symbol'] == 'BTCUSDT'
+
+
+def test_cache_hit_is_counted(served, btc):
+    w = candles_to_json(btc.iloc[-420:-320])   # a window no other test sends
+    before = served.get('/cache/stats', headers=OPERATOR).json()
+    assert before['enabled'] is True and before['ttl_seconds'] == 300
+    first = served.post('/analyze', json=analyze_body(w), headers=ENGINE).json()
+    second = served.post('/analyze', json=analyze_body(w), headers=OPERATOR).json()
+    assert (first['cached'], second['cached']) == (False, True)
+    assert {k: first[k] for k in SEED_SIGNAL_FIELDS} == {k: second[k] for k in SEED_SIGNAL_FIELDS}
+    after = served.get('/cache/stats', headers=OPERATOR).json()
+    assert (after['hits'] - before['hits'], after['misses'] - before['misses']) == (1, 1)
+    assert served.get('/model/info', headers=OPERATOR).json()['cache']['hits'] == after['hits']
+    moved = w[:-1] + [{**w[-1], 'close': w[-1]['close'] + 0.01, 'high': max(w[-1]['high'], w[-1]['close'] + 0.01)}]
+    assert served.post('/analyze', json=analyze_body(moved), headers=ENGINE).json()['cached'] is False
+
+
+def broken(window, i, **change):
+    return window[:i] + [{**window[i], **change}] + window[i + 1:]
+
+
+def with_token(window, i, field, token):
+    "The request body as text with a non-JSON token (NaN, Infinity) as candle i's field."
+    return json.dumps(analyze_body(broken(window, i, **{field: 987654321.125}))).replace('987654321.125', token)
+
+
+def bad_inputs(w):
+    "(name, body as text, loc of the first error) for every kind of bad input."
+    j = lambda candles, **kw: json.dumps(analyze_body(candles) | kw)
+    swapped = w[:10] + [w[11], w[10]] + w[12:]
+    off_4h = next(i for i, c in enumerate(w) if c['timestamp'] % (4 * 3_600_000))
+    truncated = '{"symbol": "BTCUSDT", '
+    try: json.loads(truncated)
+    except json.JSONDecodeError as e: bad_json_pos = e.pos
+    return [
+        ('99 candles', j(w[:99]), ['body', 'candles']),
+        ('no candles', j([]), ['body', 'candles']),
+        ('unsorted', j(swapped), ['body', 'candles', 11, 'timestamp']),
+        ('duplicate timestamp', j(broken(w, 20, timestamp=w[19]['timestamp'])), ['body', 'candles', 20, 'timestamp']),
+        ('off-grid timestamp', j(broken(w, 30, timestamp=w[30]['timestamp'] + 60_000)), ['body', 'candles', 30, 'timestamp']),
+        ('high below low', j(broken(w, 5, high=w[5]['low'] - 1)), ['body', 'candles', 5, 'high']),
+        ('high below close', j(broken(w, 6, high=w[6]['close'] - 1, low=min(w[6]['low'], w[6]['close'] - 2))), ['body', 'candles', 6, 'high']),
+        ('low above open', j(broken(w, 7, low=max(w[7]['open'], w[7]['close']) + 1, high=max(w[7]['high'], w[7]['open']) + 2)), ['body', 'candles', 7, 'low']),
+        ('NaN close', with_token(w, 40, 'close', 'NaN'), ['body', 'candles', 40, 'close']),
+        ('Infinity volume', with_token(w, 41, 'volume', 'Infinity'), ['body', 'candles', 41, 'volume']),
+        ('-Infinity low', with_token(w, 42, 'low', '-Infinity'), ['body', 'candles', 42, 'low']),
+        ('NaN timestamp', with_token(w, 43, 'timestamp', 'NaN'), ['body', 'candles', 43, 'timestamp']),
+        ('negative volume', j(broken(w, 50, volume=-1.5)), ['body', 'candles', 50, 'volume']),
+        ('zero price', j(broken(w, 51, open=0)), ['body', 'candles', 51, 'open']),
+        ('missing field', j(w[:60] + [{k: v for k, v in w[60].items() if k != 'close'}] + w[61:]), ['body', 'candles', 60, 'close']),
+        ('price as text', j(broken(w, 61, close='high')), ['body', 'candles', 61, 'close']),
+        ('unknown timeframe', j(w, timeframe='7m'), ['body', 'timeframe']),
+        ('timeframe grid mismatch', j(w, timeframe='4h'), ['body', 'candles', off_4h, 'timestamp']),
+        ('bad symbol', j(w, symbol='BTC/USDT'), ['body', 'symbol']),
+        ('missing symbol', json.dumps({'timeframe': '1h', 'candles': w}), ['body', 'symbol']),
+        ('not JSON', truncated, ['body', bad_json_pos]),
+    ]
+
+
+def test_every_bad_input_gets_422_naming_the_field(served, window):
+    for name, text, loc in bad_inputs(window):
+        r = served.post('/analyze', content=text, headers=ENGINE | {'Content-Type': 'application/json'})
+        assert r.status_code == 422, (name, r.status_code, r.text[:300])
+        body = r.json()
+        assert body['detail'][0]['loc'] == loc, (name, body['detail'][:2])
+        assert body['message'] and 'Traceback' not in r.text, name
+        if isinstance(loc[-1], str) and loc[-1] != 'candles': assert loc[-1] in body['message'], (name, body['message'])
+
+
+def test_nan_is_never_echoed_as_invalid_json(served, window):
+    r = served.post('/analyze', content=with_token(window, 3, 'close', 'NaN'), headers=ENGINE | {'Content-Type': 'application/json'})
+    assert r.status_code == 422
+    json.loads(r.text, parse_constant=lambda c: pytest.fail(f'response has the non-JSON token {c}'))
+
+
+def test_oversized_body_gets_413(served, window):
+    big = json.dumps(analyze_body(window * 600)).encode()     # ~6.6 MB, over the 5 MB limit
+    assert len(big) > 5 * 2**20
+    r = served.post('/analyze', content=big, headers=ENGINE | {'Content-Type': 'application/json'})
+    assert r.status_code == 413, r.text[:200]
+    # The same body streamed in chunks with no Content-Length: the limit counts the bytes as they arrive.
+    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+    r = served.post('/analyze', content=chunks, headers=ENGINE | {'Content-Type': 'application/json'})
+    assert r.status_code == 413 and 'content-length' not in r.request.headers, r.text[:200]
+    assert served.get('/health').status_code == 200
+
+
+def test_cors_allows_the_configured_dashboard_origin(served):
+    pre = lambda origin: served.options('/analyze', headers={'Origin': origin, 'Access-Control-Request-Method': 'POST',
+                                                            'Access-Control-Request-Headers': 'authorization,content-type'})
+    ok = pre('http://localhost:3000')
+    assert ok.status_code == 200 and ok.headers['access-control-allow-origin'] == 'http://localhost:3000'
+    assert 'access-control-allow-origin' not in pre('http://evil.example').headers
+
+
+def test_unknown_paths_are_json_404(served):
+    r = served.get('/nope', headers=ENGINE)
+    assert r.status_code == 404 and r.json()['message']
+
+
+# ---------------------------------------------------------------- no model
+
+def test_no_model_gets_503_saying_how_to_train(empty, window):
+    h = empty.get('/health').json()
+    assert (h['model_loaded'], h['model_version']) == (False, None)
+    r = empty.post('/analyze', json=analyze_body(window), headers=ENGINE)
+    assert r.status_code == 503
+    assert 'botcore train' in r.json()['message'] and 'POST /train' in r.json()['message']
+    info = empty.get('/model/info', headers=OPERATOR).json()
+    assert SEED_INFO_FIELDS <= set(info) and info['model_loaded'] is False
+    # Bad input is still the caller's error, model or not.
+    assert empty.post('/analyze', json=analyze_body(window[:50]), headers=ENGINE).status_code == 422
+
+
+# ---------------------------------------------------------------- /model/info
+
+def test_model_info_has_the_seed_fields_and_more(served, trained):
+    info = served.get('/model/info', headers=ENGINE).json()
+    assert SEED_INFO_FIELDS <= set(info)
+    assert info['model_loaded'] is True and info['model_type'] == 'lstm'
+    assert info['training_samples'] > 0 and info['validation_samples'] > 0 and info['feature_count'] >= 15
+    assert 0 <= info['training_accuracy'] <= 1
+    assert info['version'] == served.get('/health').json()['model_version']
+    assert 'accuracy' in info['test_metrics'] and info['training_seconds'] > 0
+
+
+# ---------------------------------------------------------------- /train
+
+def test_train_refuses_bad_requests(served, window):
+    r = served.post('/train', json={'symbol': 'BTCUSDT', 'retrain': False}, headers=OPERATOR)
+    assert r.status_code == 409 and 'retrain' in r.json()['message']
+    r = served.post('/train', json={'symbol': 'DOGEUSDT', 'retrain': True}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'symbol']
+    r = served.post('/train', json={'model_type': 'transformer', 'retrain': True}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'model_type']
+    r = served.post('/train', json={'retrain': True, 'candles': broken(window, 3, volume=-1)}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'candles', 3, 'volume']
+    r = served.post('/train', json={'retrain': True, 'epochs': 0}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'epochs']
+    assert served.get('/train/does-not-exist', headers=OPERATOR).status_code == 404
+
+
+class Hammer(threading.Thread):
+    "Calls /analyze on distinct real windows (so the cache misses) until stopped; records every answer."
+    def __init__(self, url, btc):
+        super().__init__(daemon=True)
+        self.url, self.windows = url, [candles_to_json(btc.iloc[-1100 + i:-1000 + i]) for i in range(0, 1000, 7)]
+        self.stop, self.answers = threading.Event(), []
+
+    def run(self):
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            i = 0
+            while not self.stop.is_set():
+                try:
+                    r = c.post('/analyze', json=analyze_body(self.windows[i % len(self.windows)]), headers=ENGINE)
+                    self.answers.append((r.status_code, r.json()['model_version'] if r.status_code == 200 else r.text[:200]))
+                except Exception as e: self.answers.append((type(e).__name__, str(e)))
+                i += 1
+
+
+@pytest.mark.slow
+def test_train_job_hot_swaps_the_model_while_analyze_keeps_answering(served, btc):
+    old = served.get('/health').json()['model_version']
+    hammer = Hammer(served.base_url, btc)
+    hammer.start()
+    try:
+        time.sleep(0.5)
+        body = {'symbol': 'BTCUSDT', 'timeframe': '1h', 'model_type': 'gru', 'retrain': True, 'epochs': 1,
+                'candles': candles_to_json(btc.iloc[-3000:])}
+        r = served.post('/train', json=body, headers=OPERATOR)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job['status'] in ('queued', 'running') and r.headers['location'] == f"/train/{job['job_id']}"
+        second = served.post('/train', json=body, headers=OPERATOR)
+        assert second.status_code == 409 and job['job_id'] in second.json()['message']
+        done = wait_job(served, job['job_id'])
+        assert done['status'] == 'succeeded', done
+        assert done['progress']['fraction'] == 1 and done['progress']['epoch'] >= 1
+        assert done['model_version'] and done['model_version'] != old and done['metrics']
+        time.sleep(0.5)
+    finally:
+        hammer.stop.set(); hammer.join(30)
+    statuses = [s for s, _ in hammer.answers]
+    assert len(statuses) > 10 and set(statuses) == {200}, [a for a in hammer.answers if a[0] != 200][:5]
+    assert hammer.answers[0][1] == old and hammer.answers[-1][1] == done['model_version']
+    assert served.get('/health').json()['model_version'] == done['model_version']
+    info = served.get('/model/info', headers=ENGINE).json()
+    assert (info['version'], info['model_type']) == (done['model_version'], 'gru')
+    assert served.post('/analyze', json=analyze_body(hammer.windows[0]), headers=ENGINE).json()['model_version'] == done['model_version']
+    assert [j['job_id'] for j in served.get('/train', headers=OPERATOR).json()][0] == job['job_id']
+
+
+@pytest.mark.slow
+def test_failed_job_keeps_the_old_model_serving(served, btc, window):
+    before = served.get('/health').json()['model_version']
+    r = served.post('/train', json={'retrain': True, 'epochs': 1, 'candles': candles_to_json(btc.iloc[-150:])}, headers=OPERATOR)
+    assert r.status_code == 202, r.text
+    done = wait_job(served, r.json()['job_id'])
+    assert done['status'] == 'failed' and done['error'] and done['model_version'] is None, done
+    assert served.get('/health').json()['model_version'] == before
+    r = served.post('/analyze', json=analyze_body(window), headers=ENGINE)
+    assert r.status_code == 200 and r.json()['model_version'] == before
+    # The failed job no longer blocks the next one.
+    assert served.post('/train', json={'retrain': False}, headers=OPERATOR).status_code == 409  # model served, not busy
+    assert 'already served' in served.post('/train', json={'retrain': False}, headers=OPERATOR).json()['message']
+
+
+@pytest.mark.slow
+def test_picks_up_a_model_promoted_by_another_process(served, trained, btc):
+    data_dir, _, registry = trained
+    version = registry.promote(tiny_model(btc, rows=2000, seed=1))
+    deadline = time.monotonic() + 10
+    while served.get('/health').json()['model_version'] != version:
+        assert time.monotonic() < deadline, 'the service did not pick up the promoted model within 10 s'
+        time.sleep(0.25)
+    assert served.post('/analyze', json=analyze_body(candles_to_json(btc.iloc[-100:])), headers=ENGINE).json()['model_version'] == version
