@@ -52,7 +52,9 @@ def signal_code(kind: SignalKind | str | None) -> int:
 
 def signal_codes(kinds) -> np.ndarray:
     "`signal_code` of each element (`SignalKind`, its name, or None/NaN for no signal), as int8."
-    return np.array([0 if not isinstance(k, str) else signal_code(k) for k in kinds], dtype=np.int8)
+    codes, uniques = pd.factorize(pd.Series(list(kinds) if not hasattr(kinds, '__array__') else kinds, dtype=object))
+    table = np.array([0 if not isinstance(k, str) else signal_code(k) for k in uniques] + [0], dtype=np.int8)
+    return table[codes]   # each distinct value looked up once; missing (code -1) takes the trailing 0
 
 # %% ../nbs/06_strategy.ipynb #fdd3ca0f
 @njit(cache=_CACHE)
