@@ -22,8 +22,8 @@ from .core import Timeframe
 # %% auto #0
 __all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'Section',
            'MarketDataSettings', 'ApiSettings', 'StrategySettings', 'TradingSettings', 'AISettings', 'AuthSettings',
-           'config_path', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings', 'tokens_match',
-           'show_settings', 'load_settings_or_exit']
+           'config_path', 'StoreSettings', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens',
+           'load_settings', 'tokens_match', 'show_settings', 'load_settings_or_exit']
 
 # %% ../nbs/01_config.ipynb #4394f9cd
 class ConfigError(ValueError):
@@ -91,6 +91,9 @@ class MarketDataSettings(Section):
     symbols: list[str] = Field(['BTCUSDT'], min_length=1)
     timeframe: Annotated[Timeframe, BeforeValidator(Timeframe.parse)] = Timeframe.H1
     source: Literal['replay', 'binance', 'binance-testnet'] = 'replay'
+    history_candles: int = Field(200, ge=100, description='rolling window per symbol, backfilled at start (the AI needs 100)')
+    replay_speed: float = Field(1.0, ge=0, description='replay: candles per second (0: as fast as possible)')
+    replay_candles: int = Field(2000, gt=0, description="replay: how many of the series' last candles to stream")
 
 # %% ../nbs/01_config.ipynb #3e55c42a
 class ApiSettings(Section):
@@ -98,6 +101,8 @@ class ApiSettings(Section):
     host: str = '127.0.0.1'
     port: Port = 8080
     cors_origins: list[Origin] = ['http://localhost:3000']
+    ws_ping_seconds: float = Field(20.0, gt=0, description='keep-alive ping interval on /ws')
+    ws_queue_size: int = Field(1000, ge=1, description="events buffered per WebSocket client before it is dropped")
 
 _OPTIONAL_RULES = ('stop_loss_pct', 'take_profit_pct', 'trailing_activation_pct', 'trailing_distance_pct',
                    'max_holding_candles', 'max_holding_minutes', 'risk_pct', 'max_position_value', 'daily_loss_limit_pct')
@@ -145,6 +150,11 @@ class TradingSettings(StrategySettings):
     use_ai_signals: bool = True
     signal_timeout_seconds: float = Field(30, gt=0)
     mode: Literal['paper', 'live'] = 'paper'
+    signal_retries: int = Field(3, ge=0, description="retries of a failed /analyze (the seed's MAX_RETRIES)")
+    signal_retry_delay_seconds: float = Field(5.0, ge=0, description="pause before each retry (the seed's RETRY_DELAY)")
+    health_check_seconds: float = Field(5.0, gt=0, description="how often the engine polls the AI service's /health")
+    paper_cash: float = Field(10_000.0, gt=0, description='starting balance of the paper account, quote currency')
+    checkpoint_seconds: float = Field(1.0, gt=0, description="most time between two saves of the engine's state")
 
 # %% ../nbs/01_config.ipynb #163460f9
 class _KeyedError(ValueError):
@@ -187,6 +197,7 @@ ENV_VARS: dict[str, str] = {
     'AI_API_KEY': 'auth.ai_api_key',
     'PYTHON_API_KEY': 'auth.ai_api_key',
     'DASHBOARD_SESSION_SECRET': 'auth.dashboard_session_secret',
+    'DATABASE_URL': 'store.url',
 }
 ENV_PREFIX, ENV_DELIMITER = 'BOTCORE_', '__'
 
@@ -238,9 +249,24 @@ def _sources(settings_cls, path: Path | None, env: Mapping[str, str]) -> tuple:
         except tomllib.TOMLDecodeError as e: raise ConfigError(path, None, f"invalid TOML: {e}") from None
     return tuple(out)
 
+# %% ../nbs/01_config.ipynb #23f57858
+def _database_url(s: str) -> str:
+    "A SQLAlchemy database URL (sqlite:///..., postgresql+psycopg://...)."
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try: make_url(s)
+    except ArgumentError: raise ValueError(f"malformed database URL: expected dialect+driver://user@host/db (got {s!r})") from None
+    return s
+
+class StoreSettings(Section):
+    "`[store]`: where orders, fills, trades, signals and events are kept."
+    url: Optional[Annotated[str, AfterValidator(_database_url)]] = Field(
+        None, description='SQLAlchemy URL; None: an SQLite file data_dir/botcore.db')
+    echo: bool = False
+
 # %% ../nbs/01_config.ipynb #0921c5fc
 class Settings(BaseSettings):
-    "Every botcore setting: `[market_data]`, `[api]`, `[trading]`, `[ai]`, `[auth]` and `data_dir`."
+    "Every botcore setting: `[market_data]`, `[api]`, `[trading]`, `[ai]`, `[auth]`, `[store]` and `data_dir`."
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER,
                                       extra='forbid', frozen=True)
     data_dir: Path = Path('~/.botcore')
@@ -249,6 +275,7 @@ class Settings(BaseSettings):
     trading: TradingSettings = TradingSettings()
     ai: AISettings = AISettings()
     auth: AuthSettings = AuthSettings()
+    store: StoreSettings = StoreSettings()
 
     @field_validator('data_dir', mode='before')
     @classmethod
@@ -264,6 +291,11 @@ class Settings(BaseSettings):
     def model_dir(self) -> Path:
         "Where trained models live: `ai.model_dir`, or `data_dir/models`."
         return self.ai.model_dir or self.data_dir / 'models'
+
+    @property
+    def database_url(self) -> str:
+        "The store's SQLAlchemy URL: `store.url`, or an SQLite file in data_dir."
+        return self.store.url or f"sqlite:///{self.data_dir / 'botcore.db'}"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **_):

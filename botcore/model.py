@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -35,8 +36,8 @@ __all__ = ['FEW_WINDOWS', 'WEIGHTS', 'META', 'CURRENT', 'DEFAULT_MAX_TRAIN_SECON
            'sliding_windows', 'full_windows', 'Samples', 'make_samples', 'chronological_split', 'fit_scaler',
            'scale_rows', 'SequenceClassifier', 'WindowDataset', 'window_loader', 'train_epoch', 'predict_windows',
            'seeded', 'torch_threads', 'single_threaded', 'fit', 'classification_metrics', 'baseline_probabilities',
-           'TrainedModel', 'library_versions', 'new_version', 'evaluate', 'data_summary', 'train_model', 'verdict',
-           'evaluation_report', 'ModelNotFoundError', 'ModelRegistry', 'build_net', 'train_default_model']
+           'TrainedModel', 'library_versions', 'new_version', 'calibration', 'evaluate', 'data_summary', 'train_model',
+           'verdict', 'evaluation_report', 'ModelNotFoundError', 'ModelRegistry', 'build_net', 'train_default_model']
 
 # %% ../nbs/04_model.ipynb #520edc7c
 class TrainConfig(BaseModel):
@@ -307,13 +308,22 @@ def new_version(model_type: str, created: datetime) -> str:
     return f"{created:%Y%m%dT%H%M%SZ}-{model_type}-{uuid.uuid4().hex[:6]}"
 
 # %% ../nbs/04_model.ipynb #0a60e117
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    "Reliability-diagram points: mean predicted probability and observed frequency of up in `bins` quantile bins."
+    freq, mean_p = calibration_curve(np.asarray(y).astype(int), np.asarray(p, np.float64), n_bins=bins, strategy='quantile')
+    return dict(predicted=[round(float(x), 6) for x in mean_p], observed=[round(float(x), 6) for x in freq])
+
 def evaluate(net: nn.Module, s: Samples, rows: np.ndarray, splits: tuple) -> dict:
-    "Metrics of `net` on each split and of the baselines on the test split."
-    out = {}
+    "Metrics of `net` on each split and of the baselines on the test split, with the test split's calibration."
+    out, test_p = {}, None
     for name, idx in zip(('train', 'val', 'test'), splits):
-        out[name] = classification_metrics(s.y[idx], predict_windows(net, WindowDataset(rows, s.ends[idx], s.y[idx], s.window)))
+        p = predict_windows(net, WindowDataset(rows, s.ends[idx], s.y[idx], s.window))
+        out[name] = classification_metrics(s.y[idx], p)
+        test_p = p
     base = baseline_probabilities(s, rows, splits[0], splits[2])
-    out['baselines'] = {k: classification_metrics(s.y[splits[2]], p, pred) for k, (p, pred) in base.items()}
+    y_test = s.y[splits[2]]
+    out['baselines'] = {k: classification_metrics(y_test, p, pred) for k, (p, pred) in base.items()}
+    out['calibration'] = {'model': calibration(y_test, test_p), 'logistic regression': calibration(y_test, base['logistic regression'][0])}
     return out
 
 # %% ../nbs/04_model.ipynb #5eb63506

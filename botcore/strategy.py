@@ -6,7 +6,7 @@ Docs: https://botcore.github.io/botcore/strategy.html.md"""
 
 # %% ../nbs/06_strategy.ipynb #b1cff1f5
 from __future__ import annotations
-import functools
+import functools, math
 from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Any, Literal, Mapping, NamedTuple, Optional
@@ -23,8 +23,8 @@ __all__ = ['SIGNAL_CODE', 'POSITION_DT', 'ACCOUNT_DT', 'DECISION_DT', 'DAY_MS', 
            'signal_code', 'signal_codes', 'fill_price_nb', 'fee_nb', 'fill', 'StrategyParams', 'NbParams', 'flatten_nb',
            'new_position_state', 'new_account_state', 'signal_side_nb', 'position_value_nb', 'entry_block_nb',
            'intrabar_exit_nb', 'update_trail_nb', 'held_too_long_nb', 'open_nb', 'close_nb', 'step_nb', 'Decision',
-           'decisions_from', 'Account', 'StrategyState', 'step', 'Strategy', 'run_strategy_nb', 'trades_frame',
-           'run_strategy', 'rsi_signals', 'vectorbt_order_func']
+           'decisions_from', 'Account', 'StrategyState', 'step', 'Strategy', 'close_now_nb', 'record_to_dict',
+           'record_from_dict', 'run_strategy_nb', 'trades_frame', 'run_strategy', 'rsi_signals', 'vectorbt_order_func']
 
 # %% ../nbs/06_strategy.ipynb #ebaa9eb8
 _CACHE = __name__ != '__main__'
@@ -36,7 +36,7 @@ class Action(IntEnum):
 
 class ExitReason(IntEnum):
     "Why a position was closed."
-    NONE=0; STOP_LOSS=1; TAKE_PROFIT=2; TRAILING_STOP=3; SIGNAL=4; REVERSE=5; MAX_HOLDING=6
+    NONE=0; STOP_LOSS=1; TAKE_PROFIT=2; TRAILING_STOP=3; SIGNAL=4; REVERSE=5; MAX_HOLDING=6; MANUAL=7
 
 class EntryBlock(IntEnum):
     "Why a signal did not open a position."
@@ -382,6 +382,57 @@ def _levels(self: Strategy) -> dict:
 
 Strategy.position, Strategy.levels = _position, _levels
 Strategy.blocked = property(lambda self: EntryBlock(self.state.position[0]['blocked']))
+
+# %% ../nbs/06_strategy.ipynb #04912aed
+@njit(cache=_CACHE)
+def close_now_nb(pos, acct, p: NbParams, ts: int, price: float, reason: int, out) -> int:
+    "Close the open position of `pos` at `price` outside a candle; how many decisions (0 when flat)."
+    if pos[0].side == 0: return 0
+    return close_nb(pos[0], acct[0], p, ts, price, reason, out, 0)
+
+def _close_now(self: Strategy, price: float, when: datetime | None = None) -> Decision | None:
+    "Close the open position now at market `price` (an operator's close); the decision, or None when flat."
+    when = when or datetime.now(timezone.utc)
+    out = np.empty(1, DECISION_DT)
+    if not close_now_nb(self.state.position, self.state.account, self._p, int(when.timestamp() * 1000), float(price), ExitReason.MANUAL, out):
+        return None
+    [d] = decisions_from(out, self.timeframe)
+    return d.model_copy(update=dict(timestamp=when))
+
+_FLAT_FIELDS = ('side', 'qty', 'entry_price', 'entry_fee', 'entry_ts', 'candles_held', 'stop_price', 'target_price', 'best_price', 'trail_price')
+
+def _undo_open(self: Strategy):
+    "Forget the position just opened: the exchange refused its order."
+    if self.state.position[0]['side'] == 0: return
+    flat = new_position_state()[0]
+    for f in _FLAT_FIELDS: self.state.position[0][f] = flat[f]
+    self.state.account[0]['open_positions'] -= 1
+
+Strategy.close_now, Strategy.undo_open = _close_now, _undo_open
+
+# %% ../nbs/06_strategy.ipynb #66f1aeeb
+def record_to_dict(rec: np.ndarray) -> dict:
+    "A one-row structured state array as a JSON-friendly dict (NaN as None)."
+    r = rec[0]
+    return {k: (None if isinstance(v := r[k].item(), float) and math.isnan(v) else v) for k in rec.dtype.names}
+
+def record_from_dict(dtype: np.dtype, d: dict) -> np.ndarray:
+    "The one-row structured array of `dtype` that `record_to_dict` gave `d`."
+    rec = np.zeros(1, dtype)
+    for k in dtype.names: rec[0][k] = np.nan if d[k] is None else d[k]
+    return rec
+
+def _state_dict(self: Strategy) -> dict:
+    "This symbol's position state as JSON (the account is shared: save it once, with `record_to_dict(account.state)`)."
+    return record_to_dict(self.state.position)
+
+def _load_state(self: Strategy, position: dict, account: dict | None = None) -> Strategy:
+    "Restore the position state (and the shared account's, when given) saved by `state_dict`."
+    self.state.position[:] = record_from_dict(POSITION_DT, position)
+    if account is not None: self.state.account[:] = record_from_dict(ACCOUNT_DT, account)
+    return self
+
+Strategy.state_dict, Strategy.load_state = _state_dict, _load_state
 
 # %% ../nbs/06_strategy.ipynb #c83daaf0
 def _replay(self: Strategy, candles: pd.DataFrame, signals: pd.DataFrame | None = None) -> pd.DataFrame:

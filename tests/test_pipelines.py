@@ -17,6 +17,12 @@ def test_botcore_train_runs_the_pipeline(tmp_path):
     nb = json.loads(reports[0].read_text())
     text = ''.join(''.join(o.get('text', '')) for c in nb['cells'] for o in c.get('outputs', []))
     assert 'promoted' in text and 'baseline' in text  # the verdict sentence compares with the baselines
+    figures = [o['data']['application/vnd.plotly.v1+json'] for c in nb['cells'] for o in c.get('outputs', [])
+               if 'application/vnd.plotly.v1+json' in o.get('data', {})]
+    titles = [f['layout']['title']['text'] for f in figures]
+    assert any('Loss per epoch' in t for t in titles) and any('Reliability diagram' in t for t in titles), titles
+    calibration = next(f for f in figures if 'Reliability' in f['layout']['title']['text'])
+    assert len(calibration['data']) == 3 and all(len(d['x']) >= 5 for d in calibration['data'][1:])  # LSTM and logistic regression
     models = tmp_path / 'data' / 'models'
     current = (models / 'CURRENT').read_text().strip()
     meta = json.loads((models / current / 'meta.json').read_text())
