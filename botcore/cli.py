@@ -13,7 +13,8 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'project_root', 'run_pipeline', 'train_cmd',
-           'serve_ai', 'run_cmd']
+           'backtest_cmd', 'sweep_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd',
+           'Child', 'Supervisor', 'run_cmd', 'simulator', 'schedule']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -111,30 +112,256 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
     out = run_pipeline('train', params, runs_dir)
     print(f"report: {out}")
 
+# %% ../nbs/90_cli.ipynb #0decc1aa
+def _strategy_params(settings, overrides: dict, more: str | None):
+    "The settings' trading rules with `overrides` (None: unset) and `more` ('key=value;...') applied, checked."
+    from botcore.strategy import StrategyParams
+    from botcore.sweep import GridError, checked_params, parse_grid
+    values = {}
+    for key, vals in (parse_grid(more) if more else {}).items():
+        if len(vals) != 1: raise GridError(key, f"one value expected (got {len(vals)})")
+        values[key] = vals[0]
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    return checked_params(values, StrategyParams.from_settings(settings))
+
+# %% ../nbs/90_cli.ipynb #2686efce
+@command('backtest')
+def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a timeframe that is not bundled is resampled from a finer one)
+                 timeframe: str = '1h',  # its timeframe
+                 signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
+                 start: str = None,  # first candle's open time, e.g. 2024-01-01 (default: the first)
+                 end: str = None,  # last candle's open time, included (default: the last)
+                 data_path: str = None,  # backtest the candles of this CSV/Parquet file instead
+                 stop_loss_pct: float = None,  # stop this percent against the entry (0: no stop; default: the settings')
+                 take_profit_pct: float = None,  # target this percent in favour (0: no target)
+                 position_size_pct: float = None,  # percent of equity per position
+                 confidence_threshold: float = None,  # act on signals with confidence/100 at least this
+                 trailing_activation_pct: float = None,  # trail once the best price is this percent in favour
+                 trailing_distance_pct: float = None,  # trail this percent behind the best price
+                 max_holding_candles: int = None,  # close after this many candles
+                 params: str = None,  # any StrategyParams fields: "key=value;key=value"
+                 init_cash: float = 10_000.0,  # starting cash, quote currency
+                 model_dir: str = None,  # model registry (default: the settings' model_dir)
+                 runs_dir: str = 'runs',  # where the executed notebook and its statistics are kept
+                 config: str = None):  # path to a botcore.toml
+    "Backtest the strategy beside buy-and-hold by running pipelines/backtest.ipynb; print the statistics."
+    import pandas as pd
+    from botcore.config import load_settings_or_exit
+    from botcore.sweep import check_signals, market_candles
+    s = load_settings_or_exit(config)
+    flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct, position_size_pct=position_size_pct,
+                 confidence_threshold=confidence_threshold, trailing_activation_pct=trailing_activation_pct,
+                 trailing_distance_pct=trailing_distance_pct, max_holding_candles=max_holding_candles)
+    model_dir = model_dir or str(s.model_dir)
+    try:
+        strategy = _strategy_params(s, flags, params)
+        check_signals(signals, model_dir)
+        market_candles(None if data_path else symbol, timeframe, start, end, path=data_path)
+    except ValueError as e: print(f"botcore backtest: {e}", file=sys.stderr); return 2
+    stats = Path(runs_dir) / f".backtest-stats-{os.getpid()}-{time.time_ns()}.csv"
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    out = run_pipeline('backtest', dict(symbol=symbol, timeframe=timeframe, data_path=data_path, start=start, end=end, signals=signals,
+                                        model_dir=model_dir, long_threshold=s.ai.long_threshold, short_threshold=s.ai.short_threshold,
+                                        params=strategy.model_dump(), init_cash=init_cash, stats_path=str(stats.resolve())), runs_dir)
+    table_path = stats.replace(out.with_suffix('.stats.csv'))
+    with pd.option_context('display.width', 200, 'display.max_rows', 100):
+        print(pd.read_csv(table_path, index_col=0, dtype=str, keep_default_na=False).to_string())
+    print(f"\nreport: {out}\nstatistics: {table_path}")
+
+# %% ../nbs/90_cli.ipynb #9212f28e
+@command('sweep')
+def sweep_cmd(grid: str = None,  # the grid, e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4,6" (StrategyParams fields)
+              symbols: str = 'BTCUSDT',  # comma-separated bundled symbols
+              timeframes: str = '1h',  # comma-separated timeframes
+              signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
+              start: str = None,  # first candle's open time (default: the first)
+              end: str = None,  # last candle's open time, included (default: the last)
+              metric: str = 'sharpe_ratio',  # rank by: sharpe_ratio, total_return, sortino_ratio, calmar_ratio, profit_factor, win_rate, max_drawdown (lowest first), ...
+              scheduler: str = None,  # address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster for this run)
+              workers: int = None,  # worker processes of that LocalCluster (default: one per CPU core)
+              chunk_size: int = None,  # parameter sets per task (default: sized to the candles and workers)
+              init_cash: float = 10_000.0,  # starting cash of each backtest
+              top: int = 20,  # rows to print
+              out: str = None,  # write every row to this CSV file
+              progress: bool = True,  # progress bar of the backtests done (--no-progress: none)
+              model_dir: str = None,  # model registry (default: the settings' model_dir)
+              config: str = None):  # path to a botcore.toml
+    "Backtest every combination of a parameter grid on Dask; print the best."
+    import pandas as pd
+    from botcore.config import load_settings_or_exit
+    from botcore.strategy import StrategyParams
+    from botcore.sweep import parse_grid, sweep
+    if not grid: print('botcore sweep: --grid is required, e.g. --grid "stop_loss_pct=1,2,3;take_profit_pct=2,4,6"', file=sys.stderr); return 2
+    s = load_settings_or_exit(config)
+    split = lambda text: [x.strip() for x in text.split(',') if x.strip()]
+    try:
+        res = sweep(parse_grid(grid), split(symbols), split(timeframes), signals, scheduler, workers, progress, metric, init_cash,
+                    start, end, StrategyParams.from_settings(s), chunk_size, model_dir or str(s.model_dir), s.ai.long_threshold, s.ai.short_threshold)
+    except ValueError as e: print(f"botcore sweep: {e}", file=sys.stderr); return 2
+    if out: res.to_csv(out, index=False)
+    a = res.attrs
+    print(f"{len(res):,} backtests in {a['seconds']:.1f} s ({a['tasks']} Dask tasks); best {min(top, len(res))} by {a['metric']}:")
+    with pd.option_context('display.width', 250, 'display.max_columns', 40):
+        print(res.head(top).round(4).to_string(index=False))
+    if out: print(f"\nall {len(res):,} rows: {out}")
+
 # %% ../nbs/90_cli.ipynb #16a14cda
+def ensure_default_model(settings) -> None:
+    "Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none."
+    from botcore.model import ModelRegistry, evaluation_report, train_default_model
+    reg = ModelRegistry(settings.model_dir)
+    if reg.current() is not None or reg.latest() is not None: return
+    print(f"\nNo model in {settings.model_dir}: training the default model on BTCUSDT 1h (once; a few minutes)...", flush=True)
+    model = train_default_model(settings.model_dir)
+    report = evaluation_report(model)
+    print(report.round(4).to_string(), '\n' + report.attrs['verdict'], flush=True)
+
 @command('serve ai')
 def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
              port: int = None,  # port (default: settings' ai.port)
+             train_if_missing: bool = False,  # train the default model first if the registry has none
              config: str = None):  # path to a botcore.toml
     "Run the AI signal service (FastAPI on uvicorn)."
     import uvicorn
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
+    if train_if_missing: ensure_default_model(s)
     uvicorn.run('botcore.api.ai:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info')
 
-# %% ../nbs/90_cli.ipynb #795f8681
-@command('run')
-def run_cmd(config: str = None):  # path to a botcore.toml
-    "The main job: data summary, default model if none, then the AI service."
+@command('serve engine')
+def serve_engine(host: str = None,  # interface to bind (default: settings' api.host)
+                 port: int = None,  # port (default: settings' api.port)
+                 config: str = None):  # path to a botcore.toml
+    "Run the trading engine and its API (FastAPI on uvicorn, WebSocket /ws)."
+    import uvicorn
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
+    uvicorn.run('botcore.api.engine:app', host=host or s.api.host, port=port or s.api.port, log_level='info')
+
+@command('serve dashboard')
+def serve_dashboard_cmd(port: int = None,  # port (default: settings' dashboard.port)
+                        notebook: str = 'monitor',  # monitor or research
+                        config: str = None):  # path to a botcore.toml
+    "Run the Voila dashboard (monitoring and research notebooks)."
+    from botcore.config import load_settings_or_exit
+    from botcore.dashboard import serve_dashboard
+    return serve_dashboard(load_settings_or_exit(config), notebook=notebook, port=port)
+
+# %% ../nbs/90_cli.ipynb #795f8681
+class Child:
+    "One service of `botcore run`: a subprocess in its own process group, and the URL of its `/health`."
+    def __init__(self, name: str, cmd: list[str], health: str, env: dict, any_answer: bool = False):
+        import subprocess
+        self.name, self.health, self.any_answer = name, health, any_answer    # any_answer: a 401/403 still says "up"
+        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def up(self) -> bool:
+        import httpx
+        try: code = httpx.get(self.health, timeout=2).status_code
+        except httpx.HTTPError: return False
+        return code == 200 or (self.any_answer and code < 500)
+
+    def stop(self, timeout: float = 30) -> int:
+        "SIGTERM, then SIGKILL after `timeout`; the exit code."
+        import signal, subprocess
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try: self.proc.wait(timeout)
+            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+        return self.proc.returncode
+
+def _local(host: str) -> str: return '127.0.0.1' if host in ('0.0.0.0', '::', '') else host
+
+class Supervisor:
+    "The children of `botcore run`: started in order, watched, stopped in reverse order on Ctrl-C, SIGTERM or a death."
+    def __init__(self):
+        import signal
+        self.children, self.why = [], None
+        def on_signal(signum, frame): self.why = self.why or signal.Signals(signum).name
+        self._old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start(self, child: Child, timeout: float) -> bool:
+        "Start `child` and wait until it answers; False if it died, timed out, or a stop was asked for meanwhile."
+        self.children.append(child)
+        deadline = time.monotonic() + timeout
+        while self.why is None and time.monotonic() < deadline:
+            if child.proc.poll() is not None: self.why = f"{child.name} exited with {child.proc.returncode}"; return False
+            if child.up(): return True
+            time.sleep(0.3)
+        self.why = self.why or f"{child.name} did not answer {child.health} within {timeout:.0f} s"
+        return False
+
+    def wait(self):
+        "Until a signal or a child's death."
+        while self.why is None:
+            if dead := [c for c in self.children if c.proc.poll() is not None]:
+                self.why = f"{dead[0].name} exited with {dead[0].proc.returncode}"
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        "Stop every child, the last started first; 0 if asked to stop, 1 if something failed."
+        import signal
+        print(f"\nstopping ({self.why})...", flush=True)
+        codes = {c.name: c.stop() for c in reversed(self.children)}
+        for sig, h in self._old.items(): signal.signal(sig, h)
+        print('stopped: ' + ', '.join(f"{n} ({code})" for n, code in codes.items()), flush=True)
+        return 0 if self.why in ('SIGINT', 'SIGTERM') else 1
+
+@command('run')
+def run_cmd(config: str = None,  # path to a botcore.toml
+            dashboard: bool = True):  # also start the Voila dashboard
+    "The main job: data summary, default model if none, then the AI service, the engine and the dashboard."
+    from botcore.config import load_settings_or_exit
+    s = load_settings_or_exit(config)          # also generates the tokens the three services share
     data_cmd()
-    from botcore.model import ModelRegistry, evaluation_report, train_default_model
-    reg = ModelRegistry(s.model_dir)
-    if reg.current() is None and reg.latest() is None:
-        print(f"\nNo model in {s.model_dir}: training the default model on BTCUSDT 1h (once; a few minutes)...")
-        model = train_default_model(s.model_dir)
-        print(evaluation_report(model).round(4).to_string(), '\n' + evaluation_report(model).attrs['verdict'])
-    print(f"\nAI signal service on http://{s.ai.host}:{s.ai.port} (Ctrl-C stops it); "
-          f"token: `botcore config token --name ai_api_key`")
-    serve_ai(config=config)
+    ensure_default_model(s)
+    env = dict(os.environ) | ({'BOTCORE_CONFIG': str(Path(config).resolve())} if config else {})
+    ai_url = f"http://{_local(s.ai.host)}:{s.ai.port}"
+    engine_url = f"http://{_local(s.api.host)}:{s.api.port}"
+    uv = [sys.executable, '-m', 'uvicorn', '--log-level', 'warning']
+    sup = Supervisor()
+    try:
+        if not sup.start(Child('ai', [*uv, 'botcore.api.ai:app', '--host', s.ai.host, '--port', str(s.ai.port)],
+                               f'{ai_url}/health', env), 300): return sup.stop()
+        print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)", flush=True)
+        if not sup.start(Child('engine', [*uv, 'botcore.api.engine:app', '--host', s.api.host, '--port', str(s.api.port)],
+                               f'{engine_url}/health', env | {'PYTHON_AI_SERVICE_URL': ai_url}), 120): return sup.stop()
+        print(f"trading engine:    {engine_url}  (paper trading, {s.market_data.source} {', '.join(s.market_data.symbols)} "
+              f"{s.market_data.timeframe}; token: botcore config token --name engine_api_key)", flush=True)
+        if dashboard and (project_root() / 'dashboards' / 'monitor.ipynb').exists():
+            dash_url = f"http://{_local(s.dashboard.host)}:{s.dashboard.port}"
+            botcore = str(Path(sys.executable).with_name('botcore'))
+            if not sup.start(Child('dashboard', [botcore, 'serve', 'dashboard'] + (['--config', config] if config else []), f'{dash_url}/',
+                                   env | {'BOTCORE_DASHBOARD__ENGINE_URL': engine_url, 'BOTCORE_DASHBOARD__AI_URL': ai_url},
+                                   any_answer=True), 120): return sup.stop()
+            print(f"dashboard:         {dash_url}/?token=<botcore config token --name dashboard_session_secret>", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        sup.wait()
+        return sup.stop()
+    except BaseException:
+        sup.why = sup.why or 'an error in botcore run'
+        sup.stop()
+        raise
+
+# %% ../nbs/90_cli.ipynb #26d26275
+@command('simulator')
+def simulator(port: int = 9443,  # port to listen on (0: any free port)
+              host: str = '127.0.0.1',  # interface to bind
+              speed: float = 1.0,  # candles of the base timeframe replayed per second (0: paused)
+              symbols: str = 'BTCUSDT,ETHUSDT',  # comma-separated bundled symbols
+              timeframe: str = None,  # base timeframe (default: the finest every symbol has)
+              start: str = None,  # where the clock starts: an instant (2024-12-01T00:00) or -N candles before the end
+              api_key: str = 'key',  # the API key clients sign with
+              secret: str = 'secret',  # its secret
+              cash: float = 10_000.0,  # starting USDT balance
+              fee: float = 0.001):  # trading fee, maker and taker
+    "Run the local Binance-compatible exchange simulator until Ctrl-C."
+    from botcore.simulator import simulator_cmd
+    return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash, fee)
+
+@command('schedule')
+def schedule(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+             once: str = None):  # run the scheduled run of this name now, once, and exit 0 if it succeeded, 1 if it failed
+    "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
+    from botcore.schedule import schedule_cmd
+    return schedule_cmd(config, once)

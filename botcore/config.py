@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 from pydantic import (AfterValidator, AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr,
                       TypeAdapter, ValidationError, field_validator, model_validator)
 from pydantic_settings import (BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError,
@@ -22,8 +22,9 @@ from .core import Timeframe
 # %% auto #0
 __all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'Section',
            'MarketDataSettings', 'ApiSettings', 'StrategySettings', 'TradingSettings', 'AISettings', 'AuthSettings',
-           'config_path', 'StoreSettings', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens',
-           'load_settings', 'tokens_match', 'show_settings', 'load_settings_or_exit']
+           'config_path', 'ExchangeSettings', 'DashboardSettings', 'ScheduledRun', 'ScheduleSettings', 'StoreSettings',
+           'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings', 'tokens_match',
+           'show_settings', 'load_settings_or_exit']
 
 # %% ../nbs/01_config.ipynb #4394f9cd
 class ConfigError(ValueError):
@@ -131,7 +132,9 @@ class StrategySettings(Section):
 
     @field_validator(*_OPTIONAL_RULES, mode='before')
     @classmethod
-    def _zero_is_off(cls, v): return None if v == 0 else v
+    def _zero_is_off(cls, v):
+        try: return None if v is not None and not isinstance(v, bool) and float(v) == 0 else v   # 0 or '0' (from the environment)
+        except (TypeError, ValueError): return v
 
     @model_validator(mode='after')
     def _consistent(self):
@@ -198,6 +201,8 @@ ENV_VARS: dict[str, str] = {
     'PYTHON_API_KEY': 'auth.ai_api_key',
     'DASHBOARD_SESSION_SECRET': 'auth.dashboard_session_secret',
     'DATABASE_URL': 'store.url',
+    'BINANCE_API_KEY': 'exchange.api_key',
+    'BINANCE_API_SECRET': 'exchange.api_secret',
 }
 ENV_PREFIX, ENV_DELIMITER = 'BOTCORE_', '__'
 
@@ -249,6 +254,54 @@ def _sources(settings_cls, path: Path | None, env: Mapping[str, str]) -> tuple:
         except tomllib.TOMLDecodeError as e: raise ConfigError(path, None, f"invalid TOML: {e}") from None
     return tuple(out)
 
+# %% ../nbs/01_config.ipynb #47b5b0ca
+def _ws_url(s: str) -> str:
+    "A ws:// or wss:// URL, kept as written less a trailing '/'."
+    if not re.fullmatch(r'wss?://[^\s/]+(/\S*)?', s): raise ValueError(f"malformed WebSocket URL: expected ws://host[:port][/path] (got {s!r})")
+    return s.rstrip('/')
+
+class ExchangeSettings(Section):
+    "`[exchange]`: the Binance connection used when `market_data.source` is binance or binance-testnet."
+    api_key: Optional[Token] = None          # env BINANCE_API_KEY; never logged or shown
+    api_secret: Optional[Token] = None       # env BINANCE_API_SECRET
+    market_type: Literal['spot', 'futures'] = 'spot'
+    rest_url: Optional[HttpURL] = Field(None, description="override Binance's REST base URL (a proxy, the simulator)")
+    ws_url: Optional[Annotated[str, AfterValidator(_ws_url)]] = Field(None, description="override Binance's WebSocket base URL")
+    confirm_live: bool = Field(False, description="trading.mode = 'live' sends real orders only with keys and this set")
+    max_retries: int = Field(5, ge=0, description='retries of a network error or rate limit, with exponential backoff')
+    retry_delay_seconds: float = Field(1.0, ge=0, description='first backoff delay; doubles each retry')
+
+# %% ../nbs/01_config.ipynb #391fc343
+class DashboardSettings(Section):
+    "`[dashboard]`: the Voila dashboard and where it finds the two services."
+    host: str = '127.0.0.1'
+    port: Port = 3000
+    engine_url: HttpURL = 'http://127.0.0.1:8080'
+    ai_url: HttpURL = 'http://127.0.0.1:8000'
+    refresh_seconds: float = Field(5.0, gt=0, description="the seed's VITE_REFRESH_INTERVAL")
+    request_timeout_seconds: float = Field(10.0, gt=0, description="the seed's VITE_API_TIMEOUT")
+    cull_idle_seconds: int = Field(120, ge=10, description='shut down the kernel of a page closed this long ago')
+
+def _cron(s: str) -> str:
+    "A five-field crontab expression, as APScheduler reads it."
+    from apscheduler.triggers.cron import CronTrigger
+    try: CronTrigger.from_crontab(s)
+    except ValueError as e: raise ValueError(f"bad cron expression {s!r}: {e}") from None
+    return s
+
+class ScheduledRun(Section):
+    "One scheduled papermill run: `pipeline` (pipelines/<name>.ipynb) with `parameters` on a `cron` expression (UTC)."
+    name: str = Field(pattern=r'^[A-Za-z0-9_.-]+$')
+    pipeline: Literal['train', 'backtest']
+    cron: Annotated[str, AfterValidator(_cron)]
+    parameters: dict[str, Any] = {}
+
+class ScheduleSettings(Section):
+    "`[schedule]`: the pipelines `botcore schedule` runs, e.g. a nightly retrain."
+    runs: list[ScheduledRun] = [ScheduledRun(name='nightly-train', pipeline='train', cron='0 3 * * *',
+                                             parameters=dict(symbol='BTCUSDT', timeframe='1h'))]
+    runs_dir: Path = Path('runs')
+
 # %% ../nbs/01_config.ipynb #23f57858
 def _database_url(s: str) -> str:
     "A SQLAlchemy database URL (sqlite:///..., postgresql+psycopg://...)."
@@ -266,7 +319,7 @@ class StoreSettings(Section):
 
 # %% ../nbs/01_config.ipynb #0921c5fc
 class Settings(BaseSettings):
-    "Every botcore setting: `[market_data]`, `[api]`, `[trading]`, `[ai]`, `[auth]`, `[store]` and `data_dir`."
+    "Every botcore setting: `[market_data]`, `[api]`, `[trading]`, `[ai]`, `[auth]`, `[store]`, `[exchange]`, `[dashboard]`, `[schedule]` and `data_dir`."
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER,
                                       extra='forbid', frozen=True)
     data_dir: Path = Path('~/.botcore')
@@ -276,6 +329,9 @@ class Settings(BaseSettings):
     ai: AISettings = AISettings()
     auth: AuthSettings = AuthSettings()
     store: StoreSettings = StoreSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     @field_validator('data_dir', mode='before')
     @classmethod
@@ -420,6 +476,7 @@ def _toml_value(v) -> str:
     if isinstance(v, (str, Path)): return _toml_str(str(v))
     if isinstance(v, (list, tuple)): return '[' + ', '.join(map(_toml_value, v)) + ']'
     if isinstance(v, Mapping): return '{' + ', '.join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + '}'
+    if isinstance(v, BaseModel): return _toml_value({k: x for k, x in v.model_dump().items() if x is not None})
     raise TypeError(f"cannot write {type(v).__name__} as TOML: {v!r}")
 
 # %% ../nbs/01_config.ipynb #da0b6123

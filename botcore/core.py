@@ -119,6 +119,17 @@ def _open_time(self: Candle) -> datetime: return datetime.fromtimestamp(self.tim
 
 Candle.on_grid, Candle.open_time = _candle_on_grid, property(_open_time)
 
+# %% ../nbs/00_core.ipynb #3389d7eb
+_CANDLE_FIELDS = ('timestamp', 'open', 'high', 'low', 'close', 'volume')
+
+def _unchecked(cls, timestamp: int, open: float, high: float, low: float, close: float, volume: float) -> Candle:
+    "A `Candle` from values already validated (skips `__post_init__`'s checks)."
+    c = object.__new__(cls)
+    for f, v in zip(_CANDLE_FIELDS, (timestamp, open, high, low, close, volume)): object.__setattr__(c, f, v)
+    return c
+
+Candle.unchecked = classmethod(_unchecked)
+
 # %% ../nbs/00_core.ipynb #38581995
 def _to_dict(self: Candle) -> dict: return asdict(self)
 def _from_dict(cls, d: dict) -> Candle:

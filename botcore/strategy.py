@@ -46,9 +46,13 @@ class EntryBlock(IntEnum):
 # %% ../nbs/06_strategy.ipynb #93587253
 SIGNAL_CODE = {SignalKind.LONG: 1, SignalKind.SHORT: -1, SignalKind.NEUTRAL: 0}
 
+_CODES = {**SIGNAL_CODE, **{k.value: v for k, v in SIGNAL_CODE.items()}}   # members and their names (their hashes differ)
+
 def signal_code(kind: SignalKind | str | None) -> int:
     "+1 for long, -1 for short, 0 for neutral or no signal."
-    return 0 if kind is None else SIGNAL_CODE[SignalKind(kind)]
+    if kind is None: return 0
+    code = _CODES.get(kind)
+    return SIGNAL_CODE[SignalKind(kind)] if code is None else code   # an unknown name raises SignalKind's ValueError
 
 def signal_codes(kinds) -> np.ndarray:
     "`signal_code` of each element (`SignalKind`, its name, or None/NaN for no signal), as int8."
@@ -340,7 +344,7 @@ def _advance(state: StrategyState, candle: Candle, signal: Signal | None, p: NbP
     out = np.empty(2, DECISION_DT)
     n = step_nb(state.position, state.account, p, candle.timestamp, candle.open, candle.high, candle.low, candle.close,
                 signal_code(signal.signal) if signal else 0, signal.confidence if signal else 0.0, out)
-    return decisions_from(out[:n], tf)
+    return decisions_from(out[:n], tf) if n else []
 
 def step(state: StrategyState, candle: Candle, signal: Signal | None, params: StrategyParams,
          timeframe: Timeframe | str = '1h') -> tuple[StrategyState, list[Decision]]:
@@ -356,6 +360,7 @@ class Strategy:
         self.params, self.symbol, self.timeframe = params or StrategyParams(), symbol, Timeframe.parse(timeframe)
         self.account = account if account is not None else Account()
         self.state, self._p = StrategyState(new_position_state(), self.account.state), self.params.nb()
+        self._tf_ms = self.timeframe.ms
 
     def __repr__(self): return f"Strategy({self.symbol} {self.timeframe}, position={self.position}, {self.account})"
 
@@ -363,7 +368,8 @@ class Strategy:
         "The decisions at the close of `candle`, given the `signal` made at that close."
         if signal is not None and (signal.symbol, signal.timeframe) != (self.symbol, self.timeframe):
             raise ValueError(f"signal: {signal.symbol} {signal.timeframe} is not this strategy's {self.symbol} {self.timeframe}")
-        return _advance(self.state, candle.on_grid(self.timeframe), signal, self._p, self.timeframe)
+        if candle.timestamp % self._tf_ms: candle.on_grid(self.timeframe)   # raises, naming the grid
+        return _advance(self.state, candle, signal, self._p, self.timeframe)
 
 # %% ../nbs/06_strategy.ipynb #d1978d6d
 @property

@@ -1,0 +1,65 @@
+"""What the integration tests share: free loopback ports, a clean environment, and real uvicorn servers in subprocesses."""
+import os, signal, socket, subprocess, sys, time
+from pathlib import Path
+
+import httpx
+
+from botcore.config import ENV_VARS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict:
+    "This process's environment without any botcore setting, plus `extra`."
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith('BOTCORE_') and k not in ENV_VARS and k != 'DATABASE_URL'}
+    return env | {'PYTHONUNBUFFERED': '1'} | extra
+
+
+class UvicornServer:
+    "`python -m uvicorn <app>` on a free loopback port, with its own data dir, env and log file."
+    def __init__(self, app: str, data_dir: Path, env: dict, port: int | None = None, name: str = 'server', health_timeout: float = 180):
+        self.app, self.data_dir, self.env, self.name = app, Path(data_dir), env, name
+        self.port = port or free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.log_path = self.data_dir / f'{name}.log'
+        self.proc, self.health_timeout = None, health_timeout
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, 'ab')
+        env = self.env | {'BOTCORE_DATA_DIR': str(self.data_dir), 'HOME': str(self.data_dir)}
+        self.proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', self.app, '--host', '127.0.0.1', '--port', str(self.port),
+                                      '--workers', '1', '--log-level', 'warning'],
+                                     cwd=self.data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+        return self
+
+    def logs(self) -> str: return self.log_path.read_text(errors='replace')
+
+    def wait_healthy(self):
+        deadline = time.monotonic() + self.health_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None: raise RuntimeError(f'{self.name} exited {self.proc.returncode}:\n{self.logs()[-5000:]}')
+            try:
+                if httpx.get(f'{self.url}/health', timeout=2).status_code == 200: return
+            except httpx.TransportError: pass
+            time.sleep(0.2)
+        raise TimeoutError(f'{self.name} not healthy after {self.health_timeout}s:\n{self.logs()[-5000:]}')
+
+    def stop(self):
+        "SIGTERM, as Ctrl-C or `docker stop` would; uvicorn shuts down cleanly."
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try: self.proc.wait(30)
+            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+        self.log.close()
+
+    def kill(self):
+        "SIGKILL: no shutdown code runs."
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
