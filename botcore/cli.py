@@ -14,7 +14,7 @@ from fastcore.script import anno_parser
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'project_root', 'run_pipeline', 'train_cmd',
            'backtest_cmd', 'sweep_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd',
-           'Child', 'Supervisor', 'run_cmd', 'simulator', 'schedule']
+           'Child', 'Supervisor', 'run_cmd', 'simulator', 'schedule', 'download']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -365,3 +365,15 @@ def schedule(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CO
     "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
     from botcore.schedule import schedule_cmd
     return schedule_cmd(config, once)
+
+@command('download')
+def download(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
+             timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
+             since: str = None,  # first candle's open time, UTC, e.g. 2024-01-01 (default: continue the file after its last candle)
+             until: str = None,  # stop before this time, UTC (default: the last closed candle)
+             path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet, beside the bundled series)
+             no_progress: bool = False,  # no progress bar
+             config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host, e.g. the simulator)
+    "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
+    from botcore.binance import download_cmd       # ccxt loads only when it is used
+    return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)

@@ -106,6 +106,9 @@ def create(cls: Engine, settings: Settings, store: Store | None = None, market: 
     cash = saved['state']['cash'] if saved else settings.trading.paper_cash
     if exchange is None:
         if settings.trading.mode == 'live':
+            if settings.exchange.market_type == 'spot' and settings.trading.market != 'spot':
+                raise ValueError(f"trading.market={settings.trading.market!r}: live trading on the spot market needs "
+                                 "trading.market = 'spot' (long only)")
             from botcore.binance import live_exchange             # refuses without keys and exchange.confirm_live
             exchange = live_exchange(settings)
         else: exchange = PaperExchange.from_params(StrategyParams.from_settings(settings), cash,
@@ -179,7 +182,15 @@ def _set_ai(self: Engine, up: bool, why: str = ''):
 async def start(self: Engine):
     "Start trading: recover, backfill, run the candle loop (and the AI health monitor)."
     if self._task is not None and not self._task.done(): return
-    if not self._recovered: self.recover()
+    if not self._recovered:
+        self.recover()
+        if self.log_intent and self.store.load_state('engine') is None:   # a real account: size positions on its equity
+            try: self.account.sync(equity=(await self.exchange.fetch_balance())['equity'])
+            except Exception as e:
+                self.status = 'error'
+                self.event('error', f"cannot read the account's balance: {type(e).__name__}: {e}", 'error')
+                self.publish_status()
+                return
     after = {s: b.last_ms for s, b in self.books.items() if b.last_ms >= 0} or None
     stream = self.market.stream(after)        # subscribe first (a replay's clock moves to the resume point), then backfill
     await self.backfill()

@@ -175,6 +175,8 @@ def predict_windows(net: nn.Module, ds: WindowDataset, batch_size: int = 2048) -
     "P(up) for every window of `ds`, in order, as float64."
     net.eval()
     if not len(ds): return np.zeros(0)
+    if len(ds) <= batch_size:   # one batch: no DataLoader (its set-up costs more than a single window's forward pass)
+        return torch.sigmoid(net(torch.from_numpy(np.ascontiguousarray(ds.windows[ds.starts])))).double().numpy()
     return torch.cat([torch.sigmoid(net(x)) for x, _ in window_loader(ds, batch_size)]).double().numpy()
 
 # %% ../nbs/04_model.ipynb #2226984e

@@ -6,7 +6,7 @@ Docs: https://botcore.github.io/botcore/ai_api.html.md"""
 
 # %% ../../nbs/11_ai_api.ipynb #c894f333
 from __future__ import annotations
-import anyio, asyncio, logging, math, threading, time, uuid
+import asyncio, logging, math, threading, time, uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -263,7 +263,6 @@ class SignalService:
         self.settings, self.registry, self.min_candles = settings, ModelRegistry(settings.model_dir), MIN_CANDLES
         self.cache = PredictionCache(settings.ai.cache_ttl_seconds, settings.ai.cache_predictions)
         self.served: ServedModel | None = None
-        self.inference_slots: anyio.CapacityLimiter | None = None   # set by the lifespan, inside the event loop
         self.jobs = TrainingJobs(self)
         self.started = time.monotonic()
         self._pointer, self._model_lock = 'unseen', threading.Lock()
@@ -425,8 +424,7 @@ async def analyze(req: AnalyzeRequest, service: Service) -> AnalysisResponse:
     key = cache_key(req, served.version)
     if (hit := service.cache.get(key)) is not None: return hit.model_copy(update={'cached': True})
     candles = [c.model_dump() for c in req.candles]
-    try: signal = await anyio.to_thread.run_sync(served.analyzer.analyze, candles, req.symbol, req.timeframe,
-                                                 limiter=service.inference_slots)
+    try: signal = served.analyzer.analyze(candles, req.symbol, req.timeframe)   # on the loop: see above
     except ValueError as e: raise RequestValidationError([_err(('body', 'candles'), str(e), None)]) from e
     out = AnalysisResponse(**signal.model_dump(), model_version=served.version)
     service.cache.put(key, out)
@@ -534,7 +532,6 @@ async def _lifespan(app: FastAPI):
     service = await asyncio.to_thread(SignalService, settings, app.state.torch_threads)
     await asyncio.to_thread(service.refresh)
     await asyncio.to_thread(service.warm_up)
-    service.inference_slots = anyio.CapacityLimiter(app.state.inference_threads)
     app.state.service = service
     watcher = asyncio.create_task(_watch_registry(service, app.state.reload_seconds))
     try: yield
@@ -542,12 +539,12 @@ async def _lifespan(app: FastAPI):
 
 # %% ../../nbs/11_ai_api.ipynb #560e6b63
 def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
-               torch_threads: int | None = 1, inference_threads: int = 1) -> FastAPI:
+               torch_threads: int | None = 1) -> FastAPI:
     "The AI service; `settings` default to `load_settings()` at startup."
     app = FastAPI(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan, max_body_size=max_body_bytes,
                   summary="Trading signals from an LSTM over real candles, the seed's AI service contract.")
     app.state.settings, app.state.reload_seconds = settings, reload_seconds
-    app.state.torch_threads, app.state.inference_threads = torch_threads, inference_threads
+    app.state.torch_threads = torch_threads
     app.include_router(public)
     app.include_router(protected)
     app.add_middleware(SettingsCORS)

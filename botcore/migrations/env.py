@@ -36,6 +36,6 @@ def run_offline(ctx=context) -> None:
 def _under_alembic() -> bool:
     "True while an Alembic command runs this module."
     try: context.is_offline_mode(); return True
-    except NameError: return False
+    except (NameError, AttributeError): return False   # AttributeError: a proxy left behind by an earlier run in this process
 
 if _under_alembic(): (run_offline if context.is_offline_mode() else run_online)()
