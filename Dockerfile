@@ -14,9 +14,10 @@ COPY botcore ./botcore
 RUN pip install --no-cache-dir -e .
 COPY data ./data
 COPY pipelines ./pipelines
+COPY dashboards ./dashboards
 
 # State (models, secrets, the SQLite store) lives on a volume
-ENV BOTCORE_DATA_DIR=/var/lib/botcore PYTHONUNBUFFERED=1 BOTCORE_AI__HOST=0.0.0.0 BOTCORE_API__HOST=0.0.0.0
+ENV BOTCORE_DATA_DIR=/var/lib/botcore PYTHONUNBUFFERED=1 BOTCORE_AI__HOST=0.0.0.0 BOTCORE_API__HOST=0.0.0.0 BOTCORE_DASHBOARD__HOST=0.0.0.0
 VOLUME /var/lib/botcore
 EXPOSE 8000 8080 3000
 RUN useradd --system --home /var/lib/botcore botcore && mkdir -p /var/lib/botcore && chown botcore /var/lib/botcore

@@ -22,8 +22,8 @@ from .strategy import step_nb, vectorbt_order_func
 
 # %% auto #0
 __all__ = ['SIGNAL_CODES', 'FILLED', 'EXIT_REASONS', 'YEAR_FREQ', 'STATS_METRICS', 'SignalError', 'signal_frame', 'model_signals',
-           'rule_signals', 'decide_orders_nb', 'note_exit_reason_nb', 'simulate', 'buy_and_hold', 'trades_table',
-           'BacktestResult', 'backtest', 'portfolio_stats', 'stats_table', 'plot_trades', 'plot_equity',
+           'rule_signals', 'decide_orders_nb', 'note_exit_reason_nb', 'simulate', 'book_orders', 'buy_and_hold',
+           'trades_table', 'BacktestResult', 'backtest', 'portfolio_stats', 'stats_table', 'plot_trades', 'plot_equity',
            'plot_drawdown', 'fold_windows', 'WalkForwardResult', 'walk_forward']
 
 # %% ../nbs/07_backtest.ipynb #7b03c7df
@@ -145,7 +145,17 @@ def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray, pa
     if engine == 'order_func': return _order_func_route(close, arrays, p, cash, freq)
     if engine != 'orders': raise ValueError(f"engine={engine!r}: expected 'orders' or 'order_func'")
     size, price, reason = decide_orders_nb(*arrays, p, cash)
-    return _vbt().Portfolio.from_orders(close, size, price=price, fees=p.taker_fee, init_cash=cash, freq=freq), reason
+    return book_orders(close, size, price, p.taker_fee, cash, freq), reason
+
+def book_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: float, init_cash: float, freq: str) -> Any:
+    "vectorbt's `from_orders` run on the candles that have an order only, its records then placed on every candle."
+    vbt, at = _vbt(), np.flatnonzero(~np.isnan(size))
+    if len(at) == 0: return vbt.Portfolio.from_orders(close, size, price=price, fees=fees, init_cash=init_cash, freq=freq)
+    few = vbt.Portfolio.from_orders(close.iloc[at], size[at], price=price[at], fees=fees, init_cash=init_cash, freq=freq)
+    records = few.order_records.copy()
+    records['idx'] = at[records['idx']]
+    return vbt.Portfolio(vbt.base.array_wrapper.ArrayWrapper.from_obj(close, freq=freq), close, records, few.log_records,
+                         few.init_cash, few.cash_sharing, call_seq=np.zeros((len(close), 1), np.int64))
 
 # %% ../nbs/07_backtest.ipynb #40691063
 def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float, freq: str) -> Any:

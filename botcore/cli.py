@@ -331,9 +331,9 @@ def run_cmd(config: str = None,  # path to a botcore.toml
         if dashboard and (project_root() / 'dashboards' / 'monitor.ipynb').exists():
             dash_url = f"http://{_local(s.dashboard.host)}:{s.dashboard.port}"
             botcore = str(Path(sys.executable).with_name('botcore'))
-            if not sup.start(Child('dashboard', [botcore, 'serve', 'dashboard'] + (['--config', config] if config else []), f'{dash_url}/',
-                                   env | {'BOTCORE_DASHBOARD__ENGINE_URL': engine_url, 'BOTCORE_DASHBOARD__AI_URL': ai_url},
-                                   any_answer=True), 120): return sup.stop()
+            if not sup.start(Child('dashboard', [botcore, 'serve', 'dashboard'] + (['--config', config] if config else []), f'{dash_url}/health',
+                                   env | {'BOTCORE_DASHBOARD__ENGINE_URL': engine_url, 'BOTCORE_DASHBOARD__AI_URL': ai_url}), 120):
+                return sup.stop()
             print(f"dashboard:         {dash_url}/?token=<botcore config token --name dashboard_session_secret>", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         sup.wait()

@@ -38,6 +38,9 @@ def test_compose_accepts_the_file_and_keeps_the_seeds_order():
     assert engine['environment']['PYTHON_AI_SERVICE_URL'] == 'http://python-ai-service:8000'
     assert engine['environment']['DATABASE_URL'].startswith('postgresql+psycopg://')
     assert all(s['environment'][k] == SECRETS[k] for s in (ai, engine) for k in SECRETS)
+    dash = services['dashboard']
+    assert {k: v['condition'] for k, v in dash['depends_on'].items()} == {'trading-engine': 'service_healthy', 'python-ai-service': 'service_healthy'}
+    assert dash['healthcheck']['test'] == ['CMD', 'curl', '-f', 'http://localhost:3000/health']
 
 
 def test_compose_refuses_to_start_without_secrets():
@@ -49,4 +52,4 @@ def test_dockerfile_pins_the_cpu_torch_and_runs_the_main_job():
     text = (ROOT / 'Dockerfile').read_text()
     assert 'torch==2.13.0' in text and 'download.pytorch.org/whl/cpu' in text
     assert 'CMD ["botcore", "run"]' in text
-    for path in ('pyproject.toml', 'botcore', 'data', 'pipelines'): assert f'COPY {path}' in text
+    for path in ('pyproject.toml', 'botcore', 'data', 'pipelines', 'dashboards'): assert f'COPY {path}' in text

@@ -1,4 +1,4 @@
-"""`botcore run`, the main job: the AI service, then the engine once the AI answers, then the dashboard; one Ctrl-C stops all.
+"""`botcore run`, the main job: the AI service, then the engine once the AI answers, then the dashboard once the engine does; one Ctrl-C stops all.
 
 Runs the real console script in a subprocess with its own data dir (a small model promoted there first,
 so that the run does not spend minutes training the default one), free loopback ports, and the embedded
@@ -50,6 +50,10 @@ def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path
         assert httpx.get(f'http://127.0.0.1:{ai_port}/health').json()['model_version'] == model.version
         signals = wait_for(lambda: engine.get('/api/signals').json(), 60, 'AI signals reaching the engine')
         assert signals[0]['model_type'] == 'lstm'
+        wait_for(lambda: httpx.get(f'http://127.0.0.1:{dash_port}/health').status_code == 200, 120, 'the dashboard')
+        page = httpx.get(f'http://127.0.0.1:{dash_port}/', params={'token': tokens['dashboard_session_secret']}, follow_redirects=True)
+        assert page.status_code == 200 and 'voila' in page.text.lower()
+        assert httpx.get(f'http://127.0.0.1:{dash_port}/voila/render/monitor.ipynb').status_code in (401, 403, 302)   # no token, no page
         seen = engine.get('/api/status').json()['candles_processed']
         engine.close()
         proc.send_signal(signal.SIGINT)                       # what Ctrl-C in the terminal sends
@@ -59,7 +63,7 @@ def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path
         log.close()
     out = (tmp_path / 'run.log').read_text(errors='replace')
     assert 'Traceback' not in out, out[-3000:]
-    assert out.index('AI signal service:') < out.index('trading engine:') < out.index('stopped:')
+    assert out.index('AI signal service:') < out.index('trading engine:') < out.index('dashboard:') < out.index('stopped:')
     assert all(port_free(p) for p in (ai_port, api_port, dash_port)), 'a service is still listening'
     with sqlite3.connect(tmp_path / 'botcore.db') as db:    # the engine saved its checkpoint on the way out
         state = json.loads(db.execute("select state from engine_state where key='engine'").fetchone()[0])
