@@ -8,14 +8,14 @@ directory, tokens from the environment, and a working directory free of any botc
 Every endpoint, every auth case and every bad-input case is exercised with httpx; a real
 `POST /train` job hot-swaps the model while a thread keeps calling /analyze.
 """
-import json, math, os, socket, subprocess, sys, threading, time
+import json, math, threading, time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from botcore.config import ENV_VARS
 from botcore.data import candles_to_json, load_candles
+from support import UvicornServer, clean_env
 
 ENGINE_TOKEN, OPERATOR_KEY = 'engine-token-' + 'e' * 30, 'operator-key-' + 'o' * 30
 ENGINE, OPERATOR = {'Authorization': f'Bearer {ENGINE_TOKEN}'}, {'Authorization': f'Bearer {OPERATOR_KEY}'}
@@ -43,43 +43,11 @@ def tiny_model(btc, rows: int = 2500, seed: int = 0):
     return train_model(btc.iloc[-rows:], TrainConfig(model_type='lstm', epochs=1, seed=seed), 'BTCUSDT', '1h', progress=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    "`uvicorn botcore.api.ai:app` in a subprocess on a free loopback port."
+class Server(UvicornServer):
+    "`uvicorn botcore.api.ai:app` in a subprocess on a free loopback port, tokens from the environment."
     def __init__(self, data_dir: Path):
-        self.data_dir, self.port = data_dir, free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
-        env = {k: v for k, v in os.environ.items() if not k.upper().startswith('BOTCORE_') and k not in ENV_VARS}
-        env.update(BOTCORE_DATA_DIR=str(data_dir), INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY,
-                   HOME=str(data_dir), PYTHONUNBUFFERED='1')
-        self.log = open(data_dir / 'server.log', 'wb')
-        self.proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'botcore.api.ai:app', '--host', '127.0.0.1',
-                                      '--port', str(self.port), '--workers', '1', '--log-level', 'warning'],
-                                     cwd=data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_healthy()
-
-    def logs(self) -> str: return (self.data_dir / 'server.log').read_text(errors='replace')
-
-    def wait_healthy(self, timeout: float = 120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None: raise RuntimeError(f'server exited {self.proc.returncode}:\n{self.logs()}')
-            try:
-                if httpx.get(f'{self.url}/health', timeout=2).status_code == 200: return
-            except httpx.TransportError: pass
-            time.sleep(0.25)
-        raise TimeoutError(f'server not healthy after {timeout}s:\n{self.logs()}')
-
-    def stop(self):
-        self.proc.terminate()
-        try: self.proc.wait(15)
-        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        self.log.close()
+        super().__init__('botcore.api.ai:app', data_dir, clean_env(INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY),
+                         name='server', health_timeout=120)
 
 
 @pytest.fixture(scope='module')

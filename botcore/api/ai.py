@@ -15,24 +15,21 @@ from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 import botcore
 from ..core import Signal, Timeframe
 from ..config import Settings, load_settings, tokens_match
+from .http import Bearer, SettingsCORS, install_error_handlers, unauthorized, validation_errors
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Price', 'Symbol', 'NO_MODEL', 'Service', 'Bearer', 'public', 'protected', 'app', 'CandleIn', 'AnalyzeRequest',
+__all__ = ['log', 'Price', 'Symbol', 'NO_MODEL', 'Service', 'public', 'protected', 'app', 'CandleIn', 'AnalyzeRequest',
            'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob', 'CacheStats', 'Health',
            'ModelInfo', 'candle_errors', 'PredictionCache', 'cache_key', 'ServedModel', 'model_info', 'SignalService',
            'TrainingBusy', 'TrainingJobs', 'get_service', 'require_token', 'health', 'analyze', 'get_model_info',
-           'cache_stats', 'train', 'train_status', 'train_jobs', 'validation_errors', 'cors_origins', 'SettingsCORS',
-           'create_app']
+           'cache_stats', 'train', 'train_status', 'train_jobs', 'cors_origins', 'create_app']
 
 # %% ../../nbs/11_ai_api.ipynb #f313ae07
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -390,15 +387,12 @@ async def get_service(request: Request) -> SignalService:
     return request.app.state.service
 
 Service = Annotated[SignalService, Depends(get_service)]
-Bearer = Annotated[Optional[HTTPAuthorizationCredentials], Depends(HTTPBearer(auto_error=False))]
-
 async def require_token(service: Service, creds: Bearer) -> str:
     "Which token the caller presented ('inter_service' or 'ai_api_key'); 401 when none of them."
     auth, given = service.settings.auth, creds.credentials if creds else None
     engine, operator = tokens_match(given, auth.inter_service_token), tokens_match(given, auth.ai_api_key)
     if engine or operator: return 'inter_service' if engine else 'ai_api_key'
-    if given is None: raise HTTPException(401, 'authentication required: send Authorization: Bearer <token>', headers={'WWW-Authenticate': 'Bearer'})
-    raise HTTPException(401, 'invalid bearer token', headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+    raise unauthorized(given)
 
 # %% ../../nbs/11_ai_api.ipynb #e07de0aa
 public = APIRouter(tags=['health'])
@@ -472,52 +466,12 @@ async def train_jobs(service: Service) -> list[TrainJob]:
     "Recent training jobs, newest first."
     return service.jobs.list()
 
-# %% ../../nbs/11_ai_api.ipynb #b05f0eca
-def _where(loc) -> str:
-    "('body', 'candles', 5, 'high') -> 'candles[5].high'."
-    out = ''
-    for p in (loc[1:] if loc and loc[0] in ('body', 'query', 'path', 'header') else loc):
-        out += f'[{p}]' if isinstance(p, int) else (f'.{p}' if out else str(p))
-    return out or 'body'
-
-def _plain(v):
-    if isinstance(v, float) and not math.isfinite(v): return str(v)
-    return v if isinstance(v, (str, int, float, bool, type(None))) and len(str(v)) <= 200 else None
-
-def validation_errors(errors) -> tuple[list[dict], str]:
-    "JSON-safe error entries and a one-line message naming each field."
-    detail = [{'type': e.get('type'), 'loc': list(e.get('loc', ())), 'msg': e.get('msg'), 'input': _plain(e.get('input'))} for e in errors]
-    msg = '; '.join(f"{_where(d['loc'])}: {d['msg']}" for d in detail[:5]) + (f' (and {len(detail) - 5} more)' if len(detail) > 5 else '')
-    return detail, msg
-
-# %% ../../nbs/11_ai_api.ipynb #ffeb438c
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    detail, msg = validation_errors(exc.errors())
-    return JSONResponse({'detail': detail, 'message': msg}, status_code=422)
-
-async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({'detail': exc.detail, 'message': str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return JSONResponse({'detail': 'internal server error', 'message': f'internal server error (id {error_id}; see the service log)',
-                         'error_id': error_id}, status_code=500)
-
 # %% ../../nbs/11_ai_api.ipynb #6da6093d
 def cors_origins(settings: Settings) -> list[str]:
     "The origins a browser may call the AI service from."
     return list(getattr(settings.ai, 'cors_origins', None) or settings.api.cors_origins)
 
-class SettingsCORS:
-    "Starlette's `CORSMiddleware` with the origins of the settings the lifespan loaded."
-    def __init__(self, app): self.app, self.cors = app, None
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http': return await self.app(scope, receive, send)
-        if self.cors is None:
-            origins = cors_origins(scope['app'].state.service.settings)
-            self.cors = CORSMiddleware(self.app, allow_origins=origins, allow_methods=['*'], allow_headers=['*'])
-        await self.cors(scope, receive, send)
+
 
 # %% ../../nbs/11_ai_api.ipynb #6aa2ed51
 async def _watch_registry(service: SignalService, every: float):
@@ -547,10 +501,8 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20
     app.state.torch_threads = torch_threads
     app.include_router(public)
     app.include_router(protected)
-    app.add_middleware(SettingsCORS)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    app.add_middleware(SettingsCORS, origins=lambda app: cors_origins(app.state.service.settings))
+    install_error_handlers(app, 'AI service')
     return app
 
 app = create_app()

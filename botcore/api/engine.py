@@ -6,32 +6,27 @@ Docs: https://botcore.github.io/botcore/engine_api.html.md"""
 
 # %% ../../nbs/12_engine_api.ipynb #0ec7cdcd
 from __future__ import annotations
-import asyncio, logging, math, time, uuid
+import asyncio, logging, time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 import botcore
 from ..config import Settings, load_settings, tokens_match
 from ..engine import Engine, NoPosition, performance
 from ..exchange import OrderRejected
 from ..store import Store
-from .ai import validation_errors
+from .http import Bearer, SettingsCORS, install_error_handlers, unauthorized, validation_errors
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EngineDep', 'Bearer', 'public', 'api', 'Symbol', 'app', 'Status', 'PositionOut', 'CloseResult', 'Health',
-           'iso', 'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
+__all__ = ['log', 'EngineDep', 'public', 'api', 'Symbol', 'app', 'Status', 'PositionOut', 'CloseResult', 'Health', 'iso',
+           'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
            'require_key', 'health', 'status', 'positions', 'close_position', 'trades', 'signals', 'equity',
            'get_performance', 'events', 'start_bot', 'stop_bot', 'get_config', 'put_config', 'ws_token',
-           'websocket_events', 'SettingsCORS', 'create_app']
+           'websocket_events', 'create_app']
 
 # %% ../../nbs/12_engine_api.ipynb #6d47b227
 class Status(BaseModel):
@@ -143,7 +138,6 @@ class Performance(BaseModel):
 def get_engine(request: Request) -> Engine: return request.app.state.engine
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
-Bearer = Annotated[Optional[HTTPAuthorizationCredentials], Depends(HTTPBearer(auto_error=False))]
 
 def authorized(settings: Settings, token: str | None) -> bool:
     "Is `token` the engine API key?"
@@ -153,8 +147,7 @@ async def require_key(request: Request, creds: Bearer):
     "401 unless the bearer token is the engine API key."
     given = creds.credentials if creds else None
     if authorized(request.app.state.settings, given): return
-    if given is None: raise HTTPException(401, 'authentication required: send Authorization: Bearer <engine API key>', headers={'WWW-Authenticate': 'Bearer'})
-    raise HTTPException(401, 'invalid bearer token', headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+    raise unauthorized(given, '<engine API key>')
 
 # %% ../../nbs/12_engine_api.ipynb #ad247277
 public = APIRouter(tags=['health'])
@@ -296,29 +289,6 @@ async def websocket_events(ws: WebSocket):
         await asyncio.gather(pump, return_exceptions=True)
 
 # %% ../../nbs/12_engine_api.ipynb #a81c085e
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    detail, msg = validation_errors(exc.errors())
-    return JSONResponse({'detail': detail, 'message': msg}, status_code=422)
-
-async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({'detail': exc.detail, 'message': str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return JSONResponse({'detail': 'internal server error', 'message': f'internal server error (id {error_id}; see the engine log)',
-                         'error_id': error_id}, status_code=500)
-
-class SettingsCORS:
-    "Starlette's `CORSMiddleware` with the origins of the settings the lifespan loaded."
-    def __init__(self, app): self.app, self.cors = app, None
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http': return await self.app(scope, receive, send)
-        if self.cors is None:
-            self.cors = CORSMiddleware(self.app, allow_origins=list(scope['app'].state.settings.api.cors_origins),
-                                       allow_methods=['*'], allow_headers=['*'])
-        await self.cors(scope, receive, send)
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     settings = app.state.settings = app.state.settings or await asyncio.to_thread(load_settings)
@@ -338,10 +308,8 @@ def create_app(settings: Settings | None = None, engine_factory=None) -> FastAPI
     app.include_router(public)
     app.include_router(api)
     app.add_api_websocket_route('/ws', websocket_events)
-    app.add_middleware(SettingsCORS)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    app.add_middleware(SettingsCORS, origins=lambda app: app.state.settings.api.cors_origins)
+    install_error_handlers(app, 'engine')
     return app
 
 app = create_app()
