@@ -6,244 +6,27 @@ Docs: https://botcore.github.io/botcore/binance.html.md"""
 
 # %% ../nbs/08a_binance.ipynb #c726c495
 from __future__ import annotations
-import abc, asyncio, logging, os, re, sys, time
+import abc, asyncio
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
-from pathlib import Path
-from typing import AsyncIterator, Iterable
-from urllib.parse import urlsplit
+from typing import AsyncIterator
 import pandas as pd
 from fastcore.basics import patch
 import ccxt
-import ccxt.async_support as ccxt_async
-import ccxt.pro as ccxt_pro
 from .core import Candle, Fill, Order, OrderStatus, OrderType, Position, Side, Timeframe
-from .data import CANDLE_COLUMNS, bundled_dir, find_gaps, load_candles, open_times_ms, validate_candles
+from .data import open_times_ms
 from .exchange import (Exchange, ExchangeError, MarketData, OrderNotFound, OrderRejected, OrderResult, closed_candles,
                               ohlcv_frame)
+from .binance_connection import (BinanceConnection, ExchangeAuthError, LiveTradingRefused, SymbolFilters, UnknownSymbol,
+                                        _dt, ccxt_log, fee_in_quote, log, order_from_ccxt, point_urls, redact)
 
 # %% auto #0
-__all__ = ['log', 'ccxt_log', 'PAGE', 'ExchangeAuthError', 'UnknownSymbol', 'LiveTradingRefused', 'redact', 'point_urls',
-           'BinanceConnection', 'SymbolFilters', 'order_from_ccxt', 'fee_in_quote', 'BinanceMarketData',
-           'BinanceExchange', 'live_exchange', 'attribute', 'download_candles_async', 'download_candles',
-           'download_cmd']
+__all__ = ['PAGE', 'BinanceMarketData', 'BinanceExchange', 'live_exchange', 'BinanceConnection', 'ExchangeAuthError',
+           'UnknownSymbol', 'LiveTradingRefused', 'SymbolFilters', 'order_from_ccxt', 'fee_in_quote', 'redact',
+           'point_urls', 'log', 'ccxt_log']
 
-# %% ../nbs/08a_binance.ipynb #55dd0105
-class ExchangeAuthError(ExchangeError):
-    "Binance refused the API key or its permissions; retrying cannot help, so the engine stops."
-
-class UnknownSymbol(ExchangeError):
-    "A symbol Binance does not list (for the market type in use)."
-
-class LiveTradingRefused(ExchangeError):
-    "`trading.mode = 'live'` without API keys, without `[exchange] confirm_live = true`, or on replayed candles."
-
-log = logging.getLogger('botcore.binance')
-
-# %% ../nbs/08a_binance.ipynb #07f1ac49
-_SIGNATURE = re.compile(r'(signature=)[0-9A-Za-z%+/=_-]+')
-
-def redact(text, secrets: Iterable[str | None] = ()) -> str:
-    "`text` with each of `secrets` and any request signature replaced by `***`."
-    text = str(text)
-    for s in secrets:
-        if s: text = text.replace(s, '***')
-    return _SIGNATURE.sub(r'\1***', text)
-
-class _Redacting(logging.Filter):
-    "Scrubs the keys and secrets of every client made here from the records logged through a logger."
-    def __init__(self): super().__init__(); self.secrets: set[str] = set()
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-            if (clean := redact(msg, self.secrets)) != msg: record.msg, record.args = clean, None
-        except Exception: record.msg, record.args = '(a message that could not be checked for secrets)', None
-        return True
-
-_redacting = _Redacting()
-ccxt_log = logging.getLogger('botcore.binance.ccxt')
-for _l in (log, ccxt_log): _l.addFilter(_redacting)
-
-# %% ../nbs/08a_binance.ipynb #2e473a43
-def _rebase(url: str, base: str) -> str:
-    parts = urlsplit(url)
-    return base.rstrip('/') + parts.path + (f'?{parts.query}' if parts.query else '')
-
-def point_urls(urls: dict, rest_url: str | None = None, ws_url: str | None = None) -> dict:
-    "ccxt's `urls['api']` with every http(s) URL moved to `rest_url` and every ws(s) URL to `ws_url`, paths kept."
-    if rest_url and not ws_url: ws_url = re.sub(r'^http', 'ws', rest_url)
-    def move(v):
-        if isinstance(v, dict): return {k: move(x) for k, x in v.items()}
-        if isinstance(v, str) and v.startswith('http') and rest_url: return _rebase(v, rest_url)
-        if isinstance(v, str) and v.startswith('ws') and ws_url: return _rebase(v, ws_url)
-        return v
-    return move(urls)
-
-# %% ../nbs/08a_binance.ipynb #c09d8530
-@dataclass
-class BinanceConnection:
-    "How to reach Binance: market type, mainnet or spot testnet, API keys, URL overrides and retries."
-    market_type: str = 'spot'                     # 'spot' or 'futures' (USD-M)
-    testnet: bool = False
-    api_key: str | None = field(default=None, repr=False)
-    api_secret: str | None = field(default=None, repr=False)
-    rest_url: str | None = None
-    ws_url: str | None = None
-    max_retries: int = 5
-    retry_delay: float = 1.0                      # seconds before the first retry; doubles each time
-
-    def __post_init__(self):
-        if self.market_type not in ('spot', 'futures'): raise ValueError(f"market_type={self.market_type!r}: expected 'spot' or 'futures'")
-        _redacting.secrets.update(s for s in (self.api_key, self.api_secret) if s)
-
-    @classmethod
-    def from_settings(cls, settings) -> BinanceConnection:
-        "The connection `[exchange]` describes; the testnet when `market_data.source` is binance-testnet."
-        ex, secret = settings.exchange, lambda v: None if v is None else v.get_secret_value()
-        return cls(ex.market_type, settings.market_data.source == 'binance-testnet', secret(ex.api_key), secret(ex.api_secret),
-                   ex.rest_url, ex.ws_url, ex.max_retries, ex.retry_delay_seconds)
-
-    @property
-    def secrets(self) -> tuple: return (self.api_key, self.api_secret)
-    def redact(self, text) -> str: return redact(text, self.secrets)
-
-# %% ../nbs/08a_binance.ipynb #ba921bb7
-class _KlineWatcher(ccxt_pro.binance):
-    "ccxt.pro's Binance client, also keeping each kline Binance marks closed and the newest open time per market."
-    def __init__(self, config=None):
-        super().__init__(config or {})
-        self.closed_klines: dict[str, dict[int, list]] = {}    # market id -> {open ms: [t, o, h, l, c, v]}
-        self.newest_open: dict[str, int] = {}
-
-    def handle_ohlcv(self, client, message):
-        k = message.get('k') or {}
-        if (sid := k.get('s')) is not None and k.get('t') is not None:
-            t = int(k['t'])
-            self.newest_open[sid] = max(t, self.newest_open.get(sid, t))
-            if k.get('x'): self.closed_klines.setdefault(sid, {})[t] = [t] + [float(k[f]) for f in 'ohlcv']
-        return super().handle_ohlcv(client, message)
-
-# %% ../nbs/08a_binance.ipynb #8b88f203
-@patch
-def client(self: BinanceConnection, pro: bool = False):
-    "A ccxt Binance client for this connection: REST (`ccxt.async_support`), or `pro` for streams."
-    spot = self.market_type == 'spot'
-    c = (_KlineWatcher if pro else ccxt_async.binance)({
-        'enableRateLimit': True, 'apiKey': self.api_key, 'secret': self.api_secret, 'logger': ccxt_log,
-        'options': {'defaultType': 'spot' if spot else 'swap', 'fetchMarkets': {'types': ['spot' if spot else 'linear']},
-                    'fetchCurrencies': False, 'fetchMargins': False, 'warnOnFetchOpenOrdersWithoutSymbol': False,
-                    'fetchOpenOrders': {'warnWithoutSymbol': False}}})
-    if self.testnet and spot: c.set_sandbox_mode(True)
-    elif self.testnet: c.enable_demo_trading(True)      # ccxt: Binance retired the futures testnet for its demo trading
-    if self.rest_url or self.ws_url: c.urls['api'] = point_urls(c.urls['api'], self.rest_url, self.ws_url)
-    return c
-
-# %% ../nbs/08a_binance.ipynb #a09d9956
-_KIND = ((ccxt.InsufficientFunds, 'insufficient funds'), (ccxt.BadSymbol, 'unknown symbol'), (ccxt.InvalidOrder, 'invalid order'),
-         (ccxt.BadRequest, 'bad request'), (ccxt.OperationRejected, 'refused'))
-
-def _binance_words(text: str) -> str:
-    "Binance's `msg` (and code) from a ccxt error's text, else the text without ccxt's `binance` prefix."
-    m = re.search(r'"code"\s*:\s*(-?\d+)\s*,\s*"msg"\s*:\s*"([^"]*)"', text)
-    return f"{m[2]} (Binance {m[1]})" if m else re.sub(r'^binance\s+', '', text)
-
-@patch
-def mapped(self: BinanceConnection, e: Exception, what: str, order: Order | None = None) -> Exception:
-    "The `botcore` error for ccxt's `e` raised while doing `what` (for `order`, refusals are `OrderRejected`)."
-    text = self.redact(e)
-    if isinstance(e, ccxt.AuthenticationError):
-        return ExchangeAuthError(f"{what}: Binance refused the API key: {_binance_words(text)}; check [exchange] api_key and api_secret "
-                                 "(or BINANCE_API_KEY / BINANCE_API_SECRET) and the key's permissions")
-    if order is not None and not isinstance(e, ccxt.OrderNotFound):
-        for cls, kind in _KIND:
-            if isinstance(e, cls): return OrderRejected(order.client_order_id, f"{kind}: {_binance_words(text)}", order)
-    if isinstance(e, ccxt.OrderNotFound): return OrderNotFound(f"{what}: {_binance_words(text)}")
-    if isinstance(e, ccxt.NetworkError): return ExchangeError(f"{what}: no answer from Binance after {self.max_retries} retries: {text}")
-    return ExchangeError(f"{what}: {text}")
-
-@patch
-async def call(self: BinanceConnection, what: str, fn, *args, **kwargs):
-    "`await fn(*args, **kwargs)`, retrying network errors and rate limits with exponential backoff; ccxt's errors `mapped`."
-    for attempt in range(self.max_retries + 1):
-        try: return await fn(*args, **kwargs)
-        except ccxt.NetworkError as e:
-            if attempt == self.max_retries: raise self.mapped(e, what) from None
-            wait = self.retry_delay * 2 ** attempt
-            log.warning("%s: %s; retry %d/%d in %.2f s", what, self.redact(e)[:300], attempt + 1, self.max_retries, wait)
-            await asyncio.sleep(wait)
-        except ccxt.BaseError as e: raise self.mapped(e, what) from None
-
-# %% ../nbs/08a_binance.ipynb #7b8f1f3d
-def _num(x) -> float | None:
-    try: return float(x) if x is not None and float(x) > 0 else None
-    except (TypeError, ValueError): return None
-
-def _round(x: float, step: float | None, rounding) -> float:
-    if not step: return float(x)
-    s = Decimal(repr(step))
-    return float((Decimal(repr(x)) / s).to_integral_value(rounding) * s)
-
-@dataclass(frozen=True)
-class SymbolFilters:
-    "A symbol's trading rules as Binance states them: tick size, step size, minimum quantity, minimum notional."
-    symbol: str
-    tick_size: float | None = None
-    step_size: float | None = None
-    min_qty: float | None = None
-    min_notional: float | None = None
-    notional_filter: str = 'NOTIONAL'
-
-    @classmethod
-    def from_market(cls, market: dict) -> SymbolFilters:
-        "The filters of a ccxt market, from Binance's own `filters` list (ccxt's parsed limits where it lacks one)."
-        f = {x.get('filterType'): x for x in (market.get('info') or {}).get('filters', [])}
-        notional = 'NOTIONAL' if 'NOTIONAL' in f else 'MIN_NOTIONAL'
-        nf = f.get(notional, {})
-        return cls(market['id'], _num(f.get('PRICE_FILTER', {}).get('tickSize')) or _num(market['precision'].get('price')),
-                   _num(f.get('LOT_SIZE', {}).get('stepSize')) or _num(market['precision'].get('amount')),
-                   _num(f.get('LOT_SIZE', {}).get('minQty')) or _num(market['limits']['amount'].get('min')),
-                   _num(nf.get('minNotional', nf.get('notional'))) or _num(market['limits']['cost'].get('min')), notional)
-
-# %% ../nbs/08a_binance.ipynb #dcc1a5e4
-@patch
-def apply(self: SymbolFilters, order: Order, price: float | None = None) -> Order:
-    "`order` rounded to the step size and tick; `OrderRejected` naming the filter it still breaks (`price`: the market price)."
-    reject = lambda why: OrderRejected(order.client_order_id, why, order)
-    qty = _round(order.quantity, self.step_size, ROUND_DOWN)
-    if qty <= 0 or (self.min_qty and qty < self.min_qty):
-        raise reject(f"LOT_SIZE: quantity {order.quantity:.8g} rounds down to {qty:.8g} (step size {self.step_size or 0:g}), "
-                     f"below the minimum quantity {self.min_qty or self.step_size or 0:g} of {self.symbol}")
-    limit = None if order.price is None else _round(order.price, self.tick_size, ROUND_DOWN if order.side is Side.BUY else ROUND_UP)
-    if limit is not None and limit <= 0: raise reject(f"PRICE_FILTER: price {order.price:g} rounds to 0 at tick size {self.tick_size or 0:g}")
-    ref = limit if limit is not None else price
-    if self.min_notional and ref is not None and qty * ref < self.min_notional:
-        raise reject(f"{self.notional_filter}: {qty:.8g} {self.symbol} at {ref:,.8g} is worth {qty * ref:,.4f}, "
-                     f"below the minimum notional {self.min_notional:g} of {self.symbol}")
-    return order.model_copy(update=dict(quantity=qty, price=limit))
-
-# %% ../nbs/08a_binance.ipynb #ff56cb9a
-_STATUS = {'open': OrderStatus.NEW, 'closed': OrderStatus.FILLED, 'canceled': OrderStatus.CANCELED, 'cancelled': OrderStatus.CANCELED,
-           'expired': OrderStatus.CANCELED, 'rejected': OrderStatus.REJECTED}
-
-def _dt(ms) -> datetime: return datetime.fromtimestamp(ms / 1000, timezone.utc) if ms else datetime.now(timezone.utc)
-
-def order_from_ccxt(o: dict, symbol: str, client_order_id: str | None = None) -> Order:
-    "A `botcore` `Order` from ccxt's order `o` of Binance symbol `symbol` (and `client_order_id`: a cancel's answer carries a new one)."
-    status = _STATUS.get(o.get('status'), OrderStatus.NEW)
-    if status is OrderStatus.NEW and (o.get('filled') or 0) > 0: status = OrderStatus.PARTIALLY_FILLED
-    kind = OrderType.MARKET if (o.get('type') or 'market').lower() == 'market' else OrderType.LIMIT
-    return Order(client_order_id=client_order_id or o.get('clientOrderId'), symbol=symbol, side=Side(o['side'].upper()), type=kind,
-                 quantity=o['amount'], price=o.get('price') if kind is OrderType.LIMIT else None, status=status,
-                 created_at=_dt(o.get('timestamp')))
-
-def fee_in_quote(fee: dict | None, market: dict, price: float, quantity: float) -> float:
-    "A fill's fee in the quote currency: as is, valued at `price` if paid in the base asset, else estimated at the taker rate."
-    cost = (fee or {}).get('cost')
-    if cost is not None and fee.get('currency') in (None, market.get('quote'), market.get('settle')): return float(cost)
-    if cost is not None and fee.get('currency') == market.get('base'): return float(cost) * price
-    return (market.get('taker') or 0.001) * price * quantity
+# %% ../nbs/08a_binance.ipynb #77ed72ee
+_all_ = ['BinanceConnection', 'ExchangeAuthError', 'UnknownSymbol', 'LiveTradingRefused', 'SymbolFilters', 'order_from_ccxt',
+         'fee_in_quote', 'redact', 'point_urls', 'log', 'ccxt_log']
 
 # %% ../nbs/08a_binance.ipynb #e03a94f0
 def _concrete(cls: type) -> type:
@@ -421,6 +204,13 @@ async def _stream(self: BinanceMarketData, after: dict[str, int]):
         if task is not None: task.cancel()
 
 _concrete(BinanceMarketData)
+
+# %% ../nbs/08a_binance.ipynb #9694c72a
+@patch
+def source_name(self: BinanceMarketData) -> str:
+    "Where the candles come from, for the attribution row."
+    api = self.rest.urls['api']['public' if self.connection.market_type == 'spot' else 'fapiPublic']
+    return f"Binance {'spot' if self.connection.market_type == 'spot' else 'USD-M futures'} klines, `GET {api}/klines`"
 
 # %% ../nbs/08a_binance.ipynb #3eb4aa03
 class BinanceExchange(_Binance, Exchange):
@@ -608,108 +398,12 @@ def live_exchange(settings) -> BinanceExchange:
     if problems: raise LiveTradingRefused(f"trading.mode = 'live' sends real orders to {where}; refused: {'; '.join(problems)}")
     return BinanceExchange.from_settings(settings)
 
-# %% ../nbs/08a_binance.ipynb #d5d47d99
-def _ms(when) -> int | None:
-    "Milliseconds since the epoch of a date, datetime or ms; naive means UTC."
-    if when is None: return None
-    if isinstance(when, (int, float)) and not isinstance(when, bool): return int(when)
-    t = pd.Timestamp(when)
-    return int((t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')).value // 1_000_000)
+# %% ../nbs/08a_binance.ipynb #639ee5c4
+_MOVED_TO_DOWNLOAD = ('attribute', 'download_candles', 'download_candles_async', 'download_cmd')
 
-def _save_candles(path: Path, df: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
-    "Write `df` to `path` atomically in the bundled format (timestamp + OHLCV columns, zstd Parquet)."
-    validate_candles(df, timeframe, name=path.name)
-    out = pd.DataFrame({'timestamp': open_times_ms(df)} | {k: df[k].to_numpy('float64') for k in CANDLE_COLUMNS})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    out.to_parquet(tmp, compression='zstd', compression_level=19, index=False)
-    os.replace(tmp, path)
-    return df
-
-# %% ../nbs/08a_binance.ipynb #7babd80a
-_SECTION = "## Downloaded with `botcore download`"
-_HEADER = "| file | rows | first (UTC) | last (UTC) | missing candles | source | fetched (UTC) |\n|---|---:|---|---|---|---|---|"
-
-def attribute(path: Path, df: pd.DataFrame, timeframe: Timeframe, source: str) -> Path:
-    "Add or update `path`'s row in the `SOURCES.md` beside it: rows, range, missing candles and where they came from."
-    sources, name = path.parent / 'SOURCES.md', path.name
-    gaps, fmt = find_gaps(df, timeframe), (lambda t: t.strftime('%Y-%m-%d %H:%M'))
-    missing = f"{int(gaps.missing.sum()):,} in {len(gaps)} gaps" if len(gaps) else '0'
-    row = (f"| {name} | {len(df):,} | {fmt(df.index[0])} | {fmt(df.index[-1])} | {missing} | {source} | "
-           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} |")
-    text = sources.read_text() if sources.exists() else "# Candle sources\n"
-    if _SECTION not in text: text = text.rstrip('\n') + f"\n\n{_SECTION}\nCandles fetched from Binance's public market data by `botcore download`.\n\n{_HEADER}\n"
-    head, _, tail = text.partition(_SECTION)
-    lines = tail.split('\n')
-    at = next((i for i, l in enumerate(lines) if l.startswith(f"| {name} |")), None)
-    if at is not None: lines[at] = row
-    else:
-        end = next(i for i, l in enumerate(lines) if l.startswith('|---'))
-        while end + 1 < len(lines) and lines[end + 1].startswith('|'): end += 1
-        lines.insert(end + 1, row)
-    sources.write_text(head + _SECTION + '\n'.join(lines))
-    return sources
-
-# %% ../nbs/08a_binance.ipynb #77022391
-@patch
-def source_name(self: BinanceMarketData) -> str:
-    "Where the candles come from, for the attribution row."
-    api = self.rest.urls['api']['public' if self.connection.market_type == 'spot' else 'fapiPublic']
-    return f"Binance {'spot' if self.connection.market_type == 'spot' else 'USD-M futures'} klines, `GET {api}/klines`"
-
-async def download_candles_async(symbol: str, timeframe: Timeframe | str, since=None, path: str | Path | None = None, until=None,
-                                 progress: bool = True, market: BinanceMarketData | None = None, settings=None,
-                                 checkpoint_seconds: float = 30.0) -> Path:
-    "`download_candles` in a running event loop; `market` (default: from `settings`) is the Binance to ask."
-    from tqdm.auto import tqdm
-    tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
-    path = Path(path).expanduser() if path else bundled_dir() / f"{sym}-{tf}.parquet"
-    have = load_candles(path=path, timeframe=tf) if path.exists() else None
-    start = _ms(since)
-    if have is not None and len(have): start = max(start or 0, int(open_times_ms(have)[-1]) + tf.ms)
-    if start is None: raise ValueError(f"since: give the first candle's date, e.g. 2024-01-01 (there is no {path} to resume)")
-    own = market is None
-    if own:
-        from botcore.config import read_settings
-        market = BinanceMarketData.from_settings(settings or read_settings(), [sym], tf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames, fetched, saved_at = [] if have is None else [have], 0, time.monotonic()
-    try:
-        end = await market.forming_open(sym) if until is None else min(await market.forming_open(sym), _ms(until))
-        with tqdm(total=max(0, (end - start) // tf.ms), unit='candle', desc=f"{sym} {tf}", disable=not progress) as bar:
-            try:
-                cursor = start
-                async for page in market.pages(sym, start, end):
-                    frames.append(ohlcv_frame(page)); fetched += len(page)
-                    bar.update((int(page[-1][0]) + tf.ms - cursor) // tf.ms); cursor = int(page[-1][0]) + tf.ms
-                    if time.monotonic() - saved_at >= checkpoint_seconds:
-                        frames, saved_at = [_save_candles(path, pd.concat(frames), tf)], time.monotonic()
-            finally:
-                if fetched:
-                    frames = [_save_candles(path, pd.concat(frames), tf)]
-                    attribute(path, frames[0], tf, market.source_name())
-    finally:
-        if own: await market.close()
-    return path
-
-# %% ../nbs/08a_binance.ipynb #38f9e781
-def download_candles(symbol: str, timeframe: Timeframe | str, since=None, path: str | Path | None = None, until=None,
-                     progress: bool = True, settings=None) -> Path:
-    "Fetch `symbol`'s `timeframe` candles from `since` (default: after the file's last) until `until` (default: now) into Parquet; the file."
-    return asyncio.run(download_candles_async(symbol, timeframe, since, path, until, progress, settings=settings))
-
-def download_cmd(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
-                 timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
-                 since: str = None,  # first candle's open time, UTC, e.g. 2024-01-01 (default: continue the file after its last candle)
-                 until: str = None,  # stop before this time, UTC (default: the last closed candle)
-                 path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet, beside the bundled series)
-                 progress: bool = True,  # progress bar (--no-progress: none)
-                 config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host)
-    "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
-    from botcore.config import ConfigError, read_settings
-    try:
-        p = download_candles(symbol, timeframe, since, path, until, progress, settings=read_settings(config))
-        df = load_candles(path=p, timeframe=timeframe)
-    except (ConfigError, ValueError, ExchangeError) as e:
-        print(f"botcore download: {e}", file=sys.stderr)
-        return 2 if isinstance(e, (ConfigError, ValueError)) else 1
-    print(f"{p}: {len(df):,} candles, {df.index[0]:%Y-%m-%d %H:%M} to {df.index[-1]:%Y-%m-%d %H:%M} UTC" if len(df) else f"{p}: no candles")
+def __getattr__(name: str):
+    "The history downloads of `botcore.download`, still importable from here."
+    if name in _MOVED_TO_DOWNLOAD:
+        from botcore import download
+        return getattr(download, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

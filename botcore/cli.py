@@ -375,5 +375,5 @@ def download(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
              no_progress: bool = False,  # no progress bar
              config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host, e.g. the simulator)
     "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
-    from botcore.binance import download_cmd       # ccxt loads only when it is used
+    from botcore.download import download_cmd      # ccxt loads only when it is used
     return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)

@@ -244,16 +244,19 @@ async def _signal(self: Engine, b: SymbolBook) -> Signal | None:
 @patch
 async def _run(self: Engine, stream):
     books, lock, stop, monotonic = self.books, self._lock, self._stop, time.monotonic
+    lookup = getattr(self.signals, 'lookup', None)      # a source that answers without awaiting (PrecomputedSignals)
+    every = 15 if self.group_commit_seconds else 0       # at full speed, look at the clock every 16th candle only
     try:
         async for symbol, candle in stream:
             b = books.get(symbol)
             if b is None or candle.timestamp <= b.last_ms: continue
             b.window.append(candle)
-            signal = await self._signal(b) if self.signals is not None else None
+            if lookup is not None: signal = lookup(symbol, candle.timestamp) if self.trading.enabled else None
+            else: signal = await self._signal(b) if self.signals is not None else None
             async with lock:
                 if stop.is_set(): return
                 await self.on_candle(b, candle, signal)
-            if self._ops or self._dirty:
+            if not (self.candles_processed & every):
                 now = monotonic()
                 if (self._ops and now - self._pending_since >= self.group_commit_seconds) or \
                    now - self._last_checkpoint >= self.trading.checkpoint_seconds: self.commit()
@@ -390,7 +393,11 @@ def commit(self: Engine):
     if not (self._ops or self._dirty or self._signal_rows or self._equity_rows): return
     ops, events = self._ops, self._events
     with self.store.transaction() as tx:
-        for op in ops: getattr(tx, op[0])(*op[1], **(op[2] if len(op) > 2 else {}))
+        # new orders, then their fills, each in one batch (a fill needs its order); the rest in the order staged
+        tx.add_orders([(op[1][0], None, op[2]['reason']) for op in ops if op[0] == 'add_order'])
+        tx.add_fills([op[1][0] for op in ops if op[0] == 'add_fill'])
+        for op in ops:
+            if op[0] not in ('add_order', 'add_fill'): getattr(tx, op[0])(*op[1], **(op[2] if len(op) > 2 else {}))
         if ops: tx.save_state('exchange', max(b.last_ms for b in self.books.values()), dict(cash=self.cash))
         self._flush(tx)
     self._ops, self._events = [], []

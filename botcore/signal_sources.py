@@ -83,5 +83,8 @@ class PrecomputedSignals:
                                       timestamp=datetime.fromtimestamp((open_ms + self.tf.ms) / 1000, timezone.utc),
                                       symbol=symbol, timeframe=self.tf)
 
-    async def __call__(self, symbol: str, timeframe, window) -> Signal | None:
-        return self.table.get(symbol, {}).get(window[-1].timestamp)
+    async def __call__(self, symbol: str, timeframe, window) -> Signal | None: return self.lookup(symbol, window[-1].timestamp)
+
+    def lookup(self, symbol: str, open_ms: int) -> Signal | None:
+        "The signal for the candle of `symbol` that opened at `open_ms`, without a coroutine (the engine's fast path)."
+        return self.table.get(symbol, {}).get(open_ms)

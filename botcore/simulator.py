@@ -6,27 +6,20 @@ Docs: https://botcore.github.io/botcore/simulator.html.md"""
 
 # %% ../nbs/13_simulator.ipynb #8b706227
 from __future__ import annotations
-import asyncio, contextlib, hashlib, hmac, json, logging, math, re, secrets, socket, time
+import importlib, math, re, secrets, time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
-import uvicorn
 from fastcore.basics import patch
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 from .core import Timeframe
 from .data import CANDLE_COLUMNS, bundled_series, open_times_ms, resample_candles
 from .exchange import replay_series
 
 # %% auto #0
-__all__ = ['QUOTE_ASSETS', 'INSUFFICIENT', 'ENDPOINTS', 'SymbolRules', 'symbol_filters', 'BinanceError', 'ReplayClock',
-           'ReplayMarket', 'SimOrder', 'BinanceSimulator', 'order_json', 'new_order_json', 'kline_event', 'ccxt_urls',
-           'ccxt_client', 'simulator_cmd']
+__all__ = ['QUOTE_ASSETS', 'INSUFFICIENT', 'SymbolRules', 'symbol_filters', 'BinanceError', 'ReplayClock', 'ReplayMarket',
+           'SimOrder', 'MatchingEngine', 'ENDPOINTS', 'order_json', 'new_order_json', 'BinanceSimulator', 'kline_event',
+           'ccxt_urls', 'ccxt_client', 'simulator_cmd']
 
 # %% ../nbs/13_simulator.ipynb #f0dcddd8
 QUOTE_ASSETS = ('USDT', 'USDC', 'FDUSD', 'BUSD', 'TUSD', 'BTC', 'ETH', 'BNB', 'EUR')
@@ -216,11 +209,10 @@ class SimOrder:
     qty: float; quote_qty: float; time: int; status: str = 'NEW'; executed: float = 0.0; cum_quote: float = 0.0
     update_time: int = 0; locked: float = 0.0; trades: list = field(default_factory=list)
 
-class BinanceSimulator:
-    "A local Binance spot exchange: the bundled real candles replayed at `speed` candles a second, a spot account, faults on demand."
+class MatchingEngine:
+    "The simulator's exchange without HTTP: the bundled real candles replayed at `speed` candles a second, and a spot account."
     def __init__(self, symbols=('BTCUSDT', 'ETHUSDT'), timeframe: Timeframe | str | None = None, speed: float = 1.0, start=None,
-                 api_keys: dict | None = None, balances: dict | None = None, fee: float = 0.001, weight_limit: int = 6000,
-                 tick_seconds: float = 0.1, kline_update_seconds: float = 1.0):
+                 balances: dict | None = None, fee: float = 0.001):
         symbols = [s.upper() for s in ([symbols] if isinstance(symbols, str) else symbols)]
         self.timeframe = Timeframe.parse(timeframe) if timeframe else _finest_common(symbols)
         self.markets = {s: ReplayMarket(s, df, self.timeframe) for s, df in replay_series(symbols, self.timeframe).items()}
@@ -232,78 +224,52 @@ class BinanceSimulator:
         if not first <= start_ms < end:
             raise ValueError(f"start={start!r}: outside the replay, {pd.Timestamp(first, unit='ms')} .. {pd.Timestamp(end, unit='ms')} UTC")
         self.clock = ReplayClock(start_ms, end, step, speed)
-        self.api_keys = dict(api_keys or {'key': 'secret'})
-        self.fee, self.weight_limit, self.tick_seconds, self.kline_update_seconds = float(fee), int(weight_limit), tick_seconds, kline_update_seconds
+        self.fee = float(fee)
         self.balances = {a: [0.0, 0.0] for m in self.markets.values() for a in (m.rules.base, m.rules.quote)}
         for a, v in (balances if balances is not None else {'USDT': 10_000.0}).items(): self.balances[a.upper()] = [float(v), 0.0]
         self.orders: dict[int, SimOrder] = {}
         self.trades: list[dict] = []
         self._open: dict[int, SimOrder] = {}
         self._matched_ms, self._next_id = start_ms, 1
-        self._fail = dict(count=0, status=429, retry_after=1, processed=False)
-        self._delay, self._weights, self._order_counts = 0.0, {}, {}
-        self._streams: set = set()
-        self._app = None
 
     def __repr__(self):
-        return (f"BinanceSimulator({', '.join(self.markets)} {self.timeframe}, clock {pd.Timestamp(self.clock_ms, unit='ms').floor('s')} UTC, "
+        return (f"{type(self).__name__}({', '.join(self.markets)} {self.timeframe}, clock {pd.Timestamp(self.clock_ms, unit='ms').floor('s')} UTC, "
                 f"speed {self.clock.speed:g}/s)")
 
     @property
     def clock_ms(self) -> int: return self.clock.ms
-    @property
-    def app(self) -> Starlette:
-        "The ASGI app (REST, streams and the `/_sim` control path)."
-        if self._app is None: self._app = self._make_app()
-        return self._app
 
 # %% ../nbs/13_simulator.ipynb #bd4ba9f2
 @patch
-def set_speed(self: BinanceSimulator, speed: float):
+def set_speed(self: MatchingEngine, speed: float):
     "Replay `speed` candles of the base timeframe a second from now on (0 pauses)."
-    self._advance(); self.clock.set_speed(speed)
+    self.sync(); self.clock.set_speed(speed)
 
 @patch
-def advance(self: BinanceSimulator, candles: float = 1):
+def advance(self: MatchingEngine, candles: float = 1):
     "Jump the clock `candles` base candles ahead, filling the limit orders the price crosses on the way."
-    self._advance(); self.clock.advance(int(candles * self.timeframe.ms)); self._advance()
+    self.sync(); self.clock.advance(int(candles * self.timeframe.ms)); self.sync()
 
 @patch
-def fail_next(self: BinanceSimulator, n: int = 1, status: int = 429, retry_after: float = 1, processed: bool = False):
-    "Answer the next `n` Binance requests with HTTP `status`; `processed`: carry them out first, lose only the answer."
-    if not 400 <= status <= 599: raise ValueError(f"status={status!r}: an HTTP error status, 400..599")
-    self._fail = dict(count=int(n), status=int(status), retry_after=retry_after, processed=bool(processed))
-
-@patch
-def delay(self: BinanceSimulator, seconds: float):
-    "Hold every Binance answer `seconds` before sending it (0: no delay)."
-    if not seconds >= 0: raise ValueError(f"delay={seconds!r}: seconds, >= 0")
-    self._delay = float(seconds)
-
-@patch
-def clear_faults(self: BinanceSimulator):
-    "Answer normally again."
-    self.fail_next(0); self.delay(0)
-
-@patch
-def set_balance(self: BinanceSimulator, asset: str, free: float):
+def set_balance(self: MatchingEngine, asset: str, free: float):
     "Set the free balance of `asset` (what is locked in orders stays)."
     self.balances.setdefault(asset.upper(), [0.0, 0.0])[0] = float(free)
 
 @patch
-def price(self: BinanceSimulator, symbol: str) -> float:
+def price(self: MatchingEngine, symbol: str) -> float:
     "The replayed price of `symbol` now."
-    return self._market(symbol).price(self.clock_ms)
+    return self.market(symbol).price(self.clock_ms)
 
 # %% ../nbs/13_simulator.ipynb #c5dd08a9
 @patch
-def _market(self: BinanceSimulator, symbol: str | None) -> ReplayMarket:
+def market(self: MatchingEngine, symbol: str | None) -> ReplayMarket:
+    "The market of `symbol`; Binance's error if it is missing or not traded here."
     if not symbol: raise _missing('symbol')
     if (m := self.markets.get(symbol.upper())) is None: raise BinanceError(-1121, 'Invalid symbol.')
     return m
 
 @patch
-def _advance(self: BinanceSimulator) -> int:
+def sync(self: MatchingEngine) -> int:
     "Move the books to the clock: fill the resting orders the price reached; the clock's time."
     now = self.clock_ms
     if now > self._matched_ms:
@@ -314,7 +280,7 @@ def _advance(self: BinanceSimulator) -> int:
     return now
 
 @patch
-def _fill(self: BinanceSimulator, o: SimOrder, price: float, at: int, maker: bool):
+def _fill(self: MatchingEngine, o: SimOrder, price: float, at: int, maker: bool):
     "Execute all of `o` at `price`: move the assets, pay the fee, record the trade."
     r = self.markets[o.symbol].rules
     base, quote = self.balances[r.base], self.balances[r.quote]
@@ -349,10 +315,10 @@ def _check_filters(r: SymbolRules, qty: Decimal, price: Decimal):
 
 # %% ../nbs/13_simulator.ipynb #4ae661cc
 @patch
-def place_order(self: BinanceSimulator, p: dict) -> SimOrder:
+def place_order(self: MatchingEngine, p: dict) -> SimOrder:
     "Check and carry out a new order from Binance's parameters; the order."
-    m = self._market(p.get('symbol'))
-    r, now = m.rules, self._advance()
+    m = self.market(p.get('symbol'))
+    r, now = m.rules, self.sync()
     side, typ, tif = p.get('side', '').upper(), p.get('type', '').upper(), p.get('timeInForce')
     if not side: raise _missing('side')
     if side not in ('BUY', 'SELL'): raise BinanceError(-1117, 'Invalid side.')
@@ -392,515 +358,29 @@ def place_order(self: BinanceSimulator, p: dict) -> SimOrder:
         self._open[o.id] = o
     return o
 
-# %% ../nbs/13_simulator.ipynb #26295768
-def order_json(o: SimOrder) -> dict:
-    "`o` as GET /api/v3/order answers."
-    return dict(symbol=o.symbol, orderId=o.id, orderListId=-1, clientOrderId=o.client_id, price=_s(o.price or 0), origQty=_s(o.qty),
-                executedQty=_s(o.executed), cummulativeQuoteQty=_s(o.cum_quote), status=o.status, timeInForce=o.tif or 'GTC', type=o.type,
-                side=o.side, stopPrice='0.00000000', icebergQty='0.00000000', time=o.time, updateTime=o.update_time,
-                isWorking=o.type != 'MARKET', workingTime=o.time, origQuoteOrderQty=_s(o.quote_qty), selfTradePreventionMode='NONE')
-
-def new_order_json(o: SimOrder, resp_type: str = 'FULL') -> dict:
-    "`o` as POST /api/v3/order answers with `newOrderRespType` `resp_type`."
-    ack = dict(symbol=o.symbol, orderId=o.id, orderListId=-1, clientOrderId=o.client_id, transactTime=o.time)
-    if resp_type == 'ACK': return ack
-    full = ack | {k: v for k, v in order_json(o).items() if k not in ('stopPrice', 'icebergQty', 'time', 'updateTime', 'isWorking')}
-    if resp_type == 'RESULT': return full
-    return full | dict(fills=[dict(price=t['price'], qty=t['qty'], commission=t['commission'], commissionAsset=t['commissionAsset'],
-                                   tradeId=t['id']) for t in o.trades])
-
-# %% ../nbs/13_simulator.ipynb #b2164a15
+# %% ../nbs/13_simulator.ipynb #41cf2843
 @patch
-def _exchange_info(self: BinanceSimulator, p: dict):
-    wanted = [p['symbol']] if p.get('symbol') else json.loads(p['symbols']) if p.get('symbols') else list(self.markets)
-    ms = [self._market(s) for s in wanted]
-    limits = [dict(rateLimitType='REQUEST_WEIGHT', interval='MINUTE', intervalNum=1, limit=self.weight_limit),
-              dict(rateLimitType='ORDERS', interval='SECOND', intervalNum=10, limit=100),
-              dict(rateLimitType='ORDERS', interval='DAY', intervalNum=1, limit=200000)]
-    return dict(timezone='UTC', serverTime=_wall_ms(), rateLimits=limits, exchangeFilters=[], symbols=[dict(
-        symbol=m.symbol, status='TRADING', baseAsset=m.rules.base, baseAssetPrecision=8, quoteAsset=m.rules.quote, quotePrecision=8,
-        quoteAssetPrecision=8, baseCommissionPrecision=8, quoteCommissionPrecision=8, orderTypes=['LIMIT', 'LIMIT_MAKER', 'MARKET'],
-        icebergAllowed=False, ocoAllowed=False, otoAllowed=False, quoteOrderQtyMarketAllowed=True, allowTrailingStop=False,
-        cancelReplaceAllowed=False, isSpotTradingAllowed=True, isMarginTradingAllowed=False, filters=symbol_filters(m.rules),
-        permissions=[], permissionSets=[['SPOT']], defaultSelfTradePreventionMode='NONE', allowedSelfTradePreventionModes=['NONE'])
-        for m in ms])
-
-def _wall_ms() -> int: return int(time.time() * 1000)
-
-def _int(p: dict, name: str, default=None):
-    if p.get(name) in (None, ''): return default
-    try: return int(p[name])
-    except ValueError: raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.") from None
-
-def _kline_row(r: tuple, tf: Timeframe) -> list:
-    t, o, h, l, c, v = r
-    q = v * (o + h + l + c) / 4
-    return [t, _s(o), _s(h), _s(l), _s(c), _s(v), t + tf.ms - 1, _s(q), 0, _s(v / 2), _s(q / 2), '0']
-
-@patch
-def _klines(self: BinanceSimulator, p: dict):
-    m = self._market(p.get('symbol'))
-    if not p.get('interval'): raise _missing('interval')
-    try: tf = Timeframe.parse(p['interval'])
-    except ValueError: raise BinanceError(-1120, 'Invalid interval.') from None
-    if tf.ms % self.timeframe.ms: raise BinanceError(-1120, 'Invalid interval.')
-    limit = min(1000, max(1, _int(p, 'limit', 500)))
-    return [_kline_row(r, tf) for r in m.klines(tf, self._advance(), _int(p, 'startTime'), _int(p, 'endTime'), limit)]
-
-@patch
-def _tickers(self: BinanceSimulator, p: dict, make):
-    if p.get('symbol'): return make(self._market(p['symbol']))
-    return [make(self._market(s)) for s in (json.loads(p['symbols']) if p.get('symbols') else self.markets)]
-
-@patch
-def _ticker_24hr(self: BinanceSimulator, m: ReplayMarket) -> dict:
-    now = self._advance()
-    o, h, l, c, v = self._window(m, now - 86_400_000, now)
-    bid, ask = self._book_top(m)
-    prev = m.price(now - 86_400_000 - 1)
-    return dict(symbol=m.symbol, priceChange=_s(c - o), priceChangePercent=_s(100 * (c - o) / o, 3), weightedAvgPrice=_s((o + h + l + c) / 4),
-                prevClosePrice=_s(prev), lastPrice=_s(c), lastQty=_s(m.rules.step), bidPrice=_s(bid), bidQty='1.00000000', askPrice=_s(ask),
-                askQty='1.00000000', openPrice=_s(o), highPrice=_s(h), lowPrice=_s(l), volume=_s(v), quoteVolume=_s(v * (o + h + l + c) / 4),
-                openTime=now - 86_400_000, closeTime=now, firstId=0, lastId=0, count=0)
-
-@patch
-def _window(self: BinanceSimulator, m: ReplayMarket, t_from: int, t: int) -> tuple:
-    w = m.window(t_from, t)
-    return w if w is not None else (m.price(t),) * 4 + (0.0,)
-
-@patch
-def _book_top(self: BinanceSimulator, m: ReplayMarket) -> tuple[float, float]:
-    p = m.price(self._advance())
-    return p, round(p + float(m.rules.tick), m._places)
-
-@patch
-def _depth(self: BinanceSimulator, p: dict):
-    m = self._market(p.get('symbol'))
-    n = min(5000, max(1, _int(p, 'limit', 100)))
-    bid, ask = self._book_top(m)
-    tick, step = float(m.rules.tick), float(m.rules.step)
-    size = lambda k: _s(step * (1000 + 700 * (k % 5)))       # a made-up, deterministic book: liquidity is unlimited anyway
-    return dict(lastUpdateId=self.clock_ms // 100, bids=[[_s(bid - k * tick, m._places), size(k)] for k in range(n)],
-                asks=[[_s(ask + k * tick, m._places), size(k)] for k in range(n)])
-
-# %% ../nbs/13_simulator.ipynb #2992370b
-@patch
-def _account(self: BinanceSimulator, p: dict):
-    self._advance()
-    omit = p.get('omitZeroBalances') == 'true'
-    bals = [dict(asset=a, free=_s(max(0.0, f)), locked=_s(max(0.0, l))) for a, (f, l) in self.balances.items() if not (omit and f <= 0 and l <= 0)]
-    fee = _s(self.fee)
-    return dict(makerCommission=int(self.fee * 10_000), takerCommission=int(self.fee * 10_000), buyerCommission=0, sellerCommission=0,
-                commissionRates=dict(maker=fee, taker=fee, buyer='0.00000000', seller='0.00000000'), canTrade=True, canWithdraw=False,
-                canDeposit=False, brokered=False, requireSelfTradePrevention=False, preventSor=False, updateTime=self.clock_ms,
-                accountType='SPOT', balances=bals, permissions=['SPOT'], uid=1)
-
-@patch
-def _find_order(self: BinanceSimulator, p: dict, code: int, msg: str) -> SimOrder:
-    m = self._market(p.get('symbol'))
-    oid, cid = _int(p, 'orderId'), p.get('origClientOrderId')
-    if oid is None and not cid: raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
-    found = ([self.orders.get(oid)] if oid is not None else [o for o in self.orders.values() if o.client_id == cid])
-    found = [o for o in found if o is not None and o.symbol == m.symbol and (not cid or o.client_id == cid)]
-    if not found: raise BinanceError(code, msg)
-    return found[-1]
-
-@patch
-def _cancel(self: BinanceSimulator, o: SimOrder, p: dict) -> dict:
+def cancel_order(self: MatchingEngine, o: SimOrder) -> SimOrder:
+    "Cancel the resting order `o`, unlocking its funds; the order."
     if o.id not in self._open: raise BinanceError(-2011, 'Unknown order sent.')
     r = self.markets[o.symbol].rules
     bal = self.balances[r.quote if o.side == 'BUY' else r.base]
     bal[0] += o.locked; bal[1] -= o.locked
     o.locked, o.status, o.update_time = 0.0, 'CANCELED', self.clock_ms
     del self._open[o.id]
-    j = order_json(o)
-    return dict(symbol=o.symbol, origClientOrderId=o.client_id, orderId=o.id, orderListId=-1,
-                clientOrderId=p.get('newClientOrderId') or f"sim-{secrets.token_hex(10)}", transactTime=o.update_time,
-                **{k: j[k] for k in ('price', 'origQty', 'executedQty', 'cummulativeQuoteQty', 'status', 'timeInForce', 'type', 'side',
-                                     'selfTradePreventionMode')})
+    return o
 
 @patch
-def _new_order(self: BinanceSimulator, p: dict):
-    resp = (p.get('newOrderRespType') or 'FULL').upper()
-    if resp not in ('ACK', 'RESULT', 'FULL'): raise BinanceError(-1136, 'Invalid newOrderRespType.')
-    return new_order_json(self.place_order(p), resp)
+def open_orders(self: MatchingEngine, symbol: str | None = None) -> list[SimOrder]:
+    "The resting orders (of `symbol`, if given), oldest first."
+    return [o for o in self._open.values() if symbol in (None, o.symbol)]
 
-@patch
-def _test_order(self: BinanceSimulator, p: dict):
-    self._market(p.get('symbol'))
-    return {}
+# %% ../nbs/13_simulator.ipynb #163c1528
+_LATER = (dict.fromkeys(['ENDPOINTS', 'order_json', 'new_order_json'], 'simulator_rest') |
+          dict.fromkeys(['BinanceSimulator', 'kline_event', 'ccxt_urls', 'ccxt_client', 'simulator_cmd'], 'simulator_server'))
+_all_ = ['ENDPOINTS', 'order_json', 'new_order_json', 'BinanceSimulator', 'kline_event', 'ccxt_urls', 'ccxt_client', 'simulator_cmd']
 
-@patch
-def _get_order(self: BinanceSimulator, p: dict):
-    self._advance()
-    return order_json(self._find_order(p, -2013, 'Order does not exist.'))
-
-@patch
-def _delete_order(self: BinanceSimulator, p: dict):
-    self._advance()
-    return self._cancel(self._find_order(p, -2011, 'Unknown order sent.'), p)
-
-@patch
-def _open_orders(self: BinanceSimulator, p: dict):
-    self._advance()
-    sym = self._market(p['symbol']).symbol if p.get('symbol') else None
-    return [order_json(o) for o in self._open.values() if sym in (None, o.symbol)]
-
-@patch
-def _cancel_open_orders(self: BinanceSimulator, p: dict):
-    sym, _ = self._market(p.get('symbol')).symbol, self._advance()
-    mine = [o for o in self._open.values() if o.symbol == sym]
-    if not mine: raise BinanceError(-2011, 'Unknown order sent.')
-    return [self._cancel(o, {}) for o in mine]
-
-def _since(rows: list, p: dict, time_key: str, id_key: str, from_key: str) -> list:
-    "`rows` filtered by startTime, endTime and `from_key`, the first `limit` of them."
-    start, end, frm = _int(p, 'startTime'), _int(p, 'endTime'), _int(p, from_key)
-    rows = [r for r in rows if (start is None or r[time_key] >= start) and (end is None or r[time_key] <= end) and (frm is None or r[id_key] >= frm)]
-    return rows[:min(1000, max(1, _int(p, 'limit', 500)))] if start is not None or frm is not None else rows[-min(1000, max(1, _int(p, 'limit', 500))):]
-
-@patch
-def _all_orders(self: BinanceSimulator, p: dict):
-    sym, _ = self._market(p.get('symbol')).symbol, self._advance()
-    return _since([order_json(o) for o in self.orders.values() if o.symbol == sym], p, 'time', 'orderId', 'orderId')
-
-@patch
-def _my_trades(self: BinanceSimulator, p: dict):
-    sym, _ = self._market(p.get('symbol')).symbol, self._advance()
-    oid = _int(p, 'orderId')
-    return _since([t for t in self.trades if t['symbol'] == sym and oid in (None, t['orderId'])], p, 'time', 'id', 'fromId')
-
-@patch
-def _coins(self: BinanceSimulator, p: dict):
-    return [dict(coin=a, name=a, depositAllEnable=False, withdrawAllEnable=False, free=_s(f), locked=_s(l), freeze='0', withdrawing='0',
-                 ipoing='0', ipoable='0', storage='0', isLegalMoney=False, trading=True, networkList=[]) for a, (f, l) in self.balances.items()]
-
-# %% ../nbs/13_simulator.ipynb #1021bdf1
-def _no_futures(self, p): return dict(timezone='UTC', serverTime=_wall_ms(), rateLimits=[], exchangeFilters=[], assets=[], symbols=[])
-def _depth_weight(p): return next(w for n, w in ((100, 5), (500, 25), (1000, 50), (10**9, 250)) if _int(p, 'limit', 100) <= n)
-def _all_weight(one: int, every: int): return lambda p: one if p.get('symbol') else every
-
-ENDPOINTS = {
-    ('GET', '/api/v3/ping'): (lambda self, p: {}, 1, False),
-    ('GET', '/api/v3/time'): (lambda self, p: dict(serverTime=_wall_ms()), 1, False),
-    ('GET', '/api/v3/exchangeInfo'): (BinanceSimulator._exchange_info, 20, False),
-    ('GET', '/api/v3/klines'): (BinanceSimulator._klines, 2, False),
-    ('GET', '/api/v3/uiKlines'): (BinanceSimulator._klines, 2, False),
-    ('GET', '/api/v3/depth'): (BinanceSimulator._depth, _depth_weight, False),
-    ('GET', '/api/v3/ticker/price'): (lambda self, p: self._tickers(p, lambda m: dict(symbol=m.symbol, price=_s(self.price(m.symbol)))),
-                                     _all_weight(2, 4), False),
-    ('GET', '/api/v3/ticker/24hr'): (lambda self, p: self._tickers(p, self._ticker_24hr), _all_weight(2, 80), False),
-    ('GET', '/api/v3/ticker/bookTicker'): (lambda self, p: self._tickers(p, lambda m: dict(zip(
-        ('symbol', 'bidPrice', 'bidQty', 'askPrice', 'askQty'), (m.symbol, _s(self._book_top(m)[0]), '1.00000000', _s(self._book_top(m)[1]), '1.00000000')))),
-        _all_weight(2, 4), False),
-    ('GET', '/api/v3/avgPrice'): (lambda self, p: dict(mins=5, price=_s(self.price(self._market(p.get('symbol')).symbol)), closeTime=self.clock_ms), 2, False),
-    ('GET', '/api/v3/account'): (BinanceSimulator._account, 20, True),
-    ('POST', '/api/v3/order'): (BinanceSimulator._new_order, 1, True),
-    ('POST', '/api/v3/order/test'): (BinanceSimulator._test_order, 1, True),
-    ('GET', '/api/v3/order'): (BinanceSimulator._get_order, 4, True),
-    ('DELETE', '/api/v3/order'): (BinanceSimulator._delete_order, 1, True),
-    ('GET', '/api/v3/openOrders'): (BinanceSimulator._open_orders, _all_weight(6, 80), True),
-    ('DELETE', '/api/v3/openOrders'): (BinanceSimulator._cancel_open_orders, 1, True),
-    ('GET', '/api/v3/allOrders'): (BinanceSimulator._all_orders, 20, True),
-    ('GET', '/api/v3/myTrades'): (BinanceSimulator._my_trades, 20, True),
-    ('GET', '/sapi/v1/system/status'): (lambda self, p: dict(status=0, msg='normal'), 1, False),
-    ('GET', '/sapi/v1/capital/config/getall'): (BinanceSimulator._coins, 10, True),
-    ('GET', '/sapi/v1/margin/allPairs'): (lambda self, p: [], 1, True),
-    ('GET', '/sapi/v1/margin/isolated/allPairs'): (lambda self, p: [], 10, True),
-    ('GET', '/fapi/v1/exchangeInfo'): (_no_futures, 1, False),
-    ('GET', '/dapi/v1/exchangeInfo'): (_no_futures, 1, False),
-}
-ENDPOINTS[('GET', '/api/v1/ping')] = ENDPOINTS[('GET', '/api/v3/ping')]
-
-# %% ../nbs/13_simulator.ipynb #cfc943e7
-def _unsigned(raw: str) -> str: return '&'.join(x for x in raw.split('&') if x and not x.startswith('signature=')) if raw else ''
-
-@patch
-def authenticate(self: BinanceSimulator, api_key: str | None, query: str, body: str, p: dict, now_ms: int | None = None):
-    "Check a signed request's key, signature and timestamp; a `BinanceError` as Binance's if any is wrong."
-    if not api_key: raise BinanceError(-2014, 'API-key format invalid.', 401)
-    if (secret := self.api_keys.get(api_key)) is None: raise BinanceError(-2015, 'Invalid API-key, IP, or permissions for action.', 401)
-    if not p.get('signature'): raise _missing('signature')
-    mac = hmac.new(secret.encode(), (_unsigned(query) + _unsigned(body)).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, p['signature'].lower()): raise BinanceError(-1022, 'Signature for this request is not valid.')
-    ts, window, now = _int(p, 'timestamp'), _int(p, 'recvWindow', 5000), _wall_ms() if now_ms is None else now_ms
-    if ts is None: raise _missing('timestamp')
-    if not 0 < window <= 60_000: raise BinanceError(-1131, 'recvWindow must be less than 60000')
-    if ts > now + 1000: raise BinanceError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-    if now - ts > window: raise BinanceError(-1021, 'Timestamp for this request is outside of the recvWindow.')
-
-# %% ../nbs/13_simulator.ipynb #513478a9
-_REASONS = {429: 'Too Many Requests', 418: "I'm a teapot", 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'}
-
-def _fault_response(status: int, retry_after: float) -> Response:
-    "What Binance (or the gateway in front of it) answers with `status`."
-    if status in (418, 429):
-        msg = ('Way too many requests; IP banned until %d.' % (_wall_ms() + int(retry_after * 1000)) if status == 418 else
-               'Too many requests; current limit of IP(127.0.0.1) is exceeded. Please use the websocket for live updates to avoid polling the API.')
-        return JSONResponse(dict(code=-1003, msg=msg), status, headers={'Retry-After': str(max(1, math.ceil(retry_after)))})
-    if status >= 500: return PlainTextResponse(f"{status} {_REASONS.get(status, 'Server Error')}", status)
-    return JSONResponse(dict(code=-1000, msg='An unknown error occured while processing the request.'), status)
-
-@patch
-def _count(self: BinanceSimulator, weight: int, order: bool) -> dict:
-    "Add a request's weight (and order) to this minute's (and 10 s's, day's) counts; the headers that report them."
-    now = time.time()
-    minute = int(now // 60)
-    self._weights = {minute: self._weights.get(minute, 0) + weight}
-    h = {'X-MBX-USED-WEIGHT-1M': str(self._weights[minute]), 'X-MBX-USED-WEIGHT': str(self._weights[minute])}
-    if order:
-        for k, w in (('10S', int(now // 10)), ('1D', int(now // 86400))):
-            win, n = self._order_counts.get(k, (w, 0))
-            self._order_counts[k] = (w, n + 1 if win == w else 1)
-            h[f'X-MBX-ORDER-COUNT-{k}'] = str(self._order_counts[k][1])
-    return h
-
-@patch
-async def _dispatch(self: BinanceSimulator, request: Request) -> Response:
-    "Serve one Binance REST request."
-    if self._delay: await asyncio.sleep(self._delay)
-    endpoint = ENDPOINTS.get((request.method, request.url.path))
-    if endpoint is None:
-        known = any(path == request.url.path for _, path in ENDPOINTS)
-        return JSONResponse(dict(code=-1020, msg='This operation is not supported.'), 405 if known else 404)
-    fail = self._fail['count'] > 0 and self._fail
-    if fail:
-        fail['count'] -= 1
-        if not fail['processed']: return _fault_response(fail['status'], fail['retry_after'])
-    handler, weight, is_signed = endpoint
-    query, body = request.url.query, (await request.body()).decode()
-    p = dict(parse_qsl(query, keep_blank_values=True)) | dict(parse_qsl(body, keep_blank_values=True))
-    headers = self._count(weight(p) if callable(weight) else weight, request.method == 'POST' and request.url.path == '/api/v3/order')
-    try:
-        if self._weights[int(time.time() // 60)] > self.weight_limit:
-            return _fault_response(429, 60 - time.time() % 60)
-        if is_signed: self.authenticate(request.headers.get('x-mbx-apikey'), query, body, p)
-        answer = JSONResponse(handler(self, p), headers=headers)
-    except BinanceError as e: answer = JSONResponse(dict(code=e.code, msg=e.msg), e.status, headers=headers)
-    except (ValueError, KeyError) as e: answer = JSONResponse(dict(code=-1100, msg=f'Illegal characters found in a parameter: {e}'), 400, headers=headers)
-    return _fault_response(fail['status'], fail['retry_after']) if fail else answer
-
-# %% ../nbs/13_simulator.ipynb #1991b2c1
-_STREAM = re.compile(r'^([a-z0-9]+)@kline_(\w+)$')
-
-def kline_event(symbol: str, tf: Timeframe, row: tuple, closed: bool, event_ms: int) -> dict:
-    "Binance's kline stream event for `row` (open time, open, high, low, close, volume)."
-    t, o, h, l, c, v, _, q, n, tb, tq, _ = _kline_row(row, tf)
-    return dict(e='kline', E=event_ms, s=symbol, k=dict(t=t, T=t + tf.ms - 1, s=symbol, i=tf.value, f=0, L=0, o=o, c=c, h=h, l=l, v=v,
-                                                           n=n, x=closed, q=q, V=tb, Q=tq, B='0'))
-
-class _StreamClient:
-    "One WebSocket connection: its subscriptions and its outgoing queue."
-    def __init__(self, ws: WebSocket, combined: bool):
-        self.ws, self.combined, self.subs, self.queue = ws, combined, {}, asyncio.Queue(maxsize=10_000)
-
-    def send(self, msg, stream: str | None = None):
-        try: self.queue.put_nowait(dict(stream=stream, data=msg) if stream and self.combined else msg)
-        except asyncio.QueueFull: self.drop()                # a client that cannot keep up is disconnected, as on Binance
-
-    def drop(self):
-        while not self.queue.empty(): self.queue.get_nowait()
-        self.queue.put_nowait(None)
-
-    async def pump(self):
-        while (msg := await self.queue.get()) is not None: await self.ws.send_text(json.dumps(msg))
-        await self.ws.close(1001)
-
-# %% ../nbs/13_simulator.ipynb #96e1f58b
-@patch
-def subscribe(self: BinanceSimulator, client: _StreamClient, name: str):
-    "Start stream `name` on `client` at the clock."
-    state = [None, -1, -math.inf]
-    if (m := _STREAM.match(name)) and m[1].upper() in self.markets:
-        with contextlib.suppress(ValueError):
-            tf = Timeframe.parse(m[2])
-            if tf.ms % self.timeframe.ms == 0:
-                ts = self.markets[m[1].upper()].candles(tf)[0]
-                k = int(np.searchsorted(ts, self.clock_ms - tf.ms, 'right'))
-                state = [(m[1].upper(), tf), int(ts[k - 1]) if k else -1, -math.inf]
-    client.subs[name] = state
-
-@patch
-def _command(self: BinanceSimulator, client: _StreamClient, text: str) -> dict:
-    "Binance's answer to a JSON command on a stream connection."
-    try: msg = json.loads(text)
-    except ValueError as e: return dict(error=dict(code=3, msg=f'Invalid JSON: {e}'))
-    rid, method, params = msg.get('id'), msg.get('method'), msg.get('params', [])
-    if method in ('SUBSCRIBE', 'UNSUBSCRIBE'):
-        if not isinstance(params, list) or not all(isinstance(s, str) and '@' in s for s in params):
-            return dict(error=dict(code=2, msg='Invalid request: invalid stream name'), id=rid)
-        for s in params:
-            if method == 'SUBSCRIBE': self.subscribe(client, s)
-            else: client.subs.pop(s, None)
-        return dict(result=None, id=rid)
-    if method == 'LIST_SUBSCRIPTIONS': return dict(result=list(client.subs), id=rid)
-    if method == 'SET_PROPERTY': return dict(result=None, id=rid)
-    if method == 'GET_PROPERTY': return dict(result=client.combined, id=rid)
-    return dict(error=dict(code=2, msg=f'Invalid request: unknown method {method!r}'), id=rid)
-
-@patch
-async def _ws(self: BinanceSimulator, ws: WebSocket):
-    "Serve one stream connection until it closes or is dropped."
-    combined = ws.url.path.startswith('/stream')
-    names = ws.query_params.get('streams', '').split('/') if combined else ws.url.path[len('/ws'):].split('/')
-    await ws.accept()
-    client = _StreamClient(ws, combined)
-    for n in names:
-        if '@' in n: self.subscribe(client, n)
-    self._streams.add(client)
-    pump = asyncio.create_task(client.pump())
-    try:
-        while True: client.send(self._command(client, await ws.receive_text()))
-    except (WebSocketDisconnect, RuntimeError): pass
-    finally:
-        self._streams.discard(client)
-        client.drop()
-        with contextlib.suppress(Exception): await asyncio.wait_for(pump, 1)
-
-# %% ../nbs/13_simulator.ipynb #53c72834
-@patch
-def _feed(self: BinanceSimulator, client: _StreamClient, name: str, now: int, wall: float):
-    "Send `client` the kline events of stream `name` due at `now`."
-    key, last, pushed = state = client.subs[name]
-    if key is None: return
-    (sym, tf), m = key, self.markets[key[0]]
-    ts, *cols = m.candles(tf)
-    a, b = int(np.searchsorted(ts, last, 'right')), int(np.searchsorted(ts, now - tf.ms, 'right'))
-    for k in range(max(a, b - 1000), b): client.send(kline_event(sym, tf, (int(ts[k]), *(float(c[k]) for c in cols)), True, now), name)
-    if b > a: state[1] = int(ts[b - 1])
-    if (b > a or wall - pushed >= self.kline_update_seconds) and not self.clock.ended and (cur := m.open_candle(tf, now)) and cur[0] > state[1]:
-        client.send(kline_event(sym, tf, cur, False, now), name)
-        state[2] = wall
-
-@patch
-def tick(self: BinanceSimulator):
-    "Bring the books to the clock and feed every stream."
-    now, wall = self._advance(), time.monotonic()
-    for client in list(self._streams):
-        for name in list(client.subs): self._feed(client, name, now, wall)
-
-@patch
-def drop_streams(self: BinanceSimulator) -> int:
-    "Close every stream connection, as a network failure would; how many there were."
-    n = len(self._streams)
-    for client in list(self._streams): client.drop()
-    self._streams.clear()
-    return n
-
-# %% ../nbs/13_simulator.ipynb #9559a57a
-@patch
-def state(self: BinanceSimulator) -> dict:
-    "Where the simulator stands: clock, prices, balances, orders, streams, faults."
-    now = self._advance()
-    return dict(clock_ms=now, clock=pd.Timestamp(now, unit='ms', tz='UTC').isoformat(), speed=self.clock.speed, start_ms=self.clock.start_ms,
-                end_ms=self.clock.end_ms, ended=self.clock.ended, timeframe=self.timeframe.value, symbols=list(self.markets),
-                prices={s: m.price(now) for s, m in self.markets.items()}, balances={a: dict(free=f, locked=l) for a, (f, l) in self.balances.items()},
-                open_orders=len(self._open), orders=len(self.orders), trades=len(self.trades), streams=len(self._streams),
-                faults=dict(fail_next=self._fail['count'], status=self._fail['status'], processed=self._fail['processed'], delay=self._delay))
-
-@patch
-async def _control(self: BinanceSimulator, request: Request) -> Response:
-    "Serve the `/_sim/...` control path."
-    what = request.path_params['what']
-    try:
-        body = (await request.json()) if request.method == 'POST' and await request.body() else {}
-        if what == 'faults' and request.method == 'POST':
-            if body.get('clear'): self.clear_faults()
-            if body.get('drop_streams'): self.drop_streams()
-            if 'status' in body: self.fail_next(body.get('count', 1), body['status'], body.get('retry_after', 1), body.get('processed', False))
-            if 'delay' in body: self.delay(body['delay'])
-        elif what == 'clock' and request.method == 'POST':
-            if 'speed' in body: self.set_speed(float(body['speed']))
-            if 'advance' in body: self.advance(float(body['advance']))
-        elif what == 'balances' and request.method == 'POST':
-            for a, v in body.items(): self.set_balance(a, v)
-        elif not (what == 'state' and request.method == 'GET'): return JSONResponse(dict(error=f'no {request.method} /_sim/{what}'), 404)
-    except (ValueError, TypeError, AttributeError) as e: return JSONResponse(dict(error=str(e)), 400)
-    return JSONResponse(self.state())
-
-@patch
-def _make_app(self: BinanceSimulator) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        async def ticker():
-            while True:
-                try: self.tick()
-                except Exception: logging.getLogger(__name__).exception("simulator tick failed")
-                await asyncio.sleep(self.tick_seconds)
-        task = asyncio.create_task(ticker())
-        try: yield
-        finally:
-            task.cancel(); self.drop_streams()
-    async def not_found(request, exc): return JSONResponse(dict(code=-1020, msg='This operation is not supported.'), 404)
-    return Starlette(routes=[Route('/_sim/{what}', self._control, methods=['GET', 'POST']),
-                             WebSocketRoute('/ws', self._ws), WebSocketRoute('/ws/{names:path}', self._ws), WebSocketRoute('/stream', self._ws),
-                             Route('/{path:path}', self._dispatch, methods=['GET', 'POST', 'PUT', 'DELETE'])],
-                     exception_handlers={404: not_found}, lifespan=lifespan)
-
-# %% ../nbs/13_simulator.ipynb #d2837d8f
-def _listen(host: str, port: int) -> socket.socket:
-    "A socket bound to `host`:`port` (0: any free port), so a port in use is an `OSError` here, not uvicorn's `sys.exit`."
-    sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
-
-class _QuietServer(uvicorn.Server):
-    "A uvicorn server that leaves the process's signal handlers alone (it runs inside someone else's loop)."
-    @contextlib.contextmanager
-    def capture_signals(self): yield
-
-@patch
-@contextlib.asynccontextmanager
-async def serve(self: BinanceSimulator, host: str = '127.0.0.1', port: int = 0):
-    "Serve the simulator on `host`:`port` in this event loop while the block runs; yields its base URL."
-    sock = _listen(host, port)
-    server = _QuietServer(uvicorn.Config(self.app, log_level='warning', lifespan='on', timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done(): raise RuntimeError("the simulator's server did not start") from task.exception()
-        await asyncio.sleep(0.01)
-    try: yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-
-# %% ../nbs/13_simulator.ipynb #25743c0d
-_REST = dict(public='api/v3', private='api/v3', v1='api/v1', sapi='sapi/v1', sapiV2='sapi/v2', sapiV3='sapi/v3', sapiV4='sapi/v4',
-             fapiPublic='fapi/v1', fapiPublicV2='fapi/v2', fapiPublicV3='fapi/v3', fapiPrivate='fapi/v1', fapiPrivateV2='fapi/v2',
-             fapiPrivateV3='fapi/v3', fapiData='futures/data', dapiPublic='dapi/v1', dapiPrivate='dapi/v1', dapiPrivateV2='dapi/v2',
-             dapiData='futures/data', eapiPublic='eapi/v1', eapiPrivate='eapi/v1', papi='papi/v1', papiV2='papi/v2')
-
-def ccxt_urls(base_url: str) -> dict:
-    "What to assign to a ccxt Binance client's `urls['api']`: REST and (for ccxt.pro) WebSocket URLs on the simulator at `base_url`."
-    http_url = base_url.rstrip('/')
-    ws = 'ws' + http_url[len('http'):]
-    streams = {k: f'{ws}/ws' for k in ('spot', 'margin', 'linear', 'inverse', 'stock', 'option', 'optionMarket', 'optionPrivate', 'papi')}
-    return {k: f'{http_url}/{p}' for k, p in _REST.items()} | dict(ws=streams | {'ws-api': {k: f'{ws}/ws-api/v3' for k in ('spot', 'linear', 'inverse')}})
-
-def ccxt_client(base_url: str, api_key: str | None = None, secret: str | None = None, pro: bool = False, **config):
-    "A `ccxt.async_support.binance` (or `ccxt.pro.binance`) whose URLs, and nothing else, point at the simulator at `base_url`."
-    import ccxt.async_support, ccxt.pro
-    keys = {k: v for k, v in dict(apiKey=api_key, secret=secret).items() if v is not None}
-    ex = (ccxt.pro if pro else ccxt.async_support).binance(keys | config)
-    ex.urls['api'] = ccxt_urls(base_url)
-    return ex
-
-# %% ../nbs/13_simulator.ipynb #d8b46b3e
-def simulator_cmd(port: int = 9443,  # port to listen on (0: any free port)
-                  host: str = '127.0.0.1',  # interface to bind
-                  speed: float = 1.0,  # candles of the base timeframe replayed per second (0: paused)
-                  symbols: str = 'BTCUSDT,ETHUSDT',  # comma-separated bundled symbols
-                  timeframe: str = None,  # base timeframe (default: the finest every symbol has)
-                  start: str = None,  # where the clock starts: an instant (2024-12-01T00:00) or -N candles before the end
-                  api_key: str = 'key',  # the API key clients sign with
-                  secret: str = 'secret',  # its secret
-                  cash: float = 10_000.0,  # starting USDT balance
-                  fee: float = 0.001):  # trading fee, maker and taker
-    "Run the local Binance-compatible exchange simulator until Ctrl-C."
-    st = int(start) if start and re.fullmatch(r'-\d+', start) else start
-    sim = BinanceSimulator([s.strip() for s in symbols.split(',') if s.strip()], timeframe, speed, st, {api_key: secret}, {'USDT': cash}, fee)
-    sock = _listen(host, port)
-    url = f"http://{host}:{sock.getsockname()[1]}"
-    print(f"{sim} on {url} (API key {api_key!r}); state: {url}/_sim/state", flush=True)
-    uvicorn.Server(uvicorn.Config(sim.app, log_level='warning', timeout_graceful_shutdown=2)).run(sockets=[sock])
+def __getattr__(name: str):
+    "A name defined by a module above this one, imported on first use."
+    if name not in _LATER: raise AttributeError(f"module 'botcore.simulator' has no attribute {name!r}")
+    return getattr(importlib.import_module(f'botcore.{_LATER[name]}'), name)

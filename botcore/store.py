@@ -21,7 +21,8 @@ from .database import (
     to_ms, trades, upgrade_schema)
 
 # %% auto #0
-__all__ = ['SIGNAL_FIELDS', 'SIGNAL_COLUMNS', 'TX_WRITES', 'DuplicateOrderError', 'UnknownOrderError', 'Store', 'Tx']
+__all__ = ['SIGNAL_FIELDS', 'SIGNAL_COLUMNS', 'ORDER_COLUMNS', 'FILL_COLUMNS', 'TX_WRITES', 'DuplicateOrderError',
+           'UnknownOrderError', 'Store', 'Tx']
 
 # %% ../nbs/09_store.ipynb #3da1052c
 class DuplicateOrderError(ValueError):
@@ -180,7 +181,25 @@ def _bulk_insert(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
     "Insert `rows` (tuples in `columns` order) with the DBAPI's own `executemany`."
     mark = {'qmark': '?', 'format': '%s', 'pyformat': '%s'}.get(conn.dialect.paramstyle)
     if mark is None: conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows]); return
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})", rows)
+    cursor = conn.connection.cursor()      # the DBAPI's own cursor, inside this transaction: no per-row work by SQLAlchemy
+    try: cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})", rows)
+    finally: cursor.close()
+
+ORDER_COLUMNS = ('client_order_id', 'symbol', 'side', 'type', 'quantity', 'price', 'status', 'reason', 'created_ms', 'updated_ms')
+FILL_COLUMNS = ('client_order_id', 'symbol', 'side', 'quantity', 'price', 'fee', 'ts_ms')
+
+@patch
+def add_orders(self: Tx, orders: list[tuple[Order, str | None, str | None]]) -> None:
+    "Record new orders `(order, status, reason)` in one batch; a client order id already recorded fails the transaction."
+    rows = [(o.client_order_id, o.symbol, enum_value(o.side), enum_value(o.type), o.quantity, o.price, enum_value(status or o.status),
+             reason, ms := to_ms(o.created_at), ms) for o, status, reason in orders]
+    if rows: _bulk_insert(self.conn, metadata.tables['orders'], ORDER_COLUMNS, rows)
+
+@patch
+def add_fills(self: Tx, fills: list[Fill]) -> None:
+    "Record executions of recorded orders in one batch (the database's foreign key refuses one of an unknown order)."
+    rows = [(f.client_order_id, f.symbol, enum_value(f.side), f.quantity, f.price, f.fee, to_ms(f.timestamp)) for f in fills]
+    if rows: _bulk_insert(self.conn, metadata.tables['fills'], FILL_COLUMNS, rows)
 
 @patch
 def add_signal_rows(self: Tx, rows: list[tuple]) -> None:
@@ -205,7 +224,7 @@ def save_state(self: Tx, key: str, last_candle_ms: int | None, state: dict) -> N
 
 # %% ../nbs/09_store.ipynb #a7639bd9
 TX_WRITES = ('add_order', 'update_order', 'add_fill', 'upsert_position', 'delete_position', 'add_trade',
-             'add_signals', 'add_signal_rows', 'add_equity', 'add_event', 'save_state')
+             'add_signals', 'add_signal_rows', 'add_orders', 'add_fills', 'add_equity', 'add_event', 'save_state')
 
 def _in_own_transaction(name: str):
     "`Store.<name>`: `Tx.<name>` in a transaction of its own."

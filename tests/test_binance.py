@@ -20,10 +20,11 @@ import pandas as pd
 import pytest
 
 from botcore.binance import (BinanceConnection, BinanceExchange, BinanceMarketData, ExchangeAuthError, LiveTradingRefused,
-                             download_candles_async, live_exchange)
+                             live_exchange)
 from botcore.config import Settings
 from botcore.core import Order, OrderStatus
 from botcore.data import CANDLE_COLUMNS, load_candles, open_times_ms
+from botcore.download import download_candles_async
 from botcore.exchange import OrderRejected
 from botcore.simulator import BinanceSimulator
 from support import clean_env
@@ -354,7 +355,7 @@ def test_download_command_resumes_an_interrupted_download(tmp_path):
     path = tmp_path / 'data' / 'BTCUSDT-1h.parquet'
     async def cli(url, *args):
         env = clean_env(BOTCORE_EXCHANGE__REST_URL=url, HOME=str(tmp_path), BOTCORE_DATA_DIR=str(tmp_path))
-        code = "import sys; from botcore.binance import download_cmd; sys.exit(download_cmd(**dict(a.split('=', 1) for a in sys.argv[1:])) or 0)"
+        code = "import sys; from botcore.download import download_cmd; sys.exit(download_cmd(**dict(a.split('=', 1) for a in sys.argv[1:])) or 0)"
         p = await asyncio.create_subprocess_exec(sys.executable, '-c', code, *args, cwd=tmp_path, env=env,
                                                  stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await p.communicate()
