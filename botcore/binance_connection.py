@@ -17,16 +17,13 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 from .core import Order, OrderStatus, OrderType, Side
-from .exchange import ExchangeError, OrderNotFound, OrderRejected
+from .exchange import ExchangeAuthError, ExchangeError, OrderNotFound, OrderRejected   # ExchangeAuthError: Binance refused the key
 
 # %% auto #0
-__all__ = ['log', 'ccxt_log', 'ExchangeAuthError', 'UnknownSymbol', 'LiveTradingRefused', 'redact', 'point_urls',
-           'BinanceConnection', 'SymbolFilters', 'order_from_ccxt', 'fee_in_quote']
+__all__ = ['log', 'ccxt_log', 'UnknownSymbol', 'LiveTradingRefused', 'redact', 'point_urls', 'BinanceConnection', 'SymbolFilters',
+           'order_from_ccxt', 'fee_in_quote']
 
 # %% ../nbs/08a_binance_connection.ipynb #55dd0105
-class ExchangeAuthError(ExchangeError):
-    "Binance refused the API key or its permissions; retrying cannot help, so the engine stops."
-
 class UnknownSymbol(ExchangeError):
     "A symbol Binance does not list (for the market type in use)."
 

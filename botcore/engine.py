@@ -18,7 +18,7 @@ from .config import Settings, TradingSettings
 from .strategy import (ACCOUNT_DT, Account, Decision, Strategy, StrategyParams, record_from_dict, record_to_dict,
                               signal_codes)
 from .events import EventBus
-from .exchange import Exchange, MarketData, OrderRejected, PaperExchange, ReplayMarketData
+from .exchange import Exchange, ExchangeAuthError, ExchangeError, MarketData, OrderRejected, PaperExchange, ReplayMarketData
 from .store import DuplicateOrderError, Store
 from .signal_sources import AIClient, AIServiceError, PrecomputedSignals
 
@@ -311,8 +311,21 @@ async def _send(self: Engine, order: Order, market_price: float):
         try: self.store.add_order(order)
         except DuplicateOrderError:
             if self.store.order(order.client_order_id)['status'] == OrderStatus.FILLED.value: return None, None
-    try: return await self.exchange.place_order(order, market_price=market_price), None
+    try: return await self.patiently(lambda: self.exchange.place_order(order, market_price=market_price), f"order {order.client_order_id}"), None
     except OrderRejected as e: return None, e.reason
+
+@patch
+async def patiently(self: Engine, call: Callable[[], Awaitable], what: str, first_delay: float = 1.0, most: float = 60.0):
+    "`await call()` until the exchange answers: a transient `ExchangeError` (network, rate limit) is retried with backoff."
+    delay = first_delay
+    while True:
+        try: return await call()
+        except (OrderRejected, ExchangeAuthError): raise
+        except ExchangeError as e:
+            if self._stop.is_set(): raise asyncio.CancelledError() from e    # stopping: the order stays NEW, sent again on restart
+            self.event('exchange_retry', f"{what}: {e}; trying again in {delay:.0f} s", 'warning')
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, most)
 
 @patch
 def _record_order(self: Engine, order: Order, status: OrderStatus, reason: str | None = None):
@@ -360,7 +373,7 @@ async def execute(self: Engine, b: SymbolBook, decisions: list[Decision], candle
                                                 action=d.action, reason=d.reason, pnl=what.get('pnl'), client_order_id=order.client_order_id)),
                          ('PositionUpdate', dict(symbol=sym, side=what['side'], pnl=what.get('pnl', 0.0) if d.action == 'close' else -f.fee,
                                                  timestamp=ts, size=f.quantity if d.action == 'open' else 0.0, price=f.price))]
-    self.cash = (await self.exchange.fetch_balance())['cash']
+    self.cash = (await self.patiently(self.exchange.fetch_balance, 'fetch balance'))['cash']
     if manual or self.group_commit_seconds == 0: self.commit()
     return done
 

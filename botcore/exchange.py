@@ -20,8 +20,8 @@ from .data import (CANDLE_COLUMNS, bundled_series, candle_frame, infer_timeframe
 from .strategy import StrategyParams, fill
 
 # %% auto #0
-__all__ = ['ExchangeError', 'OrderRejected', 'OrderNotFound', 'OrderResult', 'MarketData', 'Exchange', 'ohlcv_frame',
-           'closed_candles', 'MarginAccount', 'PaperExchange', 'replay_series', 'ReplayMarketData']
+__all__ = ['ExchangeError', 'OrderRejected', 'OrderNotFound', 'ExchangeAuthError', 'OrderResult', 'MarketData', 'Exchange',
+           'ohlcv_frame', 'closed_candles', 'MarginAccount', 'PaperExchange', 'replay_series', 'ReplayMarketData']
 
 # %% ../nbs/08_exchange.ipynb #672f75f3
 class ExchangeError(Exception):
@@ -35,6 +35,9 @@ class OrderRejected(ExchangeError):
 
 class OrderNotFound(ExchangeError):
     "An order id the exchange does not know."
+
+class ExchangeAuthError(ExchangeError):
+    "The exchange refused the API key or its permissions: retrying cannot help, so the engine stops."
 
 # %% ../nbs/08_exchange.ipynb #f525b21d
 def _as(order: Order, status: OrderStatus) -> Order: return order.model_copy(update={'status': status})

@@ -427,7 +427,7 @@ def settings_url(tmp_path) -> str: return Settings(data_dir=tmp_path).database_u
 
 
 def test_the_engine_trades_live_on_the_simulator_and_stops_on_a_refused_key(tmp_path, btc_1h):
-    "trading.mode = live (spot, so long only): Engine.create takes live_exchange; the orders are the simulator's; a refused key stops the engine."
+    "trading.mode = live (spot, so long only): the orders are the simulator's, each sent once through a 429 storm; a refused key stops the engine."
     from botcore.engine import Engine
     from botcore.signal_sources import PrecomputedSignals
     from botcore.strategy import rsi_signals
@@ -444,6 +444,11 @@ def test_the_engine_trades_live_on_the_simulator_and_stops_on_a_refused_key(tmp_
                 assert isinstance(engine.exchange, BinanceExchange)
                 await engine.start(); await bad.start()
                 await wait_until(lambda: engine.total_trades >= 1 and bad.status == 'error', 90, 'a live trade and a stopped engine')
+                before = engine.total_trades
+                s.fail_next(6, status=429, retry_after=0.2)           # a rate-limit storm while the engine trades on
+                await wait_until(lambda: s.state()['faults']['fail_next'] == 0, 60, 'the storm to pass')
+                await wait_until(lambda: engine.total_trades >= before + 2, 120, 'two more live trades after the storm')
+                assert engine.status == 'running'
                 await engine.stop()
                 return engine, bad
             finally:
