@@ -4,7 +4,9 @@
    `Engine` as fast as it goes (`ReplayMarketData(speed=0)`), the RSI rules' signals precomputed
    (`PrecomputedSignals`), a `PaperExchange`, and the SQLite store (WAL) in a temporary directory.
    Every order, fill, trade, signal and equity point is persisted, in group commits of 50 ms.
-   Printed: candles/s over the whole replay (start() to the last candle), trades, and the rows written.
+   Printed: candles/s over the whole replay (start() to the last candle), the median of 3 runs after a
+   warm-up, trades, and the rows written. As in the engine API's lifespan, the objects built before the
+   replay (the engine, the precomputed signals) are moved out of the garbage collector's way (gc.freeze).
    Goal (issue 5): >= 50,000 candles/s.
 2. Order latency: the same engine set to commit after every candle (as when trading live), driven
    candle by candle; for each candle whose signal leads to orders, the time from the signal in hand to
@@ -13,7 +15,7 @@
 
 Run: .venv/bin/python benchmarks/engine_bench.py [--candles 72000] [--symbol BTCUSDT] [--timeframe 5m]
 """
-import asyncio, tempfile, time
+import asyncio, gc, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ def make_engine(symbol: str, timeframe: str, n: int, signals, group: bool) -> En
 
 async def throughput(symbol, timeframe, n, signals) -> dict:
     engine = make_engine(symbol, timeframe, n, signals, group=True)
+    gc.collect(); gc.freeze()      # as the engine API's lifespan does once the engine is built (see botcore.api.engine)
     t = time.perf_counter()
     await engine.start()
     while not engine.finished and engine.status != 'error': await asyncio.sleep(0.005)
@@ -79,10 +82,13 @@ def main(candles: int = 0,          # candles to replay (0: the whole series)
     t = time.perf_counter(); signals = rsi_signals(full); prep = time.perf_counter() - t
     print(f"{symbol} {timeframe}: {len(full):,} real candles; RSI signals precomputed in {prep:.2f} s (vectorbt import and JIT included)")
     asyncio.run(throughput(symbol, timeframe, min(2000, n), signals))          # warm-up: imports, numba caches
-    r = asyncio.run(throughput(symbol, timeframe, n, signals))
-    print(f"\n1. Replay throughput ({r['candles']:,} candles, paper exchange, SQLite, group commit 50 ms):")
-    print(f"   {r['rate']:,.0f} candles/s ({r['seconds']:.2f} s); {r['trades']:,} trades, {r['signals']:,} signals and "
-          f"{r['equity']:,} equity points persisted; final status {r['status']}   [goal >= 50,000 candles/s]")
+    runs = [asyncio.run(throughput(symbol, timeframe, n, signals)) for _ in range(3)]
+    r = sorted(runs, key=lambda x: x['rate'])[1]
+    each = ', '.join(f"{x['rate']:,.0f}" for x in runs)
+    print(f"\n1. Replay throughput ({r['candles']:,} candles, paper exchange, SQLite, group commit 50 ms), median of 3 runs:")
+    print(f"   {r['rate']:,.0f} candles/s ({r['seconds']:.2f} s; runs: {each}); "
+          f"{r['trades']:,} trades, {r['signals']:,} signals and {r['equity']:,} equity points persisted; final status {r['status']}"
+          f"   [goal >= 50,000 candles/s]")
     lat = asyncio.run(latency(symbol, timeframe, min(latency_candles, n), signals))
     print(f"\n2. Signal in hand -> orders placed and committed (commit per candle), {len(lat):,} candles with orders:")
     print(f"   p50 {np.percentile(lat, 50):.3f} ms, p99 {np.percentile(lat, 99):.3f} ms, max {lat.max():.3f} ms   [goal p99 <= 5 ms]")

@@ -6,7 +6,7 @@ Docs: https://botcore.github.io/botcore/engine_api.html.md"""
 
 # %% ../../nbs/12_engine_api.ipynb #0ec7cdcd
 from __future__ import annotations
-import asyncio, logging, time
+import asyncio, gc, logging, time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional
@@ -294,6 +294,7 @@ async def _lifespan(app: FastAPI):
     settings = app.state.settings = app.state.settings or await asyncio.to_thread(load_settings)
     store = await asyncio.to_thread(Store.from_settings, settings)
     engine = app.state.engine = await asyncio.to_thread(lambda: (app.state.engine_factory or Engine.create)(settings, store))
+    gc.collect(); gc.freeze()      # what start-up built (settings, candles, the engine) lives as long as the server: keep the GC off it
     if settings.trading.enabled: await engine.start()
     try: yield
     finally:
