@@ -29,7 +29,7 @@ def serve(port: int, speed: float):
     from botcore.config import Settings
     from botcore.data import load_candles
     from botcore.engine import Engine
-from botcore.signal_sources import PrecomputedSignals
+    from botcore.signal_sources import PrecomputedSignals
     from botcore.strategy import rsi_signals
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix='ws-bench-')), auth=dict(engine_api_key=KEY),
                         market_data=dict(symbols=['BTCUSDT'], timeframe='1h', replay_speed=speed, replay_candles=20_000),
