@@ -151,11 +151,15 @@ def book_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: flo
     "vectorbt's `from_orders` run on the candles that have an order only, its records then placed on every candle."
     vbt, at = _vbt(), np.flatnonzero(~np.isnan(size))
     if len(at) == 0: return vbt.Portfolio.from_orders(close, size, price=price, fees=fees, init_cash=init_cash, freq=freq)
-    few = vbt.Portfolio.from_orders(close.iloc[at], size[at], price=price[at], fees=fees, init_cash=init_cash, freq=freq)
-    records = few.order_records.copy()
+    from vectorbt.portfolio.dispatch import simulate_from_orders     # what from_orders runs, without its broadcasting
+    col = lambda a: np.ascontiguousarray(a[at], dtype=np.float64).reshape(-1, 1)
+    cash = np.array([float(init_cash)])
+    records, logs = simulate_from_orders((len(at), 1), np.array([1]), cash, np.zeros((len(at), 1), np.int64), size=col(size),
+                                         price=col(price), fees=np.asarray(float(fees)), close=col(close.to_numpy()))
+    records = records.copy()
     records['idx'] = at[records['idx']]
-    return vbt.Portfolio(vbt.base.array_wrapper.ArrayWrapper.from_obj(close, freq=freq), close, records, few.log_records,
-                         few.init_cash, few.cash_sharing, call_seq=np.zeros((len(close), 1), np.int64))
+    return vbt.Portfolio(vbt.base.array_wrapper.ArrayWrapper.from_obj(close, freq=freq), close, records, logs, cash, False,
+                         call_seq=np.zeros((len(close), 1), np.int64))
 
 # %% ../nbs/07_backtest.ipynb #40691063
 def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float, freq: str) -> Any:
