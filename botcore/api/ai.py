@@ -485,11 +485,13 @@ async def _lifespan(app: FastAPI):
     settings = app.state.settings or await asyncio.to_thread(load_settings)
     service = await asyncio.to_thread(SignalService, settings, app.state.torch_threads)
     await asyncio.to_thread(service.refresh)
-    await asyncio.to_thread(service.warm_up)
     app.state.service = service
+    warming = asyncio.create_task(asyncio.to_thread(service.warm_up))    # vectorbt's import and JIT: off the start path
     watcher = asyncio.create_task(_watch_registry(service, app.state.reload_seconds))
     try: yield
-    finally: watcher.cancel()
+    finally:
+        watcher.cancel()
+        await asyncio.gather(warming, return_exceptions=True)
 
 # %% ../../nbs/11_ai_api.ipynb #560e6b63
 def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
