@@ -8,19 +8,17 @@ Docs: https://botcore.github.io/botcore/engine.html.md"""
 from __future__ import annotations
 import asyncio, logging, math, time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Awaitable, Callable, Optional
 import numpy as np
-import pandas as pd
-from .core import Candle, Order, OrderStatus, Position, Side, Signal, SignalKind, Timeframe, Trade
+from .core import Candle, Order, OrderStatus, Position, Side, Signal, Trade
 from .config import Settings, TradingSettings
-from .strategy import (ACCOUNT_DT, Account, Decision, Strategy, StrategyParams, record_from_dict, record_to_dict,
-                              signal_codes)
+from .strategy import (ACCOUNT_DT, Account, Decision, Strategy, StrategyParams, record_from_dict, record_to_dict)
 from .events import EventBus
 from .exchange import Exchange, ExchangeAuthError, ExchangeError, MarketData, OrderRejected, PaperExchange, ReplayMarketData
 from .store import DuplicateOrderError, Store
-from .signal_sources import AIClient, AIServiceError, PrecomputedSignals
+from .signal_sources import AIClient, AIServiceError
 
 # %% auto #0
 __all__ = ['log', 'CONFIG_FIELDS', 'SymbolBook', 'position_from_row', 'NoPosition', 'Engine', 'client_order_id', 'performance']

@@ -7,8 +7,8 @@ Docs: https://botcore.github.io/botcore/events.html.md"""
 # %% ../nbs/09b_events.ipynb #719fda68
 from __future__ import annotations
 import asyncio, json, time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 # %% auto #0
 __all__ = ['MESSAGE_FIELDS', 'message', 'Subscription', 'EventBus']

@@ -6,12 +6,12 @@ Docs: https://botcore.github.io/botcore/signal_sources.html.md"""
 
 # %% ../nbs/09c_signal_sources.ipynb #2fe976b9
 from __future__ import annotations
-import asyncio, logging, time
+import asyncio, logging
 from datetime import datetime, timezone
 import httpx
 import numpy as np
 import pandas as pd
-from .core import Candle, Signal, SignalKind, Timeframe
+from .core import Signal, SignalKind, Timeframe
 from .config import Settings
 
 # %% auto #0
