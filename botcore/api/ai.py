@@ -263,6 +263,7 @@ class SignalService:
         self.jobs = TrainingJobs(self)
         self.started = time.monotonic()
         self._pointer, self._model_lock = 'unseen', threading.Lock()
+        self.warmed = threading.Event(); self.warmed.set()   # cleared while the lifespan's warm-up runs
 
 # %% ../../nbs/11_ai_api.ipynb #66573c02
 def _swap(self: SignalService, served: ServedModel | None):
@@ -305,14 +306,17 @@ SignalService.swap, SignalService._pointer_stamp, SignalService.refresh, SignalS
 
 # %% ../../nbs/11_ai_api.ipynb #77843007
 def _warm_up(self: SignalService):
-    "One analysis of the served model's own bundled series (or the first bundled one), result discarded."
-    if (served := self.served) is None: return
-    from botcore.data import bundled_series, load_candles
-    series = bundled_series()
-    want = ((served.meta.get('symbols') or [None])[0], served.meta.get('timeframe'))
-    symbol, tf = next((s for s in series if (s[0], s[1].value) == want), series[0])
-    try: served.analyzer.analyze(load_candles(symbol, tf).iloc[-2 * served.analyzer.min_candles:], symbol, tf)
+    "Import vectorbt, then one analysis of the served model's own bundled series (or the first bundled one); sets `warmed`."
+    try:
+        import vectorbt  # noqa: F401  the slow import, done once here: two threads importing it at once can deadlock
+        if (served := self.served) is None: return
+        from botcore.data import bundled_series, load_candles
+        series = bundled_series()
+        want = ((served.meta.get('symbols') or [None])[0], served.meta.get('timeframe'))
+        symbol, tf = next((s for s in series if (s[0], s[1].value) == want), series[0])
+        served.analyzer.analyze(load_candles(symbol, tf).iloc[-2 * served.analyzer.min_candles:], symbol, tf)
     except Exception: log.warning("warm-up analysis failed; the first request will be slow", exc_info=True)
+    finally: self.warmed.set()
 
 SignalService.warm_up = _warm_up
 
@@ -366,6 +370,7 @@ def _run(self: TrainingJobs, job_id: str, req: TrainRequest):
         self._update(job_id, progress=TrainProgress(epoch=epoch, epochs=epochs, fraction=min(1.0, epoch / max(epochs, 1)),
                                                     train_loss=train_loss, val_loss=val_loss))
     try:
+        self.service.warmed.wait()        # the warm-up imports vectorbt first; a second importer at the same time could deadlock
         self._update(job_id, status=JobStatus.RUNNING, started_at=datetime.now(timezone.utc))
         config = TrainConfig(model_type=req.model_type, max_train_seconds=req.max_train_seconds or DEFAULT_MAX_TRAIN_SECONDS,
                              **({'epochs': req.epochs} if req.epochs else {}))
@@ -418,6 +423,7 @@ async def analyze(req: AnalyzeRequest, service: Service) -> AnalysisResponse:
     key = cache_key(req, served.version)
     if (hit := service.cache.get(key)) is not None: return hit.model_copy(update={'cached': True})
     candles = [c.model_dump() for c in req.candles]
+    if not service.warmed.is_set(): await asyncio.to_thread(service.warmed.wait)   # the start-up warm-up is still importing vectorbt
     try: signal = served.analyzer.analyze(candles, req.symbol, req.timeframe)   # on the loop: see above
     except ValueError as e: raise RequestValidationError([_err(('body', 'candles'), str(e), None)]) from e
     out = AnalysisResponse(**signal.model_dump(), model_version=served.version)
@@ -486,6 +492,7 @@ async def _lifespan(app: FastAPI):
     service = await asyncio.to_thread(SignalService, settings, app.state.torch_threads)
     await asyncio.to_thread(service.refresh)
     app.state.service = service
+    service.warmed.clear()
     warming = asyncio.create_task(asyncio.to_thread(service.warm_up))    # vectorbt's import and JIT: off the start path
     watcher = asyncio.create_task(_watch_registry(service, app.state.reload_seconds))
     try: yield
