@@ -36,7 +36,6 @@ class SymbolBook:
     last_ms: int = -1                       # open time of the last candle processed
     entry: Optional[Position] = None         # the open position, as filled
     entry_order: Optional[str] = None
-    signal: Optional[Signal] = None          # the last signal received
 
     def __post_init__(self): self.symbol = self.strategy.symbol
 
@@ -276,7 +275,6 @@ async def on_candle(self: Engine, b: SymbolBook, candle: Candle, signal: Signal 
     self.exchange.on_candle(sym, candle)
     b.last_price, close_ms = candle.close, candle.timestamp + self._tf_ms
     if signal is not None:
-        b.signal = signal
         kind = signal.signal.value
         self._signal_rows.append((sym, self._tf_value, kind, signal.confidence, signal.probability, candle.timestamp,
                                   signal.model_type, time.time_ns() // 1_000_000))       # SIGNAL_COLUMNS' order
