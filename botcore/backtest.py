@@ -7,6 +7,7 @@ Docs: https://botcore.github.io/botcore/backtest.html.md"""
 # %% ../nbs/07_backtest.ipynb #3a11515d
 from __future__ import annotations
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 import numpy as np
@@ -27,14 +28,23 @@ __all__ = ['SIGNAL_CODES', 'FILLED', 'EXIT_REASONS', 'YEAR_FREQ', 'STATS_METRICS
            'plot_drawdown', 'fold_windows', 'WalkForwardResult', 'walk_forward']
 
 # %% ../nbs/07_backtest.ipynb #7b03c7df
+_CACHE = __name__ != '__main__'     # numba's disk cache needs a module file (see the strategy notebook)
+
 def _vbt():
     "vectorbt, imported on first use."
     import vectorbt as vbt
     return vbt
 
+_LAST_INDEX = (lambda: None, None, {})   # the last candle index seen (a weak reference), its tz-naive copy, vectorbt's wrappers of that
+
 def _naive(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    "`index` without its time zone: vectorbt is much faster on tz-naive (UTC) indexes."
-    return index.tz_convert(None) if index.tz is not None else index
+    "`index` without its time zone (vectorbt is much faster on tz-naive, UTC, indexes); the same object again for the last index seen."
+    global _LAST_INDEX
+    ref, naive, _ = _LAST_INDEX
+    if ref() is index: return naive
+    naive = index.tz_convert(None) if index.tz is not None else index
+    _LAST_INDEX = (weakref.ref(index), naive, {})
+    return naive
 
 # %% ../nbs/07_backtest.ipynb #1b150e5f
 class SignalError(ValueError):
@@ -45,21 +55,71 @@ class SignalError(ValueError):
 
 # %% ../nbs/07_backtest.ipynb #abd24f72
 SIGNAL_CODES = {'long': 1, 'short': -1, 'neutral': 0, 1: 1, -1: -1, 0: 0}
+_KINDS = pd.CategoricalDtype(['short', 'neutral', 'long'])     # the dtype of `signal`: categories in code order (-1, 0, +1)
 
 def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
     if not isinstance(index, pd.DatetimeIndex): raise SignalError('index', index[:1].tolist(), type(index).__name__, 'signals must be indexed by open time')
     return index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')
 
-def _codes(values: pd.Series) -> np.ndarray:
-    "The code of each value as a float: NaN where there is no signal, or one the strategy cannot read."
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    "The code of each value as a float (NaN where there is no signal, or one the strategy cannot read), and where there is a value."
+    if (known := _arrow_codes(values)) is not None: return known
     at, distinct = pd.factorize(values)
-    return np.r_[[SIGNAL_CODES.get(v, np.nan) for v in distinct], np.nan][at]    # at == -1 (missing): the last, NaN
+    return np.r_[[SIGNAL_CODES.get(v, np.nan) for v in distinct], np.nan][at], values.notna().to_numpy()   # at == -1 (missing): NaN
 
-def _first(mask: np.ndarray, index: pd.Index, values: np.ndarray) -> tuple:
-    "(open time, value) of the first row where `mask` holds."
-    at = mask.argmax()
+_NAMES = [k for k in SIGNAL_CODES if isinstance(k, str)]
+_NAME_BYTES, _NAME_ENDS = np.frombuffer(''.join(_NAMES).encode(), np.uint8), np.cumsum([0] + [len(k.encode()) for k in _NAMES])
+_NAME_CODES = np.array([SIGNAL_CODES[k] for k in _NAMES], np.float64)
+
+@njit(cache=_CACHE)
+def _string_codes_nb(offsets, data, names, ends, codes):
+    "The code of each string of an arrow string array (`offsets` into its bytes `data`): that of the name it spells (bytes `names`, split at `ends`), else NaN."
+    out = np.full(len(offsets) - 1, np.nan)
+    for i in range(len(out)):
+        a, n = offsets[i], offsets[i + 1] - offsets[i]
+        for k in range(len(codes)):
+            if n != ends[k + 1] - ends[k]: continue
+            j = 0
+            while j < n and data[a + j] == names[ends[k] + j]: j += 1
+            if j == n:
+                out[i] = codes[k]
+                break
+    return out
+
+def _arrow_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    "`_codes` of a column of pyarrow strings, read where they lie; None for any other column."
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == 'pyarrow'): return None
+    import pyarrow as pa
+    arr = pa.array(values.array)                                   # the column's own arrow data (`__arrow_array__`)
+    if isinstance(arr, pa.ChunkedArray): arr = arr.combine_chunks()
+    if arr.type not in (pa.string(), pa.large_string()): return None
+    _, offsets, data = arr.buffers()
+    width = 8 if arr.type == pa.large_string() else 4
+    offsets = np.frombuffer(offsets, f'i{width}', len(arr) + 1, arr.offset * width).astype(np.int64, copy=False)
+    code = _string_codes_nb(offsets, np.frombuffer(data if data is not None else b'', np.uint8), _NAME_BYTES, _NAME_ENDS, _NAME_CODES)
+    if not arr.null_count: return code, np.ones(len(code), bool)
+    has = arr.is_valid().to_numpy(zero_copy_only=False)
+    code[~has] = np.nan
+    return code, has
+
+def _at(at: int, index: pd.Index, values: np.ndarray) -> tuple:
+    "(open time, value) of row `at`."
     v = values[at]
     return index[at], v.item() if isinstance(v, np.generic) else v
+
+@njit(cache=_CACHE)
+def _checked_nb(code, has, conf):
+    "One pass over the signals (code, NaN where none or unreadable; where there is a value; confidence): the code as int8 and `signal`'s categorical codes (-1 missing), the confidence (0 where no signal), and the first row with an unreadable signal and with a confidence outside 0..100 (-1: none)."
+    n = len(code)
+    code8, kind, conf0, bad_signal, bad_conf = np.zeros(n, np.int8), np.full(n, -1, np.int8), np.zeros(n), -1, -1
+    for i in range(n):
+        c, f, h = code[i], conf[i], has[i]
+        if h and np.isnan(c):
+            if bad_signal < 0: bad_signal = i
+            continue                                     # no confidence check: the signal is reported first
+        if bad_conf < 0 and (f < 0 or f > 100 or (h and c != 0 and np.isnan(f))): bad_conf = i
+        if h: code8[i], kind[i], conf0[i] = c, c + 1, f
+    return code8, kind, conf0, bad_signal, bad_conf
 
 # %% ../nbs/07_backtest.ipynb #da53ddcc
 def signal_frame(signals: pd.DataFrame | pd.Series, candles: pd.DataFrame) -> pd.DataFrame:
@@ -71,15 +131,15 @@ def signal_frame(signals: pd.DataFrame | pd.Series, candles: pd.DataFrame) -> pd
         if not (known := index.isin(candles.index)).all():
             raise SignalError('index', index[~known][0], None, f"not an open time of the candles ({(~known).sum()} such rows)")
         df = df.set_axis(index).reindex(candles.index)
-    code, has = _codes(df['signal']), df['signal'].notna().to_numpy()
-    if (bad := has & np.isnan(code)).any(): raise SignalError('signal', *_first(bad, candles.index, df['signal'].to_numpy()), 'expected long, short, neutral, +1, -1 or 0')
-    has = has & ~bad
-    conf = df['confidence'].to_numpy(np.float64, na_value=np.nan) if 'confidence' in df else np.where(has, 100.0, np.nan)
-    if (bad := (conf < 0) | (conf > 100) | ((code != 0) & has & np.isnan(conf))).any(): raise SignalError('confidence', *_first(bad, candles.index, conf), 'must be in 0..100')
-    code = np.where(has, code, 0).astype(np.int8)
-    kind = pd.Categorical.from_codes(np.where(has, code + 1, -1), categories=['short', 'neutral', 'long'])   # -1: missing
-    out = pd.DataFrame({'signal': kind, 'confidence': np.where(has, conf, 0.0), 'code': code}, index=candles.index)
-    return out.assign(probability=df['probability'].to_numpy()) if 'probability' in df else out
+    values = df['signal']
+    code, has = _codes(values)
+    given = df['confidence'].to_numpy(np.float64, na_value=np.nan) if 'confidence' in df else np.where(has, 100.0, np.nan)
+    code, kind, conf, bad_signal, bad_conf = _checked_nb(code, has, given)
+    if bad_signal >= 0: raise SignalError('signal', *_at(bad_signal, candles.index, values.to_numpy()), 'expected long, short, neutral, +1, -1 or 0')
+    if bad_conf >= 0: raise SignalError('confidence', *_at(bad_conf, candles.index, given), 'must be in 0..100')
+    cols = {'signal': pd.Categorical.from_codes(kind, dtype=_KINDS, validate=False), 'confidence': conf, 'code': code}
+    if 'probability' in df: cols['probability'] = df['probability'].to_numpy(copy=True)
+    return pd.DataFrame(cols, index=candles.index, copy=False)     # the arrays are new: no copy needed
 
 # %% ../nbs/07_backtest.ipynb #ac74a2a2
 def model_signals(model, candles: pd.DataFrame, long_threshold: float = 0.6, short_threshold: float = 0.4,
@@ -100,8 +160,6 @@ def rule_signals(candles: pd.DataFrame, low: float = 30, high: float = 70) -> pd
                          'confidence': np.where(long, 100 - rsi, np.where(short, rsi, 0.0))}, index=candles.index)
 
 # %% ../nbs/07_backtest.ipynb #0f38b737
-_CACHE = __name__ != '__main__'     # numba's disk cache needs a module file (see the strategy notebook)
-
 @njit(cache=_CACHE)
 def decide_orders_nb(open_, high, low, close, ts, code, confidence, p, equity: float):
     "The strategy's order at each candle (signed size, NaN for none; fill price) and the exit reason of each close."
@@ -133,13 +191,37 @@ def _order_func_route(close: pd.Series, arrays: tuple, p, init_cash: float, freq
                                           post_order_func_nb=note_exit_reason_nb, post_order_args=(out, reasons), init_cash=init_cash, freq=freq)
     return pf, reasons[:, 0]
 
+# %% ../nbs/07_backtest.ipynb #332dc8b8
+@functools.cache
+def _books() -> type:
+    "vectorbt's `Portfolio` with shallow copies of the class's metric and subplot settings for each portfolio (see above)."
+    vbt = _vbt()
+    from vectorbt.utils.config import Config
+    shallow = dict(copy_mode='shallow', nested=True)
+
+    class Books(vbt.Portfolio):
+        "vectorbt's `Portfolio`; each portfolio copies the class's metric and subplot settings shallowly (every dict level), not deeply."
+        _metrics = Config(vbt.Portfolio._metrics, copy_kwargs=shallow)
+        _subplots = Config(vbt.Portfolio._subplots, copy_kwargs=shallow)
+
+    Books.__module__, Books.__qualname__ = __name__, 'Books'
+    return Books
+
+def _wrapper(close: pd.Series, freq: str) -> Any:
+    "`ArrayWrapper.from_obj(close, freq=freq)`, vectorbt's metadata of `close`: made once per name and frequency on the index `_naive` gave last."
+    from_obj = _vbt().base.array_wrapper.ArrayWrapper.from_obj
+    _, naive, wrappers = _LAST_INDEX
+    if close.index is not naive: return from_obj(close, freq=freq)
+    if (key := (close.name, freq)) not in wrappers: wrappers[key] = from_obj(close, freq=freq)
+    return wrappers[key]
+
 # %% ../nbs/07_backtest.ipynb #6efdfd81
 def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray, params: StrategyParams, init_cash: float,
-             freq: str, engine: str = 'orders') -> tuple[Any, np.ndarray]:
-    "vectorbt's portfolio of the strategy over `candles`, and the exit reason of the close at each candle (0: none)."
+             freq: str, engine: str = 'orders', ts: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    "vectorbt's portfolio of the strategy over `candles`, and the exit reason of the close at each candle (0: none); `ts`: their open times in ms, if known."
     if params.leverage != 1: raise ValueError(f"leverage={params.leverage}: vectorbt's cash accounting models leverage 1 only")
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)
-    arrays = (*(f64(candles[k]) for k in ('open', 'high', 'low', 'close')), open_times_ms(candles),
+    arrays = (*(f64(candles[k]) for k in ('open', 'high', 'low', 'close')), open_times_ms(candles) if ts is None else ts,
               np.ascontiguousarray(code, dtype=np.int8), f64(confidence))
     close, p, cash = candles['close'].set_axis(_naive(candles.index)), params.nb(), float(init_cash)
     if engine == 'order_func': return _order_func_route(close, arrays, p, cash, freq)
@@ -149,8 +231,8 @@ def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray, pa
 
 def book_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: float, init_cash: float, freq: str) -> Any:
     "vectorbt's `from_orders` run on the candles that have an order only, its records then placed on every candle."
-    vbt, at = _vbt(), np.flatnonzero(~np.isnan(size))
-    if len(at) == 0: return vbt.Portfolio.from_orders(close, size, price=price, fees=fees, init_cash=init_cash, freq=freq)
+    books, at = _books(), np.flatnonzero(~np.isnan(size))
+    if len(at) == 0: return books.from_orders(close, size, price=price, fees=fees, init_cash=init_cash, freq=freq)
     from vectorbt.portfolio.dispatch import simulate_from_orders     # what from_orders runs, without its broadcasting
     col = lambda a: np.ascontiguousarray(a[at], dtype=np.float64).reshape(-1, 1)
     cash = np.array([float(init_cash)])
@@ -158,8 +240,7 @@ def book_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: flo
                                          price=col(price), fees=np.asarray(float(fees)), close=col(close.to_numpy()))
     records = records.copy()
     records['idx'] = at[records['idx']]
-    return vbt.Portfolio(vbt.base.array_wrapper.ArrayWrapper.from_obj(close, freq=freq), close, records, logs, cash, False,
-                         call_seq=np.zeros((len(close), 1), np.int64))
+    return books(_wrapper(close, freq), close, records, logs, cash, False, call_seq=np.zeros((len(close), 1), np.int64))
 
 # %% ../nbs/07_backtest.ipynb #40691063
 def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float, freq: str) -> Any:
@@ -171,16 +252,38 @@ def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float
 # %% ../nbs/07_backtest.ipynb #992f93d0
 EXIT_REASONS = np.array([r.name.lower() for r in ExitReason], dtype=object)
 
+def _trade_records(pf) -> np.ndarray:
+    "A copy of `pf.trades.values`; exit trades (vectorbt's default) made as `ExitTrades.from_orders` makes them, without its `Orders` and `ExitTrades` objects."
+    from vectorbt.portfolio.enums import TradesType
+    if pf.trades_type != TradesType.ExitTrades: return pf.trades.values.copy()     # the table's own copy
+    from vectorbt.base.reshape_fns import to_2d_array
+    from vectorbt.portfolio.dispatch import get_exit_trades
+    from vectorbt.records.dispatch import col_map
+    records = pf.order_records
+    return get_exit_trades(records, to_2d_array(pf.close), col_map(records['col'], len(pf.wrapper.columns), engine=pf.engine), engine=pf.engine)
+
+_STR = pd.Series(['']).dtype          # the dtype pandas gives a column of strings
+
+def _labels(names: list, at: np.ndarray, where: np.ndarray | None = None) -> Any:
+    "`names[at]` as a column of strings, missing where `where` is False; taken in arrow when pandas keeps its strings there."
+    if where is not None and not where.any(): return np.full(len(at), None, dtype=object)   # no string at all: pandas keeps objects
+    if isinstance(_STR, pd.StringDtype) and _STR.storage == 'pyarrow':
+        import pyarrow as pa
+        return pd.array(pa.array(names, pa.large_string()).take(pa.array(at, mask=None if where is None else ~where)), dtype=_STR)
+    out = np.asarray(names, dtype=object)[at]
+    if where is not None: out[~where] = None
+    return out
+
 def trades_table(pf, reasons: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
     "vectorbt's trades of `pf` as a table with open times, sides, exit reasons and status."
-    t = pf.trades.values
+    t = _trade_records(pf)
     closed = t['status'] == 1
     return pd.DataFrame({
         'entry_time': index[t['entry_idx']], 'exit_time': index[t['exit_idx']],
-        'side': np.where(t['direction'] == 0, Side.BUY.value, Side.SELL.value), 'size': t['size'],
+        'side': _labels([Side.BUY.value, Side.SELL.value], t['direction']), 'size': t['size'],
         'entry_price': t['entry_price'], 'exit_price': t['exit_price'], 'fees': t['entry_fees'] + t['exit_fees'],
-        'pnl': t['pnl'], 'return': t['return'], 'exit_reason': np.where(closed, EXIT_REASONS[reasons[t['exit_idx']]], None),
-        'status': np.where(closed, 'closed', 'open'), 'entry_idx': t['entry_idx'], 'exit_idx': t['exit_idx']})
+        'pnl': t['pnl'], 'return': t['return'], 'exit_reason': _labels(EXIT_REASONS.tolist(), reasons[t['exit_idx']], closed),
+        'status': _labels(['open', 'closed'], t['status']), 'entry_idx': t['entry_idx'], 'exit_idx': t['exit_idx']}, copy=False)
 
 # %% ../nbs/07_backtest.ipynb #bed237c8
 @dataclass(eq=False)
@@ -210,15 +313,28 @@ class BacktestResult:
         return (f"BacktestResult({len(c):,} {self.timeframe} candles {c[0]:%Y-%m-%d %H:%M} .. {c[-1]:%Y-%m-%d %H:%M}, "
                 f"{len(self.trades):,} trades, equity {self.portfolio.value().iloc[-1]:,.2f})")
 
+# %% ../nbs/07_backtest.ipynb #0c91691b
+def _open_times(candles: pd.DataFrame) -> np.ndarray:
+    "`open_times_ms(candles)`: for a nanosecond index (pandas' usual), its integers floor-divided, as the unit conversion does, without its checks."
+    index = candles.index
+    return index.asi8 // 1_000_000 if getattr(index, 'unit', None) == 'ns' else open_times_ms(candles)
+
+def _timeframe(candles: pd.DataFrame, ts: np.ndarray) -> Timeframe:
+    "`infer_timeframe(candles)`, from the open times `ts` (ms) when more than half of the positive spacings are one Binance timeframe."
+    d = np.diff(ts)
+    if len(d) and d[0] > 0 and 2 * np.count_nonzero(d == d[0]) > np.count_nonzero(d > 0):   # a majority is the most common spacing
+        if (tf := next((t for t in Timeframe if t.ms == d[0]), None)) is not None: return tf
+    return infer_timeframe(candles)                      # the count of every spacing, and its errors
+
 # %% ../nbs/07_backtest.ipynb #6712a14e
 def backtest(candles: pd.DataFrame, signals, params: StrategyParams | None = None, init_cash: float = 10_000.0,
              timeframe: Timeframe | str | None = None, engine: str = 'orders') -> BacktestResult:
     "The strategy over `candles` with `signals` (a signal frame or series, or a trained model), in vectorbt, beside buy-and-hold."
-    params = params or StrategyParams()
-    tf = Timeframe.parse(timeframe) if timeframe else infer_timeframe(candles)
+    params, ts = params or StrategyParams(), _open_times(candles)
+    tf = Timeframe.parse(timeframe) if timeframe else _timeframe(candles, ts)
     if not isinstance(signals, (pd.DataFrame, pd.Series)): signals = model_signals(signals, candles, timeframe=tf)
     sig = signal_frame(signals, candles)
-    pf, reasons = simulate(candles, sig['code'].to_numpy(), sig['confidence'].to_numpy(), params, init_cash, tf.pandas_freq, engine)
+    pf, reasons = simulate(candles, sig['code'].to_numpy(), sig['confidence'].to_numpy(), params, init_cash, tf.pandas_freq, engine, ts)
     return BacktestResult(candles, sig, params, tf, float(init_cash), pf, trades_table(pf, reasons, candles.index))
 
 # %% ../nbs/07_backtest.ipynb #27895e7e
