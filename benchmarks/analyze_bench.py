@@ -5,22 +5,27 @@ for one epoch on the last 3,000 BTCUSDT 1h candles, since training length does n
 cost of inference) is promoted into a temporary data directory, unless `--model-dir` names one.
 The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialised once up front.
 
-1. HTTP: `python -m uvicorn botcore.api.ai:app` on 127.0.0.1, one worker, started twice: with the
-   prediction cache off (every request runs features and the network) and on (all windows seen
-   once during warm-up, then every request is a hit). `--concurrency` (8) coroutines of one
-   `httpx.AsyncClient` send `--requests` (3,000) requests after `--warmup` (200). Printed: p50, p90,
-   p99, max latency, requests/s, and the server's CPU time per request (from psutil), which says
-   what the server costs whatever the client (on the same cores) takes.
+1. HTTP: `python -m uvicorn botcore.api.ai:app` on 127.0.0.1, one worker (uvloop and httptools, as
+   `uvicorn[standard]` installs them), started twice: with the prediction cache off (every request
+   runs features and the network) and on (all windows seen once during warm-up, then every request
+   is a hit). `--concurrency` (8) keep-alive connections send `--requests` (3,000) requests after
+   `--warmup` (200), each the next request as soon as its answer is in. Printed: p50, p90, p99, max
+   latency, requests/s, and the server's and the client's CPU time per request (from psutil).
+   Two clients, since the client shares the machine's 2 cores with the server:
+   - `raw`: a load generator in the manner of wrk: pre-built HTTP/1.1 requests written on asyncio
+     transports (uvloop), answers read by their Content-Length, each status checked. It costs about
+     a tenth of the server's CPU per request, so the figures are the server's.
+   - `httpx`: `httpx.AsyncClient`, what a Python caller such as the engine uses. It takes more CPU per
+     request than the server does, so on 2 cores it is the client that sets the pace.
 2. In-process stages, each timed with `time.perf_counter` over `--repeat` (1,000) repetitions of
-   one request: JSON parsing, pydantic validation, the series checks, and the `Analyzer`'s own
-   steps (candles to a validated frame, gap split, features, network), then the response; on a
-   worker thread with the service's torch settings, as FastAPI's thread pool runs the endpoint.
+   one request, in the order the endpoint runs them: parsing and validating the body, the candles'
+   columns and the series checks, the `Analyzer`'s steps (features, network), then the response.
 
 Goals (issue 3): p50 <= 5 ms, p99 <= 20 ms, >= 300 requests/s at concurrency 8.
 
-Run: .venv/bin/python benchmarks/analyze_bench.py [--requests 3000] [--concurrency 8] [--repeat 1000]
+Run: .venv/bin/python benchmarks/analyze_bench.py [--requests 3000] [--concurrency 8] [--repeat 1000] [--clients raw,httpx]
 """
-import asyncio, json, os, socket, subprocess, sys, tempfile, threading, time
+import asyncio, json, os, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import httpx
@@ -75,6 +80,52 @@ def start_server(data_dir: Path, cache: bool) -> tuple[subprocess.Popen, str]:
     proc.kill(); sys.exit('server did not become healthy')
 
 
+class _Connection(asyncio.Protocol):
+    "One keep-alive HTTP/1.1 connection that sends pre-built requests and reads each answer by its Content-Length."
+    def __init__(self):
+        self.buf, self.answer, self.transport = bytearray(), None, None
+    def connection_made(self, transport): self.transport = transport
+    def data_received(self, data):
+        self.buf += data
+        end = self.buf.find(b'\r\n\r\n')
+        if end < 0: return
+        head = bytes(self.buf[:end]).lower()
+        at = head.find(b'content-length:')
+        size = int(head[at + 15:head.find(b'\r\n', at) if head.find(b'\r\n', at) > 0 else None]) if at >= 0 else 0
+        if len(self.buf) < end + 4 + size: return
+        status, body = int(self.buf[9:12]), bytes(self.buf[end + 4:end + 4 + size])
+        del self.buf[:end + 4 + size]
+        self.answer.set_result((status, body))
+    def connection_lost(self, exc):
+        if self.answer and not self.answer.done(): self.answer.set_exception(ConnectionError('connection closed'))
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.answer
+
+
+async def raw_load(url: str, payloads: list[bytes], requests: int, concurrency: int) -> tuple[np.ndarray, float, float, list]:
+    "As `load`, with the lean client: `concurrency` connections, each sending its next request when the last is answered."
+    host, port = url.removeprefix('http://').split(':')
+    head = (f'POST /analyze HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {TOKEN}\r\n'
+            f'Content-Type: application/json\r\n').encode()
+    built = [head + f'Content-Length: {len(p)}\r\n\r\n'.encode() + p for p in payloads]
+    loop = asyncio.get_running_loop()
+    conns = [(await loop.create_connection(_Connection, host, int(port)))[1] for _ in range(concurrency)]
+    lat, bad, todo = [], [], iter(range(requests))
+    async def worker(conn):
+        for i in todo:
+            t = time.perf_counter()
+            status, body = await conn.send(built[i % len(built)])
+            lat.append(time.perf_counter() - t)
+            if status != 200: bad.append((status, body[:200]))
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(c) for c in conns))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    for c in conns: c.transport.close()
+    return np.array(lat), wall, cpu, bad
+
+
 async def load(url: str, payloads: list[bytes], requests: int, concurrency: int) -> tuple[np.ndarray, float, float, list]:
     "Latencies (s) of `requests` requests sent by `concurrency` coroutines, the wall and client CPU time, any non-200 answers."
     headers = {'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/json'}
@@ -92,19 +143,22 @@ async def load(url: str, payloads: list[bytes], requests: int, concurrency: int)
         return np.array(lat), time.perf_counter() - t0, time.process_time() - cpu0, bad
 
 
-def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, concurrency: int, warmup: int) -> dict:
+def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, concurrency: int, warmup: int, client: str) -> dict:
+    import uvloop
+    run = lambda coro: uvloop.run(coro) if client == 'raw' else asyncio.run(coro)
+    go = raw_load if client == 'raw' else load
     proc, url = start_server(data_dir, cache)
     try:
-        asyncio.run(load(url, payloads, max(warmup, len(payloads) if cache else 0), concurrency))
+        run(go(url, payloads, max(warmup, len(payloads) if cache else 0), concurrency))
         server = psutil.Process(proc.pid)
         cpu0 = sum(server.cpu_times()[:2])
-        lat, wall, client_cpu, bad = asyncio.run(load(url, payloads, requests, concurrency))
+        lat, wall, client_cpu, bad = run(go(url, payloads, requests, concurrency))
         cpu = sum(server.cpu_times()[:2]) - cpu0
         stats = httpx.get(f'{url}/cache/stats', headers={'Authorization': f'Bearer {TOKEN}'}).json()
     finally:
         proc.terminate(); proc.wait(15)
     ms = lat * 1e3
-    return dict(cache='on' if cache else 'off', requests=len(lat), errors=len(bad), p50=np.percentile(ms, 50),
+    return dict(client=client, cache='on' if cache else 'off', requests=len(lat), errors=len(bad), p50=np.percentile(ms, 50),
                 p90=np.percentile(ms, 90), p99=np.percentile(ms, 99), max=ms.max(), rps=len(lat) / wall,
                 server_cpu_ms=1e3 * cpu / len(lat), client_cpu_ms=1e3 * client_cpu / len(lat), hits=stats['hits'], misses=stats['misses'], first_error=bad[:1])
 
@@ -121,47 +175,38 @@ def per_call_ms(f, repeat: int) -> float:
 
 
 def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float]]:
-    "The time of each step of one /analyze request, in-process."
+    "The time of each step of one /analyze request, in-process, in the endpoint's order."
     import torch
-    from botcore.api.ai import AnalysisResponse, AnalyzeRequest, SignalService, candle_errors, cache_key
+    from botcore.api.ai import AnalysisResponse, AnalyzeRequest, SignalService, cache_key, candle_columns, candle_errors, parse_body
     from botcore.config import load_settings
-    from botcore.data import split_segments
-    from botcore.model import segment_features
-    from botcore.signals import candles_frame
+    from botcore.features import feature_array
     service = SignalService(load_settings(env={'BOTCORE_DATA_DIR': str(data_dir), 'INTER_SERVICE_TOKEN': TOKEN}))
     service.refresh()
     served = service.served   # as the service holds it, with its torch thread setting
     a, m = served.analyzer, served.analyzer.model
-    raw = json.loads(payload)
-    req = AnalyzeRequest.model_validate(raw)
-    dicts = [c.model_dump() for c in req.candles]
-    df = candles_frame(dicts, req.timeframe)
-    run = split_segments(df, req.timeframe)[-1]
-    feats = segment_features(run)
-    last = feats.iloc[-m.window:]
-    signal = a.analyze(dicts, req.symbol, req.timeframe)
-    resp = AnalysisResponse(**signal.model_dump(), model_version=served.version)
-    x = torch.from_numpy(np.ascontiguousarray(((m.feature_rows(last) - m.mean) / m.scale)[None]))
+    req = parse_body(payload, AnalyzeRequest)
+    columns = candle_columns(req.candles)
+    t, _, high, low, close, volume = columns
+    feats = feature_array(high, low, close, volume, t // 1000)
+    rows = feats[-m.window:, a._columns]
+    signal = a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)
+    x = torch.from_numpy(np.ascontiguousarray(((rows.astype(np.float32) - m.mean) / m.scale)[None]))
     def net_only():
         with torch.inference_mode(): m.net(x)
-    rows = [
-        ('json.loads of the body (FastAPI)', lambda: json.loads(payload)),
-        ('pydantic: AnalyzeRequest validation (FastAPI)', lambda: AnalyzeRequest.model_validate(raw)),
-        ('candle_errors: series checks', lambda: candle_errors(req.candles, req.timeframe, 100)),
+    steps = [
+        ('parse_body: JSON to AnalyzeRequest (pydantic, in Rust)', lambda: parse_body(payload, AnalyzeRequest)),
+        ('  for comparison: json.loads + model_validate (FastAPI)', lambda: AnalyzeRequest.model_validate(json.loads(payload))),
+        ('candle_columns: the candles as numpy columns', lambda: candle_columns(req.candles)),
+        ('candle_errors: series checks on the columns', lambda: candle_errors(req.candles, req.timeframe, 100, columns=columns)),
         ('cache_key', lambda: cache_key(req, served.version)),
-        ('candles to dicts (model_dump)', lambda: [c.model_dump() for c in req.candles]),
-        ('Analyzer: candles_frame (DataFrame + validate_candles)', lambda: candles_frame(dicts, req.timeframe)),
-        ('Analyzer: split_segments', lambda: split_segments(df, req.timeframe)),
-        ('Analyzer: segment_features (feature_matrix)', lambda: segment_features(run)),
-        ('Analyzer: predict_proba on the last window', lambda: m.predict_proba(last)),
+        ('Analyzer: feature_array (21 features of 100 candles)', lambda: feature_array(high, low, close, volume, t // 1000)),
+        ('Analyzer: predict_last (scale, one-window forward)', lambda: m.predict_last(rows)),
         ('  of which the network forward alone', net_only),
-        ('Analyzer.analyze, all of it', lambda: a.analyze(dicts, req.symbol, req.timeframe)),
-        ('response: AnalysisResponse + JSON', lambda: AnalysisResponse(**signal.model_dump(), model_version=served.version).model_dump_json()),
+        ('Analyzer.analyze_columns, all of it', lambda: a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)),
+        ('response: AnalysisResponse + JSON', lambda: AnalysisResponse(**signal.__dict__, model_version=served.version).model_dump_json()),
     ]
-    out = []   # timed on a worker thread, as FastAPI's thread pool runs /analyze
-    worker = threading.Thread(target=lambda: out.extend((name, per_call_ms(f, repeat)) for name, f in rows))
-    worker.start(); worker.join()
-    out.append((f'(torch threads: {torch.get_num_threads()}, response {len(resp.model_dump_json())} bytes)', float('nan')))
+    out = [(name, per_call_ms(f, repeat)) for name, f in steps]
+    out.append((f'(torch threads: {torch.get_num_threads()}, response {len(AnalysisResponse(**signal.__dict__, model_version=served.version).model_dump_json())} bytes)', float('nan')))
     return out
 
 
@@ -171,17 +216,18 @@ def main(requests: int = 3000,      # measured requests per run
          warmup: int = 200,         # unmeasured requests before each run
          repeat: int = 1000,        # repetitions of each in-process stage
          windows: int = 500,        # distinct 100-candle windows sent
+         clients: str = 'raw,httpx',  # load generators to run: raw (lean, wrk-like) and/or httpx
          model_dir: str = None):    # use the promoted model of this model_dir instead of training one
     "Benchmark POST /analyze over HTTP and in-process."
     data_dir = trained_data_dir(model_dir)
     payloads = bodies(windows)
     print(f"POST /analyze, 100 real BTCUSDT 1h candles ({len(payloads[0]):,} bytes), one uvicorn worker on 127.0.0.1, "
           f"concurrency {concurrency}, {os.cpu_count()} CPUs (client and server share them)\n")
-    print(f"{'cache':>5} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>7} "
+    print(f"{'client':>6} {'cache':>5} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>7} "
           f"{'server CPU ms/req':>17} {'client CPU ms/req':>17} {'hits':>6} {'misses':>6}")
-    for cache, sent in ((False, payloads), (True, payloads[:50])):
-        r = http_run(data_dir, cache, sent, requests, concurrency, warmup)
-        print(f"{r['cache']:>5} {r['requests']:>8} {r['errors']:>6} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} "
+    for client, (cache, sent) in ((c, run) for c in clients.split(',') for run in ((False, payloads), (True, payloads[:50]))):
+        r = http_run(data_dir, cache, sent, requests, concurrency, warmup, client)
+        print(f"{r['client']:>6} {r['cache']:>5} {r['requests']:>8} {r['errors']:>6} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} "
               f"{r['max']:>7.2f} {r['rps']:>7.1f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f} {r['hits']:>6} {r['misses']:>6}"
               + (f"  first error: {r['first_error']}" if r['errors'] else ''))
     print("\nGoals: p50 <= 5 ms, p99 <= 20 ms, >= 300 req/s (cache off is the honest figure).\n")

@@ -15,7 +15,8 @@ import pandas as pd
 __all__ = ['RSI_WINDOW', 'ATR_WINDOW', 'MACD_WINDOWS', 'BB_WINDOW', 'BB_STDS', 'EMA_WINDOWS', 'RETURN_HORIZONS', 'VOLUME_WINDOW',
            'VOLATILITY_WINDOW', 'FEATURE_NAMES', 'WARMUP', 'wilder_span', 'moving_average', 'moving_std',
            'momentum_features', 'volatility_features', 'log_returns', 'trend_features', 'return_features',
-           'volume_features', 'epoch_seconds', 'calendar_features', 'feature_blocks', 'feature_matrix']
+           'volume_features', 'epoch_seconds', 'calendar_features', 'column_blocks', 'feature_blocks', 'feature_array',
+           'feature_matrix']
 
 # %% ../nbs/03_features.ipynb #d7b59034
 RSI_WINDOW, ATR_WINDOW = 14, 14
@@ -50,6 +51,7 @@ def _kernels(package: str):
 # %% ../nbs/03_features.ipynb #a8aa3912
 def _series(a: np.ndarray) -> np.ndarray:
     "`a` as a writable, contiguous float64 array, copied only where it is not one already."
+    if type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable: return a
     return np.require(a, np.float64, ['C_CONTIGUOUS', 'WRITEABLE'])
 
 # %% ../nbs/03_features.ipynb #e0aa586f
@@ -130,9 +132,9 @@ def epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
     return index.asi8 // _PER_SECOND[index.unit]
 
 # %% ../nbs/03_features.ipynb #861b7e1b
-def calendar_features(index: pd.DatetimeIndex) -> dict[str, np.ndarray]:
-    "Time of day and day of week (UTC) as points on a circle."
-    seconds = epoch_seconds(index)
+def calendar_features(index: pd.DatetimeIndex | np.ndarray) -> dict[str, np.ndarray]:
+    "Time of day and day of week (UTC) as points on a circle, from open times (an index, or int UTC epoch seconds)."
+    seconds = epoch_seconds(index) if isinstance(index, pd.DatetimeIndex) else np.asarray(index, np.int64)
     days, second_of_day = np.divmod(seconds, 86_400)
     weekday = (days + 3) % 7
     (day_sin, day_cos), (week_sin, week_cos) = _unit_circle(86_400), _unit_circle(7)
@@ -150,17 +152,30 @@ def _candle_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
     return tuple(df[c].to_numpy(np.float64, copy=True) for c in ('high', 'low', 'close', 'volume'))
 
 # %% ../nbs/03_features.ipynb #3d0f3772
-def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
-    "The blocks of features of `df`'s candles, in `FEATURE_NAMES` order, computed one at a time."
-    high, low, close, volume = _candle_arrays(df)
+def column_blocks(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
+                  seconds: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    "The blocks of features of candles given as columns (`seconds`: open times, UTC epoch seconds), in `FEATURE_NAMES` order."
     yield momentum_features(close)
     yield volatility_features(high, low, close)
     yield trend_features(close)
     yield return_features(close)
     yield volume_features(volume)
-    yield calendar_features(df.index)
+    yield calendar_features(seconds)
+
+def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
+    "The blocks of features of `df`'s candles, in `FEATURE_NAMES` order, computed one at a time."
+    yield from column_blocks(*_candle_arrays(df), epoch_seconds(df.index))
 
 # %% ../nbs/03_features.ipynb #befdbbb1
+_COLUMN_OF = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+def feature_array(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    "`feature_matrix` of candles given as columns (`seconds`: open times, UTC epoch seconds), as an (n, 21) float64 array."
+    out = np.empty((len(close), len(FEATURE_NAMES)), order='F')
+    for block in column_blocks(high, low, close, volume, seconds):
+        for name, column in block.items(): out[:, _COLUMN_OF[name]] = column
+    return out
+
 @functools.cache
 def _feature_columns() -> pd.Index:
     "`FEATURE_NAMES` as a column index, built once."
@@ -168,7 +183,5 @@ def _feature_columns() -> pd.Index:
 
 def feature_matrix(df: pd.DataFrame) -> pd.DataFrame:
     "The features of each candle in `df`: `FEATURE_NAMES` columns, float64, NaN in the first `WARMUP` rows."
-    out = np.empty((len(df), len(FEATURE_NAMES)), order='F')
-    for block in feature_blocks(df):
-        for name, column in block.items(): out[:, FEATURE_NAMES.index(name)] = column
+    out = feature_array(*_candle_arrays(df), epoch_seconds(df.index))
     return pd.DataFrame(out, index=df.index, columns=_feature_columns().copy(), copy=False)

@@ -145,6 +145,14 @@ class SequenceClassifier(nn.Module):
         out, _ = self.rnn(x)
         return self.head(self.drop(out[:, -1])).squeeze(-1)
 
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        "`forward` in eval mode, calling torch's RNN kernel directly (what `nn.LSTM`/`nn.GRU` call) without their Python checks."
+        rnn = self.rnn
+        h = torch.zeros(rnn.num_layers, x.shape[0], rnn.hidden_size, dtype=x.dtype)
+        kernel, state = (torch._VF.lstm, (h, h)) if isinstance(rnn, nn.LSTM) else (torch._VF.gru, h)
+        out = kernel(x, state, rnn._flat_weights, rnn.bias, rnn.num_layers, 0.0, False, rnn.bidirectional, True)[0]
+        return F.linear(out[:, -1], self.head.weight, self.head.bias).squeeze(-1)
+
 # %% ../nbs/04_model.ipynb #7e543cfa
 class WindowDataset(Dataset):
     "Windows of scaled feature rows ending at `ends`, with their targets; indexed a batch at a time."
@@ -193,8 +201,8 @@ def seeded(seed: int):
 @contextmanager
 def torch_threads(n: int | None):
     "Run torch on `n` intra-op threads inside the block (None: leave the setting), then restore it."
-    if n is None: yield; return
     prev = torch.get_num_threads()
+    if n is None or n == prev: yield; return
     torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(prev)
@@ -296,6 +304,15 @@ def predict_proba(self: TrainedModel, features: pd.DataFrame | np.ndarray, batch
     with single_threaded() if len(ends) <= FEW_WINDOWS else nullcontext():
         out[ends] = predict_windows(self.net, WindowDataset(rows, ends, np.zeros(len(ends), np.float32), self.window), batch_size)
     return out
+
+# %% ../nbs/04_model.ipynb #cfd432e4
+@patch
+def predict_last(self: TrainedModel, rows: np.ndarray) -> float:
+    "P(up) for the window of the last `window` feature rows (an array in `feature_names` order); NaN if not all finite."
+    x = scale_rows(self.feature_rows(rows[-self.window:]), self.mean, self.scale)
+    if len(x) < self.window or not np.isfinite(x).all(): return float('nan')
+    with single_threaded(), torch.inference_mode():
+        return float(torch.sigmoid(self.net.infer(torch.from_numpy(np.ascontiguousarray(x)[None]))).double())
 
 # %% ../nbs/04_model.ipynb #e9e1e7de
 def _iso(t) -> str: return pd.Timestamp(t).tz_convert('UTC').strftime('%Y-%m-%dT%H:%M:%SZ')

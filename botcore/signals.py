@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .core import Signal, SignalKind, Timeframe
-from .data import candle_frame, candles_from_json, infer_timeframe, split_segments, validate_candles
+from datetime import datetime, timedelta, timezone
+from .data import candle_frame, candles_from_json, infer_timeframe, open_times_ms, split_segments, validate_candles
+from .features import FEATURE_NAMES, WARMUP, feature_array
 from .model import ModelRegistry, TrainedModel, segment_features
 
 # %% auto #0
@@ -27,7 +29,8 @@ def signal_from_probability(p: float, long_threshold: float = 0.6, short_thresho
     if not 0 <= p <= 1: raise ValueError(f"probability: must be in 0..1 (got {p!r})")
     long, short = p >= long_threshold, p <= short_threshold
     kind = SignalKind.LONG if long else SignalKind.SHORT if short else SignalKind.NEUTRAL
-    return kind, float(_confidence(p, long, short))
+    p = np.float64(p)                     # one value: the branch `_confidence` would pick, in the same arithmetic
+    return kind, float(np.round(100 * p if long else 100 * (1 - p) if short else 100 * (1 - 2 * abs(p - 0.5)), 2))
 
 # %% ../nbs/05_signals.ipynb #9f6c1692
 MIN_CANDLES = 100
@@ -54,6 +57,7 @@ class Analyzer:
             raise ValueError(f"thresholds: need 0 <= short_threshold < long_threshold <= 1 "
                              f"(got short_threshold={short_threshold}, long_threshold={long_threshold})")
         self.model, self.long_threshold, self.short_threshold = model, long_threshold, short_threshold
+        self._columns = [FEATURE_NAMES.index(n) if n in FEATURE_NAMES else None for n in model.feature_names]
 
     @property
     def run_needed(self) -> int: return self.model.warmup + self.model.window
@@ -62,21 +66,37 @@ class Analyzer:
     def __repr__(self): return f"Analyzer({self.model!r}, long>={self.long_threshold}, short<={self.short_threshold})"
 
 # %% ../nbs/05_signals.ipynb #3bef4f10
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+@patch
+def analyze_columns(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                    volume: np.ndarray, symbol: str, timeframe: Timeframe | str) -> Signal:
+    "`analyze` for candles already checked (on the grid, sorted, sane), as columns: int64 open times in ms, float64 values."
+    tf, n = Timeframe.parse(timeframe), len(open_ms)
+    if n < self.min_candles: raise NotEnoughCandles(n, self.min_candles)
+    if None in self._columns:
+        raise ValueError(f"features: missing column(s) {', '.join(c for c, i in zip(self.model.feature_names, self._columns) if i is None)}")
+    gaps = np.flatnonzero(np.diff(open_ms) > tf.ms)
+    a = int(gaps[-1]) + 1 if len(gaps) else 0             # the last gap-free run starts here
+    if n - a < self.run_needed:
+        raise NotEnoughCandles(n, self.min_candles, f"only the last {n - a} follow the gap before "
+                               f"{_EPOCH + timedelta(milliseconds=int(open_ms[a])):%Y-%m-%d %H:%M} UTC; "
+                               f"the model needs {self.run_needed} gap-free candles")
+    f = feature_array(high[a:], low[a:], close[a:], volume[a:], open_ms[a:] // 1000)
+    f[:WARMUP] = np.nan                                   # as `segment_features` blanks them
+    p = self.model.predict_last(f[-self.model.window:, self._columns])
+    if not np.isfinite(p): raise ValueError("candles: the features of the last window are not all finite")
+    kind, confidence = signal_from_probability(p, self.long_threshold, self.short_threshold)
+    return Signal(signal=kind, confidence=confidence, probability=p, timestamp=_EPOCH + timedelta(milliseconds=int(open_ms[-1]) + tf.ms),
+                  model_type=self.model.model_type, symbol=symbol, timeframe=tf)
+
 @patch
 def analyze(self: Analyzer, candles, symbol: str, timeframe: Timeframe | str) -> Signal:
     "The seed's `Signal` for the last of `candles` (a frame, seed JSON dicts or `Candle`s)."
     tf = Timeframe.parse(timeframe)
     df = candles_frame(candles, tf)
-    if len(df) < self.min_candles: raise NotEnoughCandles(len(df), self.min_candles)
-    run = split_segments(df, tf)[-1]
-    if len(run) < self.run_needed:
-        raise NotEnoughCandles(len(df), self.min_candles, f"only the last {len(run)} follow the gap before "
-                               f"{run.index[0]:%Y-%m-%d %H:%M} UTC; the model needs {self.run_needed} gap-free candles")
-    p = float(self.model.predict_proba(segment_features(run).iloc[-self.model.window:])[-1])
-    if not np.isfinite(p): raise ValueError("candles: the features of the last window are not all finite")
-    kind, confidence = signal_from_probability(p, self.long_threshold, self.short_threshold)
-    return Signal(signal=kind, confidence=confidence, probability=p, timestamp=(df.index[-1] + tf.timedelta).to_pydatetime(),
-                  model_type=self.model.model_type, symbol=symbol, timeframe=tf)
+    columns = (df[c].to_numpy(np.float64) for c in ('high', 'low', 'close', 'volume'))
+    return self.analyze_columns(open_times_ms(df), *columns, symbol, tf)
 
 # %% ../nbs/05_signals.ipynb #b813a240
 @patch

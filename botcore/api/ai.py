@@ -6,7 +6,7 @@ Docs: https://botcore.github.io/botcore/ai_api.html.md"""
 
 # %% ../../nbs/11_ai_api.ipynb #c894f333
 from __future__ import annotations
-import asyncio, logging, math, threading, time, uuid
+import asyncio, gc, json, logging, math, threading, time, uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,8 +15,11 @@ from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from starlette.requests import ClientDisconnect
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 import botcore
 from ..core import Signal, Timeframe
 from ..config import Settings, load_settings, tokens_match
@@ -25,18 +28,20 @@ from .http import Bearer, SettingsCORS, install_error_handlers, unauthorized, va
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Price', 'Symbol', 'NO_MODEL', 'Service', 'public', 'protected', 'app', 'CandleIn', 'AnalyzeRequest',
-           'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob', 'CacheStats', 'Health',
-           'ModelInfo', 'candle_errors', 'PredictionCache', 'cache_key', 'ServedModel', 'model_info', 'SignalService',
-           'TrainingBusy', 'TrainingJobs', 'get_service', 'require_token', 'health', 'analyze', 'get_model_info',
-           'cache_stats', 'train', 'train_status', 'train_jobs', 'cors_origins', 'create_app']
+__all__ = ['log', 'Price', 'LAST_MS', 'Symbol', 'NO_MODEL', 'Service', 'public', 'UNAUTHORIZED', 'protected', 'hot', 'app',
+           'CandleIn', 'AnalyzeRequest', 'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob',
+           'CacheStats', 'Health', 'ModelInfo', 'candle_columns', 'candle_errors', 'PredictionCache', 'cache_key',
+           'ServedModel', 'model_info', 'SignalService', 'TrainingBusy', 'TrainingJobs', 'get_service', 'token_role',
+           'require_token', 'authenticate', 'health', 'read_body', 'parse_body', 'json_body', 'analyze',
+           'get_model_info', 'cache_stats', 'train', 'train_status', 'train_jobs', 'cors_origins', 'create_app']
 
 # %% ../../nbs/11_ai_api.ipynb #f313ae07
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LAST_MS = 253_402_300_799_999    # 9999-12-31T23:59:59.999Z
 
 class CandleIn(BaseModel):
     "One OHLCV candle of a request: open time in ms UTC, finite prices > 0, finite volume >= 0."
-    timestamp: int = Field(ge=0, description='open time, ms since the epoch, UTC')
+    timestamp: int = Field(ge=0, le=LAST_MS, description='open time, ms since the epoch, UTC')
     open: Price
     high: Price
     low: Price
@@ -145,23 +150,34 @@ class ModelInfo(BaseModel):
 def _err(loc: tuple, msg: str, value) -> dict:
     return {'type': 'value_error', 'loc': loc, 'msg': msg, 'input': value}
 
-def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: int,
-                  loc: tuple = ('body', 'candles'), limit: int = 10) -> list[dict]:
+def candle_columns(candles: list[CandleIn]) -> tuple[np.ndarray, ...]:
+    "Open times (int64 ms) and float64 open, high, low, close and volume of validated candles."
+    a = np.array([(c.timestamp, c.open, c.high, c.low, c.close, c.volume) for c in candles], np.float64).reshape(-1, 6).T.copy()
+    return (a[0].astype(np.int64), *a[1:])   # contiguous columns; open times are below 2**53, exact in a float64
+
+def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
+                  limit: int = 10, columns: tuple[np.ndarray, ...] | None = None) -> list[dict]:
     "Pydantic-style errors (at most `limit`) for a candle series that breaks a series rule; [] if sound."
     if len(candles) < min_candles:
         return [_err(loc, f'at least {min_candles} candles are needed (got {len(candles)})', len(candles))]
-    errs, step, prev = [], timeframe.ms, None
-    for i, c in enumerate(candles):
-        t = c.timestamp
-        if t % step: errs.append(_err((*loc, i, 'timestamp'), f'{t} is not on the {timeframe} grid (a multiple of {step} ms)', t))
-        if prev is not None and t <= prev:
-            why = 'repeats the previous open time (duplicate)' if t == prev else f'is before the previous open time {prev} (unsorted)'
-            errs.append(_err((*loc, i, 'timestamp'), f'{t} {why}', t))
-        if c.high < c.low: errs.append(_err((*loc, i, 'high'), f'high {c.high} is below low {c.low}', c.high))
-        elif c.high < max(c.open, c.close): errs.append(_err((*loc, i, 'high'), f'high {c.high} is below open or close', c.high))
-        elif c.low > min(c.open, c.close): errs.append(_err((*loc, i, 'low'), f'low {c.low} is above open or close', c.low))
+    t, o, h, l, c, _ = candle_columns(candles) if columns is None else columns
+    step = timeframe.ms
+    off_grid, back = t % step != 0, np.r_[False, t[1:] <= t[:-1]]
+    crossed = h < l
+    high_low, low_high = ~crossed & (h < np.maximum(o, c)), ~crossed & (l > np.minimum(o, c))
+    low_high &= ~high_low
+    errs = []
+    for i in np.flatnonzero(off_grid | back | crossed | high_low | low_high).tolist():   # only the broken rows, in order
+        ti, hi, li = int(t[i]), float(h[i]), float(l[i])
+        if off_grid[i]: errs.append(_err((*loc, i, 'timestamp'), f'{ti} is not on the {timeframe} grid (a multiple of {step} ms)', ti))
+        if back[i]:
+            prev = int(t[i - 1])
+            why = 'repeats the previous open time (duplicate)' if ti == prev else f'is before the previous open time {prev} (unsorted)'
+            errs.append(_err((*loc, i, 'timestamp'), f'{ti} {why}', ti))
+        if crossed[i]: errs.append(_err((*loc, i, 'high'), f'high {hi} is below low {li}', hi))
+        elif high_low[i]: errs.append(_err((*loc, i, 'high'), f'high {hi} is below open or close', hi))
+        elif low_high[i]: errs.append(_err((*loc, i, 'low'), f'low {li} is above open or close', li))
         if len(errs) >= limit: break
-        prev = t
     return errs[:limit]
 
 # %% ../../nbs/11_ai_api.ipynb #2e5dd119
@@ -316,7 +332,9 @@ def _warm_up(self: SignalService):
         symbol, tf = next((s for s in series if (s[0], s[1].value) == want), series[0])
         served.analyzer.analyze(load_candles(symbol, tf).iloc[-2 * served.analyzer.min_candles:], symbol, tf)
     except Exception: log.warning("warm-up analysis failed; the first request will be slow", exc_info=True)
-    finally: self.warmed.set()
+    finally:
+        gc.collect(); gc.freeze()
+        self.warmed.set()
 
 SignalService.warm_up = _warm_up
 
@@ -391,13 +409,24 @@ async def get_service(request: Request) -> SignalService:
     "The app's `SignalService`."
     return request.app.state.service
 
-Service = Annotated[SignalService, Depends(get_service)]
-async def require_token(service: Service, creds: Bearer) -> str:
-    "Which token the caller presented ('inter_service' or 'ai_api_key'); 401 when none of them."
-    auth, given = service.settings.auth, creds.credentials if creds else None
+def token_role(service: SignalService, given: str | None) -> str:
+    "Which token `given` is ('inter_service' or 'ai_api_key'); the 401 when none of them."
+    auth = service.settings.auth
     engine, operator = tokens_match(given, auth.inter_service_token), tokens_match(given, auth.ai_api_key)
     if engine or operator: return 'inter_service' if engine else 'ai_api_key'
     raise unauthorized(given)
+
+Service = Annotated[SignalService, Depends(get_service)]
+async def require_token(service: Service, creds: Bearer) -> str:
+    "Which token the caller presented ('inter_service' or 'ai_api_key'); 401 when none of them."
+    return token_role(service, creds.credentials if creds else None)
+
+_bearer = HTTPBearer(auto_error=False)     # the scheme `Bearer` reads the header with
+
+async def authenticate(request: Request) -> tuple[SignalService, str]:
+    "`require_token` without the dependency solver: the service and the caller's role, or the 401."
+    service, creds = request.app.state.service, await _bearer(request)
+    return service, token_role(service, creds.credentials if creds else None)
 
 # %% ../../nbs/11_ai_api.ipynb #e07de0aa
 public = APIRouter(tags=['health'])
@@ -410,25 +439,58 @@ async def health(service: Service) -> Health:
                   uptime=round(time.monotonic() - service.started, 3), version=botcore.__version__)
 
 # %% ../../nbs/11_ai_api.ipynb #b210dcaf
-protected = APIRouter(dependencies=[Depends(require_token)], responses={401: {'description': 'missing or wrong bearer token'}})
+def _body_errors(e: ValidationError) -> RequestValidationError:
+    return RequestValidationError([{**err, 'loc': ('body', *err['loc'])} for err in e.errors(include_url=False)])
 
-@protected.post('/analyze', response_model=AnalysisResponse, tags=['signals'],
-                responses={422: {'description': 'bad candles'}, 503: {'description': 'no model trained yet'}})
-async def analyze(req: AnalyzeRequest, service: Service) -> AnalysisResponse:
-    "The seed's trading signal for the last of at least 100 candles."
+async def read_body(request: Request) -> bytes:
+    "The request's body; a 400, as FastAPI gives, when the client hangs up before it has all arrived."
+    try: return await request.body()
+    except ClientDisconnect: raise HTTPException(400, 'the client disconnected before sending the whole body') from None
+
+def parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
+    "`body` as a `model`, or the `RequestValidationError` FastAPI would raise for it."
+    try: return model.model_validate_json(body)
+    except ValidationError: pass                 # report it as FastAPI does, below
+    if not body: raise RequestValidationError([{'type': 'missing', 'loc': ('body',), 'msg': 'Field required', 'input': None}])
+    try: data = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise RequestValidationError([{'type': 'json_invalid', 'loc': ('body', e.pos), 'msg': 'JSON decode error', 'input': {},
+                                       'ctx': {'error': e.msg}}]) from None
+    try: return model.model_validate(data)
+    except ValidationError as e: raise _body_errors(e) from None
+
+def json_body(model: type[BaseModel]) -> dict:
+    "`openapi_extra` that documents a JSON body of `model` read by the endpoint itself."
+    return {'requestBody': {'required': True, 'content': {'application/json': {'schema': {'$ref': f'#/components/schemas/{model.__name__}'}}}}}
+
+# %% ../../nbs/11_ai_api.ipynb #78287628
+UNAUTHORIZED = {401: {'description': 'missing or wrong bearer token'}}
+protected = APIRouter(dependencies=[Depends(require_token)], responses=UNAUTHORIZED)
+hot = APIRouter(responses=UNAUTHORIZED)       # endpoints that authenticate themselves
+
+def _json(model: BaseModel) -> Response: return Response(model.model_dump_json(), media_type='application/json')
+
+@hot.post('/analyze', response_model=AnalysisResponse, tags=['signals'],
+          openapi_extra=json_body(AnalyzeRequest) | {'security': [{'HTTPBearer': []}]},
+          responses={422: {'description': 'bad candles'}, 503: {'description': 'no model trained yet'}})
+async def analyze(request: Request) -> Response:
+    "The seed's trading signal for the last of at least 100 candles (body: `AnalyzeRequest`)."
+    service, _ = await authenticate(request)
+    req = parse_body(await read_body(request), AnalyzeRequest)
     served = service.served
     needed = served.analyzer.min_candles if served else service.min_candles
-    if errs := candle_errors(req.candles, req.timeframe, needed): raise RequestValidationError(errs)
+    columns = candle_columns(req.candles)
+    if errs := candle_errors(req.candles, req.timeframe, needed, columns=columns): raise RequestValidationError(errs)
     if served is None: raise HTTPException(503, NO_MODEL)
     key = cache_key(req, served.version)
-    if (hit := service.cache.get(key)) is not None: return hit.model_copy(update={'cached': True})
-    candles = [c.model_dump() for c in req.candles]
+    if (hit := service.cache.get(key)) is not None: return _json(hit.model_copy(update={'cached': True}))
     if not service.warmed.is_set(): await asyncio.to_thread(service.warmed.wait)   # the start-up warm-up is still importing vectorbt
-    try: signal = served.analyzer.analyze(candles, req.symbol, req.timeframe)   # on the loop: see above
+    t, _, high, low, close, volume = columns
+    try: signal = served.analyzer.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)   # on the loop: see above
     except ValueError as e: raise RequestValidationError([_err(('body', 'candles'), str(e), None)]) from e
-    out = AnalysisResponse(**signal.model_dump(), model_version=served.version)
+    out = AnalysisResponse(**signal.__dict__, model_version=served.version)
     service.cache.put(key, out)
-    return out
+    return _json(out)
 
 # %% ../../nbs/11_ai_api.ipynb #51896b84
 @protected.get('/model/info', response_model=ModelInfo, tags=['model'])
@@ -501,6 +563,15 @@ async def _lifespan(app: FastAPI):
         await asyncio.gather(warming, return_exceptions=True)
 
 # %% ../../nbs/11_ai_api.ipynb #560e6b63
+def _openapi(app: FastAPI) -> dict:
+    "FastAPI's OpenAPI document plus the schemas of the bodies the endpoints read themselves (`json_body`)."
+    if app.openapi_schema is None:
+        doc = FastAPI.openapi(app)
+        schemas = doc.setdefault('components', {}).setdefault('schemas', {})
+        own = AnalyzeRequest.model_json_schema(ref_template='#/components/schemas/{model}')
+        for name, schema in {**own.pop('$defs', {}), 'AnalyzeRequest': own}.items(): schemas.setdefault(name, schema)
+    return app.openapi_schema
+
 def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
                torch_threads: int | None = 1) -> FastAPI:
     "The AI service; `settings` default to `load_settings()` at startup."
@@ -509,7 +580,9 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20
     app.state.settings, app.state.reload_seconds = settings, reload_seconds
     app.state.torch_threads = torch_threads
     app.include_router(public)
+    app.include_router(hot)
     app.include_router(protected)
+    app.openapi = lambda: _openapi(app)
     app.add_middleware(SettingsCORS, origins=lambda app: cors_origins(app.state.service.settings))
     install_error_handlers(app, 'AI service')
     return app
