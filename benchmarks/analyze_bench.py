@@ -17,7 +17,9 @@ The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialis
      a tenth of the server's CPU per request, so the figures are the server's.
    - `httpx`: `httpx.AsyncClient`, what a Python caller such as the engine uses. It takes more CPU per
      request than the server does, so on 2 cores it is the client that sets the pace.
-2. In-process stages, each timed with `time.perf_counter` over `--repeat` (1,000) repetitions of
+2. The floor: the same lean load on `GET /health` and `GET /cache/stats` (bearer auth), endpoints
+   that do no work, so the server CPU per request is what uvicorn and FastAPI cost by themselves.
+3. In-process stages, each timed with `time.perf_counter` over `--repeat` (1,000) repetitions of
    one request, in the order the endpoint runs them: parsing and validating the body, the candles'
    columns and the series checks, the `Analyzer`'s steps (features, network), then the response.
 
@@ -104,12 +106,17 @@ class _Connection(asyncio.Protocol):
         return await self.answer
 
 
-async def raw_load(url: str, payloads: list[bytes], requests: int, concurrency: int) -> tuple[np.ndarray, float, float, list]:
+def analyze_requests(url: str, payloads: list[bytes]) -> list[bytes]:
+    "Each payload as a complete `POST /analyze` HTTP/1.1 request."
+    host = url.removeprefix('http://')
+    head = f'POST /analyze HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n'.encode()
+    return [head + f'Content-Length: {len(p)}\r\n\r\n'.encode() + p for p in payloads]
+
+
+async def raw_load(url: str, payloads: list[bytes], requests: int, concurrency: int, built: list[bytes] | None = None) -> tuple[np.ndarray, float, float, list]:
     "As `load`, with the lean client: `concurrency` connections, each sending its next request when the last is answered."
     host, port = url.removeprefix('http://').split(':')
-    head = (f'POST /analyze HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {TOKEN}\r\n'
-            f'Content-Type: application/json\r\n').encode()
-    built = [head + f'Content-Length: {len(p)}\r\n\r\n'.encode() + p for p in payloads]
+    built = built or analyze_requests(url, payloads)
     loop = asyncio.get_running_loop()
     conns = [(await loop.create_connection(_Connection, host, int(port)))[1] for _ in range(concurrency)]
     lat, bad, todo = [], [], iter(range(requests))
@@ -161,6 +168,26 @@ def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, 
     return dict(client=client, cache='on' if cache else 'off', requests=len(lat), errors=len(bad), p50=np.percentile(ms, 50),
                 p90=np.percentile(ms, 90), p99=np.percentile(ms, 99), max=ms.max(), rps=len(lat) / wall,
                 server_cpu_ms=1e3 * cpu / len(lat), client_cpu_ms=1e3 * client_cpu / len(lat), hits=stats['hits'], misses=stats['misses'], first_error=bad[:1])
+
+
+def floor_run(data_dir: Path, payload: bytes, requests: int, concurrency: int, warmup: int) -> list[tuple[str, float, float, float]]:
+    "What uvicorn and FastAPI cost with no work: GET /health and GET /cache/stats (bearer auth) with the lean client."
+    import uvloop
+    proc, url = start_server(data_dir, False)
+    host, out = url.removeprefix('http://'), []
+    try:
+        uvloop.run(raw_load(url, [payload], 1, 1))     # answered once the start-up warm-up (vectorbt's import) is over
+        for name, req in (('GET /health', f'GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n'),
+                          ('GET /cache/stats', f'GET /cache/stats HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n')):
+            uvloop.run(raw_load(url, [], warmup, concurrency, [req.encode()]))
+            server = psutil.Process(proc.pid)
+            cpu0 = sum(server.cpu_times()[:2])
+            lat, wall, _, bad = uvloop.run(raw_load(url, [], requests, concurrency, [req.encode()]))
+            assert not bad, bad[:1]
+            out.append((name, np.percentile(lat * 1e3, 50), len(lat) / wall, 1e3 * (sum(server.cpu_times()[:2]) - cpu0) / len(lat)))
+    finally:
+        proc.terminate(); proc.wait(15)
+    return out
 
 
 def per_call_ms(f, repeat: int) -> float:
@@ -231,6 +258,10 @@ def main(requests: int = 3000,      # measured requests per run
               f"{r['max']:>7.2f} {r['rps']:>7.1f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f} {r['hits']:>6} {r['misses']:>6}"
               + (f"  first error: {r['first_error']}" if r['errors'] else ''))
     print("\nGoals: p50 <= 5 ms, p99 <= 20 ms, >= 300 req/s (cache off is the honest figure).\n")
+    print("The server's floor: the same load on endpoints that do no work (lean client)")
+    for name, p50, rps, cpu in floor_run(data_dir, payloads[0], requests, concurrency, warmup):
+        print(f"  {name:<18} p50 {p50:5.2f} ms  {rps:7.1f} req/s  server CPU {cpu:.2f} ms/req")
+    print()
     print(f"Where the time goes: one request in-process, median of {repeat} repetitions")
     for name, ms in stages(data_dir, payloads[0], repeat):
         print(f"  {name:<58} {'' if np.isnan(ms) else f'{ms:8.3f} ms'}")
