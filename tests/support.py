@@ -63,3 +63,12 @@ class UvicornServer:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+def wait_until(check, timeout: float = 60, every: float = 0.1, what: str = 'condition'):
+    "The first truthy result of `check()`, polled every `every` s; TimeoutError naming `what` after `timeout` s."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (got := check()): return got
+        time.sleep(every)
+    raise TimeoutError(f'{what} not reached in {timeout}s')

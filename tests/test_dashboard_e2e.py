@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import UvicornServer, clean_env, free_port
+from support import UvicornServer, clean_env, wait_until, free_port
 
 INTER, ENGINE_KEY, AI_KEY, SECRET = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32, 'ai-key-' + 'a' * 32, 'dashboard-' + 'd' * 32
 ENGINE_AUTH, AI_AUTH = {'Authorization': f'Bearer {ENGINE_KEY}'}, {'Authorization': f'Bearer {AI_KEY}'}
@@ -169,14 +169,6 @@ def shot(page, name: str):
 def no_traceback(page):
     text = page.inner_text('body')
     assert 'Traceback' not in text and 'There was an error when executing cell' not in text, text[-2000:]
-
-
-def wait_until(check, timeout: float = 30, every: float = 0.2, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (got := check()): return got
-        time.sleep(every)
-    raise TimeoutError(f'{what} not reached in {timeout}s')
 
 
 @pytest.fixture(scope='module')

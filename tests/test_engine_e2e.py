@@ -22,7 +22,7 @@ import websockets
 
 from botcore.core import Side
 from botcore.strategy import fill
-from support import UvicornServer, clean_env
+from support import UvicornServer, clean_env, wait_until
 
 INTER, ENGINE_KEY = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32
 AUTH = {'Authorization': f'Bearer {ENGINE_KEY}'}
@@ -75,14 +75,6 @@ def engine(ai, tmp_path_factory):
     server.stop()
 
 
-def wait_for(check, timeout: float = 60, every: float = 0.1, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (got := check()): return got
-        time.sleep(every)
-    raise TimeoutError(f'{what} not reached in {timeout}s')
-
-
 async def collect(url: str, until, timeout: float = 60) -> list[dict]:
     "WebSocket messages from /ws until `until(messages)` holds."
     got = []
@@ -96,10 +88,10 @@ async def collect(url: str, until, timeout: float = 60) -> list[dict]:
 # ---------------------------------------------------------------- a signal leads to a trade
 
 def test_running_with_the_ai_service(engine):
-    st = wait_for(lambda: (s := engine.http.get('/api/status').json())['candles_processed'] > 0 and s, what='first candle')
+    st = wait_until(lambda: (s := engine.http.get('/api/status').json())['candles_processed'] > 0 and s, what='first candle')
     assert st['status'] == 'running' and st['ai_service'] == 'up' and st['mode'] == 'paper'
     assert set(st) >= {'status', 'uptime', 'active_positions', 'total_trades', 'total_pnl'}
-    sig = wait_for(lambda: engine.http.get('/api/signals').json(), what='an AI signal')[0]
+    sig = wait_until(lambda: engine.http.get('/api/signals').json(), what='an AI signal')[0]
     assert sig['model_type'] == 'lstm' and sig['signal'] in ('long', 'short', 'neutral') and 0 <= sig['probability'] <= 1
 
 
@@ -114,7 +106,7 @@ def test_signal_trade_position_websocket_and_close(engine):
 
     # an open position shows in /api/positions; close it by hand; the PnL is the fills' PnL net of both fees
     for _ in range(20):
-        pos = wait_for(lambda: engine.http.get('/api/positions').json(), what='an open position')[0]
+        pos = wait_until(lambda: engine.http.get('/api/positions').json(), what='an open position')[0]
         assert set(pos) >= {'symbol', 'side', 'size', 'entry_price', 'current_price', 'unrealized_pnl', 'timestamp'}
         r = engine.http.post('/api/positions/BTCUSDT/close')
         if r.status_code == 404: continue            # the stop or target closed it first: take the next one
@@ -152,19 +144,19 @@ def test_bad_input_gets_a_4xx_naming_the_field(engine):
 def test_degraded_without_the_ai_service_then_recovers(engine, ai):
     ai.stop()
     try:
-        wait_for(lambda: engine.http.get('/api/status').json()['status'] == 'degraded', timeout=30, what='degraded')
+        wait_until(lambda: engine.http.get('/api/status').json()['status'] == 'degraded', timeout=30, what='degraded')
         opens_before = sum(1 for _ in orders(engine, 'o'))
         candles = engine.http.get('/api/status').json()['candles_processed']
-        wait_for(lambda: engine.http.get('/api/status').json()['candles_processed'] >= candles + 20, what='20 more candles')
+        wait_until(lambda: engine.http.get('/api/status').json()['candles_processed'] >= candles + 20, what='20 more candles')
         assert engine.http.get('/api/status').json()['status'] == 'degraded'
         assert sum(1 for _ in orders(engine, 'o')) == opens_before       # nothing new opened while degraded
         events = engine.http.get('/api/events', params={'limit': 100}).json()
         assert any(e['kind'] == 'status' and e['message'].startswith('degraded') for e in events)
     finally:
         ai.start()
-    wait_for(lambda: engine.http.get('/api/status').json()['status'] == 'running', timeout=30, what='running again')
+    wait_until(lambda: engine.http.get('/api/status').json()['status'] == 'running', timeout=30, what='running again')
     n = engine.http.get('/api/signals', params={'limit': 1}).json()[0]['received_at']
-    wait_for(lambda: engine.http.get('/api/signals', params={'limit': 1}).json()[0]['received_at'] > n, what='signals again')
+    wait_until(lambda: engine.http.get('/api/signals', params={'limit': 1}).json()[0]['received_at'] > n, what='signals again')
 
 
 def orders(engine, kind: str):
@@ -177,7 +169,7 @@ def orders(engine, kind: str):
 # ---------------------------------------------------------------- SIGKILL and restart
 
 def test_sigkill_and_restart_lose_nothing(engine):
-    wait_for(lambda: engine.http.get('/api/trades').json()['total'] >= 3, what='three trades')
+    wait_until(lambda: engine.http.get('/api/trades').json()['total'] >= 3, what='three trades')
     before = engine.http.get('/api/trades', params={'limit': 1000}).json()['trades']
     engine.http.close()
     engine.kill()
@@ -187,11 +179,11 @@ def test_sigkill_and_restart_lose_nothing(engine):
     assert stored_after_kill >= len(before)
     engine.start()                                          # same port, same data dir
     engine.http = httpx.Client(base_url=engine.url, headers=AUTH, timeout=30)
-    st = wait_for(lambda: (s := engine.http.get('/api/status').json())['candles_processed'] > 0 and s, what='resumed')
+    st = wait_until(lambda: (s := engine.http.get('/api/status').json())['candles_processed'] > 0 and s, what='resumed')
     assert st['total_trades'] >= stored_after_kill
     after = {t['id']: t for t in engine.http.get('/api/trades', params={'limit': 1000}).json()['trades']}
     for t in before: assert after[t['id']] == t             # nothing lost, nothing changed
-    wait_for(lambda: engine.http.get('/api/trades').json()['total'] > stored_after_kill, timeout=90, what='a trade after the restart')
+    wait_until(lambda: engine.http.get('/api/trades').json()['total'] > stored_after_kill, timeout=90, what='a trade after the restart')
     with sqlite3.connect(engine.data_dir / 'botcore.db') as db:
         fills = Counter(cid for (cid,) in db.execute('select client_order_id from fills'))
         signal_candles = Counter(ms for (ms,) in db.execute('select candle_ms from signals'))

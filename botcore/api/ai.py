@@ -459,8 +459,11 @@ def parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
     try: return model.model_validate(data)
     except ValidationError as e: raise _body_errors(e) from None
 
+_OWN_BODIES: list[type[BaseModel]] = []     # the models of bodies read by their endpoints, for `_openapi`
+
 def json_body(model: type[BaseModel]) -> dict:
     "`openapi_extra` that documents a JSON body of `model` read by the endpoint itself."
+    if model not in _OWN_BODIES: _OWN_BODIES.append(model)
     return {'requestBody': {'required': True, 'content': {'application/json': {'schema': {'$ref': f'#/components/schemas/{model.__name__}'}}}}}
 
 # %% ../../nbs/11_ai_api.ipynb #78287628
@@ -568,8 +571,9 @@ def _openapi(app: FastAPI) -> dict:
     if app.openapi_schema is None:
         doc = FastAPI.openapi(app)
         schemas = doc.setdefault('components', {}).setdefault('schemas', {})
-        own = AnalyzeRequest.model_json_schema(ref_template='#/components/schemas/{model}')
-        for name, schema in {**own.pop('$defs', {}), 'AnalyzeRequest': own}.items(): schemas.setdefault(name, schema)
+        for model in _OWN_BODIES:
+            own = model.model_json_schema(ref_template='#/components/schemas/{model}')
+            for name, schema in {**own.pop('$defs', {}), model.__name__: own}.items(): schemas.setdefault(name, schema)
     return app.openapi_schema
 
 def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
