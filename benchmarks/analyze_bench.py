@@ -1,6 +1,6 @@
 """Latency and throughput of `POST /analyze` with 100 real candles, and where the time goes.
 
-Set-up: a model with the default architecture (`TrainConfig()`: LSTM, window 50, hidden 64; trained
+Set-up: a model with the default architecture (`TrainConfig()`: LSTM, window 60, hidden 64; trained
 for one epoch on the last 3,000 BTCUSDT 1h candles, since training length does not change the
 cost of inference) is promoted into a temporary data directory, unless `--model-dir` names one.
 The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialised once up front.
@@ -10,7 +10,10 @@ The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialis
    runs features and the network) and on (all windows seen once during warm-up, then every request
    is a hit). `--concurrency` (8) keep-alive connections send `--requests` (3,000) requests after
    `--warmup` (200), each the next request as soon as its answer is in. Printed: p50, p90, p99, max
-   latency, requests/s, and the server's and the client's CPU time per request (from psutil).
+   latency, requests/s, the server's and the client's CPU time per request (from psutil), and how
+   many windows the service scored per network pass (`/model/info`'s `scoring`). The lean client
+   with the cache off runs `--runs` (3) times against the same server, then their median: this
+   shared 2-core machine's speed drifts by a third from one minute to the next.
    Two clients, since the client shares the machine's 2 cores with the server:
    - `raw`: a load generator in the manner of wrk: pre-built HTTP/1.1 requests written on asyncio
      transports (uvloop), answers read by their Content-Length, each status checked. It costs about
@@ -20,8 +23,8 @@ The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialis
 2. The floor: the same lean load on `GET /health` and `GET /cache/stats` (bearer auth), endpoints
    that do no work, so the server CPU per request is what uvicorn and FastAPI cost by themselves.
 3. In-process stages, each timed with `time.perf_counter` over `--repeat` (1,000) repetitions of
-   one request, in the order the endpoint runs them: parsing and validating the body, the candles'
-   columns and the series checks, the `Analyzer`'s steps (features, network), then the response.
+   one request, in the order the endpoint runs them: the body to checked columns, the series checks, the `Analyzer`'s steps (the window's features, the network for
+   one window and per window of a pass of 8, the signal), then the response.
 
 Goals (issue 3): p50 <= 5 ms, p99 <= 20 ms, >= 300 requests/s at concurrency 8.
 
@@ -150,24 +153,32 @@ async def load(url: str, payloads: list[bytes], requests: int, concurrency: int)
         return np.array(lat), time.perf_counter() - t0, time.process_time() - cpu0, bad
 
 
-def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, concurrency: int, warmup: int, client: str) -> dict:
+def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, concurrency: int, warmup: int, client: str,
+             runs: int = 1) -> list[dict]:
+    "`runs` measured runs of the load against one server, after the warm-up; a dict of figures per run."
     import uvloop
     run = lambda coro: uvloop.run(coro) if client == 'raw' else asyncio.run(coro)
     go = raw_load if client == 'raw' else load
+    info = lambda: httpx.get(f'{url}/model/info', headers={'Authorization': f'Bearer {TOKEN}'}).json()
     proc, url = start_server(data_dir, cache)
+    out = []
     try:
         run(go(url, payloads, max(warmup, len(payloads) if cache else 0), concurrency))
         server = psutil.Process(proc.pid)
-        cpu0 = sum(server.cpu_times()[:2])
-        lat, wall, client_cpu, bad = run(go(url, payloads, requests, concurrency))
-        cpu = sum(server.cpu_times()[:2]) - cpu0
-        stats = httpx.get(f'{url}/cache/stats', headers={'Authorization': f'Bearer {TOKEN}'}).json()
+        for _ in range(runs):
+            before, cpu0 = info(), sum(server.cpu_times()[:2])
+            lat, wall, client_cpu, bad = run(go(url, payloads, requests, concurrency))
+            cpu, after = sum(server.cpu_times()[:2]) - cpu0, info()
+            delta = lambda part, k: after[part][k] - before[part][k]
+            ms = lat * 1e3
+            out.append(dict(client=client, cache='on' if cache else 'off', requests=len(lat), errors=len(bad), p50=np.percentile(ms, 50),
+                            p90=np.percentile(ms, 90), p99=np.percentile(ms, 99), max=ms.max(), rps=len(lat) / wall,
+                            server_cpu_ms=1e3 * cpu / len(lat), client_cpu_ms=1e3 * client_cpu / len(lat),
+                            hits=delta('cache', 'hits'), misses=delta('cache', 'misses'),
+                            per_pass=delta('scoring', 'windows') / max(1, delta('scoring', 'passes')), first_error=bad[:1]))
     finally:
         proc.terminate(); proc.wait(15)
-    ms = lat * 1e3
-    return dict(client=client, cache='on' if cache else 'off', requests=len(lat), errors=len(bad), p50=np.percentile(ms, 50),
-                p90=np.percentile(ms, 90), p99=np.percentile(ms, 99), max=ms.max(), rps=len(lat) / wall,
-                server_cpu_ms=1e3 * cpu / len(lat), client_cpu_ms=1e3 * client_cpu / len(lat), hits=stats['hits'], misses=stats['misses'], first_error=bad[:1])
+    return out
 
 
 def floor_run(data_dir: Path, payload: bytes, requests: int, concurrency: int, warmup: int) -> list[tuple[str, float, float, float]]:
@@ -204,9 +215,10 @@ def per_call_ms(f, repeat: int) -> float:
 def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float]]:
     "The time of each step of one /analyze request, in-process, in the endpoint's order."
     import torch
-    from botcore.api.ai import AnalysisResponse, AnalyzeRequest, SignalService, cache_key, candle_columns, candle_errors, parse_body
+    from botcore.api.ai import AnalysisResponse, AnalyzeRequest, SignalService, analyze_input, cache_key, candle_columns, parse_body, series_errors
     from botcore.config import load_settings
     from botcore.features import feature_array
+    from botcore.model import SERVE_BLOCK, scale_rows
     service = SignalService(load_settings(env={'BOTCORE_DATA_DIR': str(data_dir), 'INTER_SERVICE_TOKEN': TOKEN}))
     service.refresh()
     served = service.served   # as the service holds it, with its torch thread setting
@@ -214,25 +226,28 @@ def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float
     req = parse_body(payload, AnalyzeRequest)
     columns = candle_columns(req.candles)
     t, _, high, low, close, volume = columns
-    feats = feature_array(high, low, close, volume, t // 1000)
-    rows = feats[-m.window:, a._columns]
+    rows = a.window_rows(t, high, low, close, volume, req.timeframe)
     signal = a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)
-    x = torch.from_numpy(np.ascontiguousarray(((rows.astype(np.float32) - m.mean) / m.scale)[None]))
+    x = torch.from_numpy(np.repeat(scale_rows(rows, m.mean, m.scale)[None], SERVE_BLOCK, axis=0))
     def net_only():
-        with torch.inference_mode(): m.net(x)
+        with torch.inference_mode(): m.net.infer(x)
+    eight = [rows] * 8
     steps = [
-        ('parse_body: JSON to AnalyzeRequest (pydantic, in Rust)', lambda: parse_body(payload, AnalyzeRequest)),
+        ('analyze_input: body to columns (msgspec, then numpy)', lambda: analyze_input(payload)),
+        ('  for comparison: pydantic (parse_body + candle_columns)', lambda: candle_columns(parse_body(payload, AnalyzeRequest).candles)),
         ('  for comparison: json.loads + model_validate (FastAPI)', lambda: AnalyzeRequest.model_validate(json.loads(payload))),
-        ('candle_columns: the candles as numpy columns', lambda: candle_columns(req.candles)),
-        ('candle_errors: series checks on the columns', lambda: candle_errors(req.candles, req.timeframe, 100, columns=columns)),
-        ('cache_key', lambda: cache_key(req, served.version)),
-        ('Analyzer: feature_array (21 features of 100 candles)', lambda: feature_array(high, low, close, volume, t // 1000)),
-        ('Analyzer: predict_last (scale, one-window forward)', lambda: m.predict_last(rows)),
-        ('  of which the network forward alone', net_only),
-        ('Analyzer.analyze_columns, all of it', lambda: a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)),
+        ('series_errors: series checks on the columns', lambda: series_errors(columns, req.timeframe, 100)),
+        ('cache_key', lambda: cache_key(req.symbol, req.timeframe, columns, served.version)),
+        ('feature_array (21 features of 100 candles, one numba call)', lambda: feature_array(high, low, close, volume, t // 1000)),
+        ('Analyzer.window_rows: the network input (features included)', lambda: a.window_rows(t, high, low, close, volume, req.timeframe)),
+        ('predict_last_many, 1 window (one call of 4, padded)', lambda: m.predict_last_many(eight[:1])),
+        (f'  of which the network alone (a call of {SERVE_BLOCK} windows)', net_only),
+        ('predict_last_many, 8 windows (two calls of 4), per window', lambda: m.predict_last_many(eight)),
+        ('Analyzer.signal_for: the probability as a Signal', lambda: a.signal_for(signal.probability, t[-1], req.symbol, req.timeframe)),
+        ('Analyzer.analyze_columns, all of it (one window)', lambda: a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)),
         ('response: AnalysisResponse + JSON', lambda: AnalysisResponse(**signal.__dict__, model_version=served.version).model_dump_json()),
     ]
-    out = [(name, per_call_ms(f, repeat)) for name, f in steps]
+    out = [(name, per_call_ms(f, repeat) / (8 if 'per window' in name else 1)) for name, f in steps]
     out.append((f'(torch threads: {torch.get_num_threads()}, response {len(AnalysisResponse(**signal.__dict__, model_version=served.version).model_dump_json())} bytes)', float('nan')))
     return out
 
@@ -244,6 +259,7 @@ def main(requests: int = 3000,      # measured requests per run
          repeat: int = 1000,        # repetitions of each in-process stage
          windows: int = 500,        # distinct 100-candle windows sent
          clients: str = 'raw,httpx',  # load generators to run: raw (lean, wrk-like) and/or httpx
+         runs: int = 3,             # measured runs of the lean client with the cache off (the machine's noise shows between them)
          model_dir: str = None):    # use the promoted model of this model_dir instead of training one
     "Benchmark POST /analyze over HTTP and in-process."
     data_dir = trained_data_dir(model_dir)
@@ -251,12 +267,16 @@ def main(requests: int = 3000,      # measured requests per run
     print(f"POST /analyze, 100 real BTCUSDT 1h candles ({len(payloads[0]):,} bytes), one uvicorn worker on 127.0.0.1, "
           f"concurrency {concurrency}, {os.cpu_count()} CPUs (client and server share them)\n")
     print(f"{'client':>6} {'cache':>5} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>7} "
-          f"{'server CPU ms/req':>17} {'client CPU ms/req':>17} {'hits':>6} {'misses':>6}")
+          f"{'server CPU ms/req':>17} {'client CPU ms/req':>17} {'hits':>6} {'misses':>6} {'windows/pass':>12}")
+    row = lambda r: (f"{r['client']:>6} {r['cache']:>5} {r['requests']:>8} {r['errors']:>6} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} "
+                     f"{r['max']:>7.2f} {r['rps']:>7.1f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f} {r['hits']:>6} {r['misses']:>6} "
+                     f"{r['per_pass']:>12.2f}" + (f"  first error: {r['first_error']}" if r['errors'] else ''))
     for client, (cache, sent) in ((c, run) for c in clients.split(',') for run in ((False, payloads), (True, payloads[:50]))):
-        r = http_run(data_dir, cache, sent, requests, concurrency, warmup, client)
-        print(f"{r['client']:>6} {r['cache']:>5} {r['requests']:>8} {r['errors']:>6} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} "
-              f"{r['max']:>7.2f} {r['rps']:>7.1f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f} {r['hits']:>6} {r['misses']:>6}"
-              + (f"  first error: {r['first_error']}" if r['errors'] else ''))
+        rs = http_run(data_dir, cache, sent, requests, concurrency, warmup, client, runs if (client, cache) == ('raw', False) else 1)
+        for r in rs: print(row(r))
+        if len(rs) > 1:
+            print(row({k: (np.median([r[k] for r in rs]) if isinstance(v, (int, float, np.floating)) else v) for k, v in rs[0].items()}
+                      | {'client': 'median', 'errors': sum(r['errors'] for r in rs)}))
     print("\nGoals: p50 <= 5 ms, p99 <= 20 ms, >= 300 req/s (cache off is the honest figure).\n")
     print("The server's floor: the same load on endpoints that do no work (lean client)")
     for name, p50, rps, cpu in floor_run(data_dir, payloads[0], requests, concurrency, warmup):

@@ -167,13 +167,19 @@ def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
     yield from column_blocks(*_candle_arrays(df), epoch_seconds(df.index))
 
 # %% ../nbs/03_features.ipynb #befdbbb1
-_COLUMN_OF = {name: i for i, name in enumerate(FEATURE_NAMES)}
+@functools.cache
+def _kernel():
+    "`botcore.feature_kernel.features_nb`, imported (with vectorbt) on first use."
+    return importlib.import_module('botcore.feature_kernel').features_nb
 
 def feature_array(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     "`feature_matrix` of candles given as columns (`seconds`: open times, UTC epoch seconds), as an (n, 21) float64 array."
-    out = np.empty((len(close), len(FEATURE_NAMES)), order='F')
-    for block in column_blocks(high, low, close, volume, seconds):
-        for name, column in block.items(): out[:, _COLUMN_OF[name]] = column
+    if not len(high) == len(low) == len(close) == len(volume) == len(seconds):   # the kernel does not check its bounds
+        raise ValueError(f"feature_array: columns of different lengths {[len(a) for a in (high, low, close, volume, seconds)]}")
+    out, close = np.empty((len(close), len(FEATURE_NAMES)), order='F'), _series(close)
+    _kernel()(_series(high), _series(low), close, _series(volume), np.log(close), np.asarray(seconds, np.int64),
+              *_unit_circle(86_400), *_unit_circle(7), wilder_span(RSI_WINDOW), MACD_WINDOWS, BB_WINDOW, float(BB_STDS),
+              wilder_span(ATR_WINDOW), VOLATILITY_WINDOW, EMA_WINDOWS, RETURN_HORIZONS, VOLUME_WINDOW, out)
     return out
 
 @functools.cache

@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal, Optional, Sequence
 import numpy as np
 import pandas as pd
 import sklearn
@@ -32,12 +32,13 @@ from .data import find_gaps, infer_timeframe, load_candles, split_segments
 from .features import FEATURE_NAMES, WARMUP, feature_matrix
 
 # %% auto #0
-__all__ = ['FEW_WINDOWS', 'WEIGHTS', 'META', 'CURRENT', 'DEFAULT_MAX_TRAIN_SECONDS', 'TrainConfig', 'segment_features',
-           'sliding_windows', 'full_windows', 'Samples', 'make_samples', 'chronological_split', 'fit_scaler',
-           'scale_rows', 'SequenceClassifier', 'WindowDataset', 'window_loader', 'train_epoch', 'predict_windows',
-           'seeded', 'torch_threads', 'single_threaded', 'fit', 'classification_metrics', 'baseline_probabilities',
-           'TrainedModel', 'library_versions', 'new_version', 'calibration', 'evaluate', 'data_summary', 'train_model',
-           'verdict', 'evaluation_report', 'ModelNotFoundError', 'ModelRegistry', 'build_net', 'train_default_model']
+__all__ = ['FEW_WINDOWS', 'SERVE_BLOCK', 'WEIGHTS', 'META', 'CURRENT', 'DEFAULT_MAX_TRAIN_SECONDS', 'TrainConfig',
+           'segment_features', 'sliding_windows', 'full_windows', 'Samples', 'make_samples', 'chronological_split',
+           'fit_scaler', 'scale_rows', 'SequenceClassifier', 'WindowDataset', 'window_loader', 'train_epoch',
+           'predict_windows', 'seeded', 'torch_threads', 'single_threaded', 'fit', 'classification_metrics',
+           'baseline_probabilities', 'TrainedModel', 'library_versions', 'new_version', 'calibration', 'evaluate',
+           'data_summary', 'train_model', 'verdict', 'evaluation_report', 'ModelNotFoundError', 'ModelRegistry',
+           'build_net', 'train_default_model']
 
 # %% ../nbs/04_model.ipynb #520edc7c
 class TrainConfig(BaseModel):
@@ -306,13 +307,29 @@ def predict_proba(self: TrainedModel, features: pd.DataFrame | np.ndarray, batch
     return out
 
 # %% ../nbs/04_model.ipynb #cfd432e4
+SERVE_BLOCK = 4   # windows per network call when serving
+
+@patch
+def predict_last_many(self: TrainedModel, series: Sequence[np.ndarray]) -> np.ndarray:
+    "`predict_last` of each array of feature rows in `series`, scored together in calls of `SERVE_BLOCK` windows; float64."
+    n, w = len(series), self.window
+    x, whole = np.zeros((-(-n // SERVE_BLOCK) * SERVE_BLOCK, w, len(self.feature_names)), np.float32), np.zeros(n, bool)
+    for i, rows in enumerate(series):
+        rows = self.feature_rows(rows[-w:])
+        if len(rows) == w: x[i], whole[i] = rows, True
+    x[:n] = scale_rows(x[:n], self.mean, self.scale)         # elementwise: the bits of scaling each window alone
+    whole &= np.isfinite(x[:n]).all(axis=(1, 2))
+    if not whole.all(): x[:n][~whole] = 0                   # a window with no answer still takes its place in the call
+    with single_threaded(), torch.inference_mode():
+        p = np.concatenate([torch.sigmoid(self.net.infer(torch.from_numpy(x[i:i + SERVE_BLOCK]))).numpy() for i in range(0, len(x), SERVE_BLOCK)])
+    out = p[:n].astype(np.float64)
+    out[~whole] = np.nan
+    return out
+
 @patch
 def predict_last(self: TrainedModel, rows: np.ndarray) -> float:
     "P(up) for the window of the last `window` feature rows (an array in `feature_names` order); NaN if not all finite."
-    x = scale_rows(self.feature_rows(rows[-self.window:]), self.mean, self.scale)
-    if len(x) < self.window or not np.isfinite(x).all(): return float('nan')
-    with single_threaded(), torch.inference_mode():
-        return float(torch.sigmoid(self.net.infer(torch.from_numpy(np.ascontiguousarray(x)[None]))).double())
+    return float(self.predict_last_many([rows])[0])
 
 # %% ../nbs/04_model.ipynb #e9e1e7de
 def _iso(t) -> str: return pd.Timestamp(t).tz_convert('UTC').strftime('%Y-%m-%dT%H:%M:%SZ')

@@ -69,9 +69,9 @@ class Analyzer:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 @patch
-def analyze_columns(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                    volume: np.ndarray, symbol: str, timeframe: Timeframe | str) -> Signal:
-    "`analyze` for candles already checked (on the grid, sorted, sane), as columns: int64 open times in ms, float64 values."
+def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                volume: np.ndarray, timeframe: Timeframe | str) -> np.ndarray:
+    "The network's input for checked candles given as columns: the last `window` feature rows of their last gap-free run."
     tf, n = Timeframe.parse(timeframe), len(open_ms)
     if n < self.min_candles: raise NotEnoughCandles(n, self.min_candles)
     if None in self._columns:
@@ -84,11 +84,23 @@ def analyze_columns(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: 
                                f"the model needs {self.run_needed} gap-free candles")
     f = feature_array(high[a:], low[a:], close[a:], volume[a:], open_ms[a:] // 1000)
     f[:WARMUP] = np.nan                                   # as `segment_features` blanks them
-    p = self.model.predict_last(f[-self.model.window:, self._columns])
+    return f[-self.model.window:, self._columns]
+
+@patch
+def signal_for(self: Analyzer, p: float, last_open_ms: int, symbol: str, timeframe: Timeframe | str) -> Signal:
+    "The `Signal` for the model's probability `p` of a rise after the candle that opened at `last_open_ms`."
     if not np.isfinite(p): raise ValueError("candles: the features of the last window are not all finite")
+    tf = Timeframe.parse(timeframe)
     kind, confidence = signal_from_probability(p, self.long_threshold, self.short_threshold)
-    return Signal(signal=kind, confidence=confidence, probability=p, timestamp=_EPOCH + timedelta(milliseconds=int(open_ms[-1]) + tf.ms),
+    return Signal(signal=kind, confidence=confidence, probability=p, timestamp=_EPOCH + timedelta(milliseconds=int(last_open_ms) + tf.ms),
                   model_type=self.model.model_type, symbol=symbol, timeframe=tf)
+
+@patch
+def analyze_columns(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                    volume: np.ndarray, symbol: str, timeframe: Timeframe | str) -> Signal:
+    "`analyze` for candles already checked (on the grid, sorted, sane), as columns: int64 open times in ms, float64 values."
+    rows = self.window_rows(open_ms, high, low, close, volume, timeframe)
+    return self.signal_for(self.model.predict_last(rows), open_ms[-1], symbol, timeframe)
 
 @patch
 def analyze(self: Analyzer, candles, symbol: str, timeframe: Timeframe | str) -> Signal:

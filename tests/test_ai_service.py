@@ -230,9 +230,15 @@ def bad_inputs(w):
     ]
 
 
-def test_every_bad_input_gets_422_naming_the_field(served, window):
+# A server's call (no Origin header) takes the AI service's short way in; a browser's (with one) goes through
+# FastAPI's middleware and CORS. Both must answer every bad input the same way.
+CALLERS = {'server': {}, 'browser': {'Origin': 'http://localhost:3000'}}
+
+
+@pytest.mark.parametrize('caller', list(CALLERS))
+def test_every_bad_input_gets_422_naming_the_field(served, window, caller):
     for name, text, loc in bad_inputs(window):
-        r = served.post('/analyze', content=text, headers=ENGINE | {'Content-Type': 'application/json'})
+        r = served.post('/analyze', content=text, headers=ENGINE | CALLERS[caller] | {'Content-Type': 'application/json'})
         assert r.status_code == 422, (name, r.status_code, r.text[:300])
         body = r.json()
         assert body['detail'][0]['loc'] == loc, (name, body['detail'][:2])
@@ -246,16 +252,54 @@ def test_nan_is_never_echoed_as_invalid_json(served, window):
     json.loads(r.text, parse_constant=lambda c: pytest.fail(f'response has the non-JSON token {c}'))
 
 
-def test_oversized_body_gets_413(served, window):
+@pytest.mark.parametrize('caller', list(CALLERS))
+def test_oversized_body_gets_413(served, window, caller):
     big = json.dumps(analyze_body(window * 600)).encode()     # ~6.6 MB, over the 5 MB limit
     assert len(big) > 5 * 2**20
-    r = served.post('/analyze', content=big, headers=ENGINE | {'Content-Type': 'application/json'})
+    headers = ENGINE | CALLERS[caller] | {'Content-Type': 'application/json'}
+    r = served.post('/analyze', content=big, headers=headers)
     assert r.status_code == 413, r.text[:200]
     # The same body streamed in chunks with no Content-Length: the limit counts the bytes as they arrive.
     chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
-    r = served.post('/analyze', content=chunks, headers=ENGINE | {'Content-Type': 'application/json'})
+    r = served.post('/analyze', content=chunks, headers=headers)
     assert r.status_code == 413 and 'content-length' not in r.request.headers, r.text[:200]
     assert served.get('/health').status_code == 200
+
+
+def test_a_browser_gets_the_same_signal_with_cors(served, btc):
+    w = analyze_body(candles_to_json(btc.iloc[-520:-420]))   # a window no other test sends
+    server = served.post('/analyze', json=w, headers=ENGINE)
+    browser = served.post('/analyze', json=w, headers=ENGINE | CALLERS['browser'])
+    assert (server.status_code, browser.status_code) == (200, 200), browser.text
+    assert browser.headers['access-control-allow-origin'] == 'http://localhost:3000'
+    assert 'access-control-allow-origin' not in server.headers
+    assert {**browser.json(), 'cached': False} == server.json()
+
+
+def test_concurrent_requests_get_what_each_gets_alone(served, btc, trained):
+    """Windows of requests in flight together are scored in shared network passes: each answer must be the probability
+    the served model gives that window in-process, bit for bit, however the requests happened to be grouped."""
+    from botcore.model import ModelRegistry
+    from botcore.signals import Analyzer
+    version = served.get('/health').json()['model_version']
+    analyzer = Analyzer(ModelRegistry(trained[0] / 'models').load(version))
+    windows = [btc.iloc[-1000 - 13 * k:-900 - 13 * k] for k in range(24)]    # windows no other test sends
+    before = served.get('/model/info', headers=OPERATOR).json()['scoring']
+    answers = [None] * len(windows)
+
+    def ask(i):
+        with httpx.Client(base_url=str(served.base_url), timeout=60) as client:
+            answers[i] = client.post('/analyze', json=analyze_body(candles_to_json(windows[i])), headers=ENGINE)
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(windows))]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200][:1]
+    for r, w in zip(answers, windows):
+        assert (r.json()['model_version'], r.json()['cached']) == (version, False)
+        assert r.json()['probability'] == analyzer.analyze(w, 'BTCUSDT', '1h').probability
+    after = served.get('/model/info', headers=OPERATOR).json()['scoring']
+    assert after['windows'] - before['windows'] == len(windows)
+    assert 1 <= after['passes'] - before['passes'] <= len(windows) and after['largest'] >= 1
 
 
 def test_cors_allows_the_configured_dashboard_origin(served):

@@ -6,7 +6,7 @@ Docs: https://botcore.github.io/botcore/ai_api.html.md"""
 
 # %% ../../nbs/11_ai_api.ipynb #c894f333
 from __future__ import annotations
-import asyncio, gc, json, logging, math, threading, time, uuid
+import asyncio, gc, inspect, json, logging, math, threading, time, uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,8 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.requests import ClientDisconnect
+import msgspec
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
 import botcore
 from ..core import Signal, Timeframe
 from ..config import Settings, load_settings, tokens_match
@@ -30,23 +32,24 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Price', 'LAST_MS', 'Symbol', 'NO_MODEL', 'Service', 'public', 'UNAUTHORIZED', 'protected', 'hot', 'app',
            'CandleIn', 'AnalyzeRequest', 'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob',
-           'CacheStats', 'Health', 'ModelInfo', 'candle_columns', 'candle_errors', 'PredictionCache', 'cache_key',
-           'ServedModel', 'model_info', 'SignalService', 'TrainingBusy', 'TrainingJobs', 'get_service', 'token_role',
-           'require_token', 'authenticate', 'health', 'read_body', 'parse_body', 'json_body', 'analyze',
+           'CacheStats', 'ScoringStats', 'Health', 'ModelInfo', 'candle_columns', 'series_errors', 'candle_errors',
+           'PredictionCache', 'cache_key', 'WindowBatcher', 'ServedModel', 'model_info', 'SignalService',
+           'TrainingBusy', 'TrainingJobs', 'get_service', 'token_role', 'require_token', 'authenticate', 'health',
+           'read_body', 'parse_body', 'analyze_input', 'json_body', 'analyze', 'serve_analyze', 'SignalApp',
            'get_model_info', 'cache_stats', 'train', 'train_status', 'train_jobs', 'cors_origins', 'create_app']
 
 # %% ../../nbs/11_ai_api.ipynb #f313ae07
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 LAST_MS = 253_402_300_799_999    # 9999-12-31T23:59:59.999Z
 
-class CandleIn(BaseModel):
+class CandleIn(TypedDict):
     "One OHLCV candle of a request: open time in ms UTC, finite prices > 0, finite volume >= 0."
-    timestamp: int = Field(ge=0, le=LAST_MS, description='open time, ms since the epoch, UTC')
+    timestamp: Annotated[int, Field(ge=0, le=LAST_MS, description='open time, ms since the epoch, UTC')]
     open: Price
     high: Price
     low: Price
     close: Price
-    volume: float = Field(ge=0, allow_inf_nan=False)
+    volume: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 # %% ../../nbs/11_ai_api.ipynb #d81d0625
 def _upper(s): return s.strip().upper() if isinstance(s, str) else s
@@ -113,6 +116,13 @@ class CacheStats(BaseModel):
     misses: int
     hit_rate: Optional[float] = None
 
+class ScoringStats(BaseModel):
+    "The network's passes since start: how many, the windows they scored, and the most windows in one."
+    passes: int
+    windows: int
+    largest: int
+    mean_windows: Optional[float] = None
+
 class Health(BaseModel):
     "Liveness: the service answers, and whether (and which) model it serves."
     status: Literal['ok'] = 'ok'
@@ -145,6 +155,7 @@ class ModelInfo(BaseModel):
     min_candles: Optional[int] = None
     loaded_at: Optional[datetime] = None
     cache: Optional[CacheStats] = None
+    scoring: Optional[ScoringStats] = Field(None, description="the network's passes: windows of concurrent requests are scored together")
 
 # %% ../../nbs/11_ai_api.ipynb #65650423
 def _err(loc: tuple, msg: str, value) -> dict:
@@ -152,15 +163,15 @@ def _err(loc: tuple, msg: str, value) -> dict:
 
 def candle_columns(candles: list[CandleIn]) -> tuple[np.ndarray, ...]:
     "Open times (int64 ms) and float64 open, high, low, close and volume of validated candles."
-    a = np.array([(c.timestamp, c.open, c.high, c.low, c.close, c.volume) for c in candles], np.float64).reshape(-1, 6).T.copy()
-    return (a[0].astype(np.int64), *a[1:])   # contiguous columns; open times are below 2**53, exact in a float64
+    n = len(candles)
+    return (np.fromiter([c['timestamp'] for c in candles], np.int64, n),
+            *(np.fromiter([c[k] for c in candles], np.float64, n) for k in ('open', 'high', 'low', 'close', 'volume')))
 
-def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
-                  limit: int = 10, columns: tuple[np.ndarray, ...] | None = None) -> list[dict]:
-    "Pydantic-style errors (at most `limit`) for a candle series that breaks a series rule; [] if sound."
-    if len(candles) < min_candles:
-        return [_err(loc, f'at least {min_candles} candles are needed (got {len(candles)})', len(candles))]
-    t, o, h, l, c, _ = candle_columns(candles) if columns is None else columns
+def series_errors(columns: tuple[np.ndarray, ...], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
+                  limit: int = 10) -> list[dict]:
+    "Pydantic-style errors (at most `limit`) for a candle series, given as `candle_columns`, that breaks a series rule; [] if sound."
+    t, o, h, l, c, _ = columns
+    if len(t) < min_candles: return [_err(loc, f'at least {min_candles} candles are needed (got {len(t)})', len(t))]
     step = timeframe.ms
     off_grid, back = t % step != 0, np.r_[False, t[1:] <= t[:-1]]
     crossed = h < l
@@ -179,6 +190,11 @@ def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: in
         elif low_high[i]: errs.append(_err((*loc, i, 'low'), f'low {li} is above open or close', li))
         if len(errs) >= limit: break
     return errs[:limit]
+
+def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
+                  limit: int = 10) -> list[dict]:
+    "`series_errors` of validated candles."
+    return series_errors(candle_columns(candles), timeframe, min_candles, loc, limit)
 
 # %% ../../nbs/11_ai_api.ipynb #2e5dd119
 class PredictionCache:
@@ -224,11 +240,41 @@ def _cache_clear(self: PredictionCache):
 PredictionCache.get, PredictionCache.put, PredictionCache.stats, PredictionCache.clear = _cache_get, _cache_put, _cache_stats, _cache_clear
 
 # %% ../../nbs/11_ai_api.ipynb #44e96d21
-def cache_key(req: AnalyzeRequest, model_version: str) -> tuple:
-    "What makes two analysis requests the same question to the same model."
-    last = req.candles[-1]
-    return (req.symbol, req.timeframe.value, model_version, len(req.candles), req.candles[0].timestamp,
-            last.timestamp, last.open, last.high, last.low, last.close, last.volume)
+def cache_key(symbol: str, timeframe: Timeframe, columns: tuple[np.ndarray, ...], model_version: str) -> tuple:
+    "What makes two analysis requests (their `candle_columns`) the same question to the same model."
+    t, *values = columns
+    return (symbol, timeframe.value, model_version, len(t), int(t[0]), int(t[-1]), *(float(v[-1]) for v in values))
+
+# %% ../../nbs/11_ai_api.ipynb #58a8710c
+class WindowBatcher:
+    "Scores the windows queued during one turn of the event loop in one pass (`TrainedModel.predict_last_many`)."
+    def __init__(self):
+        self._queue: list[tuple[Any, np.ndarray, asyncio.Future]] = []
+        self.passes = self.windows = self.largest = 0
+
+    def score(self, model, rows: np.ndarray) -> asyncio.Future:
+        "A future of `model.predict_last(rows)`, resolved by the pass in the loop's next turn."
+        loop = asyncio.get_running_loop()
+        if not self._queue: loop.call_soon(self._pass)
+        self._queue.append((model, rows, future := loop.create_future()))
+        return future
+
+    def _pass(self):
+        queue, self._queue = self._queue, []
+        self.passes, self.windows, self.largest = self.passes + 1, self.windows + len(queue), max(self.largest, len(queue))
+        for model in {id(m): m for m, _, _ in queue}.values():
+            mine = [(rows, future) for m, rows, future in queue if m is model]
+            try: ps = model.predict_last_many([rows for rows, _ in mine]).tolist()
+            except Exception as e: ps = [e] * len(mine)
+            for (_, future), p in zip(mine, ps):
+                if future.done(): continue              # its request was cancelled (the client hung up)
+                if isinstance(p, Exception): future.set_exception(p)
+                else: future.set_result(p)
+
+    def stats(self) -> ScoringStats:
+        "Counters since start."
+        return ScoringStats(passes=self.passes, windows=self.windows, largest=self.largest,
+                            mean_windows=round(self.windows / self.passes, 3) if self.passes else None)
 
 # %% ../../nbs/11_ai_api.ipynb #e13d7f3b
 @dataclass(frozen=True)
@@ -247,10 +293,10 @@ class ServedModel:
         return cls(analyzer, model.version, dict(model.meta), datetime.now(timezone.utc))
 
 # %% ../../nbs/11_ai_api.ipynb #5afb6f03
-def model_info(served: ServedModel | None, cache: PredictionCache | None = None) -> ModelInfo:
+def model_info(served: ServedModel | None, cache: PredictionCache | None = None, batcher: WindowBatcher | None = None) -> ModelInfo:
     "The seed's `/model/info` for `served` (or for no model)."
-    stats = cache.stats() if cache else None
-    if served is None: return ModelInfo(cache=stats)
+    stats, scoring = cache.stats() if cache else None, batcher.stats() if batcher else None
+    if served is None: return ModelInfo(cache=stats, scoring=scoring)
     m = served.meta
     samples, metrics = m.get('samples', {}), m.get('metrics', {})
     return ModelInfo(model_type=m.get('model_type'), model_loaded=True, training_samples=samples.get('train', 0),
@@ -260,7 +306,8 @@ def model_info(served: ServedModel | None, cache: PredictionCache | None = None)
                      baseline_metrics=metrics.get('baselines', {}), training_seconds=m.get('training_seconds'),
                      best_epoch=m.get('best_epoch'), stopped=m.get('stopped'), created_at=m.get('created_at'),
                      symbols=m.get('symbols', []), timeframe=m.get('timeframe'), window=m.get('window'),
-                     horizon=m.get('horizon'), min_candles=served.analyzer.min_candles, loaded_at=served.loaded_at, cache=stats)
+                     horizon=m.get('horizon'), min_candles=served.analyzer.min_candles, loaded_at=served.loaded_at, cache=stats,
+                     scoring=scoring)
 
 # %% ../../nbs/11_ai_api.ipynb #44c9e703
 NO_MODEL = ("no model is trained yet: train one with `botcore train --symbol BTCUSDT --timeframe 1h` "
@@ -275,6 +322,7 @@ class SignalService:
         from botcore.signals import MIN_CANDLES
         self.settings, self.registry, self.min_candles = settings, ModelRegistry(settings.model_dir), MIN_CANDLES
         self.cache = PredictionCache(settings.ai.cache_ttl_seconds, settings.ai.cache_predictions)
+        self.batcher = WindowBatcher()
         self.served: ServedModel | None = None
         self.jobs = TrainingJobs(self)
         self.started = time.monotonic()
@@ -379,7 +427,7 @@ def _training_frame(req: TrainRequest):
     "The candles a job trains on, as `botcore.data` loads them."
     from botcore.data import candles_from_json, load_candles
     if req.candles is None: return load_candles(req.symbol, req.timeframe)
-    return candles_from_json([c.model_dump() for c in req.candles], req.timeframe)
+    return candles_from_json(req.candles, req.timeframe)
 
 def _run(self: TrainingJobs, job_id: str, req: TrainRequest):
     "Train, promote and serve; or record why not."
@@ -461,6 +509,40 @@ def parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
 
 _OWN_BODIES: list[type[BaseModel]] = []     # the models of bodies read by their endpoints, for `_openapi`
 
+class _Candle(msgspec.Struct, gc=False):
+    "`CandleIn`'s constraints as msgspec checks them (finiteness apart: see `analyze_input`)."
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=LAST_MS)]
+    open: Annotated[float, msgspec.Meta(gt=0)]
+    high: Annotated[float, msgspec.Meta(gt=0)]
+    low: Annotated[float, msgspec.Meta(gt=0)]
+    close: Annotated[float, msgspec.Meta(gt=0)]
+    volume: Annotated[float, msgspec.Meta(ge=0)]
+
+class _AnalyzeBody(msgspec.Struct):
+    symbol: str
+    timeframe: str
+    candles: list[_Candle]
+
+class _Head(BaseModel):
+    "`AnalyzeRequest` without its candles."
+    symbol: Symbol
+    timeframe: Timeframe
+
+_decode_analyze = msgspec.json.Decoder(_AnalyzeBody).decode
+
+def analyze_input(body: bytes) -> tuple[str, Timeframe, tuple[np.ndarray, ...]]:
+    "The symbol, timeframe and `candle_columns` of an `AnalyzeRequest` body, or the `RequestValidationError` FastAPI would raise."
+    try:
+        b = _decode_analyze(body)
+        head, cs, n = _Head(symbol=b.symbol, timeframe=b.timeframe), b.candles, len(b.candles)
+        columns = (np.fromiter([c.timestamp for c in cs], np.int64, n), np.fromiter([c.open for c in cs], np.float64, n),
+                   np.fromiter([c.high for c in cs], np.float64, n), np.fromiter([c.low for c in cs], np.float64, n),
+                   np.fromiter([c.close for c in cs], np.float64, n), np.fromiter([c.volume for c in cs], np.float64, n))
+        if np.isfinite(sum(columns[1:])).all(): return head.symbol, head.timeframe, columns   # all >= 0: no inf - inf
+    except (msgspec.DecodeError, msgspec.ValidationError, ValidationError): pass
+    req = parse_body(body, AnalyzeRequest)           # pydantic: what it accepts is accepted, what it refuses, reported
+    return req.symbol, req.timeframe, candle_columns(req.candles)
+
 def json_body(model: type[BaseModel]) -> dict:
     "`openapi_extra` that documents a JSON body of `model` read by the endpoint itself."
     if model not in _OWN_BODIES: _OWN_BODIES.append(model)
@@ -479,28 +561,72 @@ def _json(model: BaseModel) -> Response: return Response(model.model_dump_json()
 async def analyze(request: Request) -> Response:
     "The seed's trading signal for the last of at least 100 candles (body: `AnalyzeRequest`)."
     service, _ = await authenticate(request)
-    req = parse_body(await read_body(request), AnalyzeRequest)
+    symbol, timeframe, columns = analyze_input(await read_body(request))
     served = service.served
     needed = served.analyzer.min_candles if served else service.min_candles
-    columns = candle_columns(req.candles)
-    if errs := candle_errors(req.candles, req.timeframe, needed, columns=columns): raise RequestValidationError(errs)
+    if errs := series_errors(columns, timeframe, needed): raise RequestValidationError(errs)
     if served is None: raise HTTPException(503, NO_MODEL)
-    key = cache_key(req, served.version)
+    key = cache_key(symbol, timeframe, columns, served.version)
     if (hit := service.cache.get(key)) is not None: return _json(hit.model_copy(update={'cached': True}))
     if not service.warmed.is_set(): await asyncio.to_thread(service.warmed.wait)   # the start-up warm-up is still importing vectorbt
     t, _, high, low, close, volume = columns
-    try: signal = served.analyzer.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)   # on the loop: see above
+    an = served.analyzer
+    try:
+        rows = an.window_rows(t, high, low, close, volume, timeframe)      # on the loop: see above
+        signal = an.signal_for(await service.batcher.score(an.model, rows), t[-1], symbol, timeframe)
     except ValueError as e: raise RequestValidationError([_err(('body', 'candles'), str(e), None)]) from e
     out = AnalysisResponse(**signal.__dict__, model_version=served.version)
     service.cache.put(key, out)
     return _json(out)
+
+# %% ../../nbs/11_ai_api.ipynb #6e85ae14
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f'request body: over the limit of {limit:,} bytes')
+
+def _limited(receive, limit: int, declared: int | None):
+    "`receive`, refusing (413) a body whose declared length or whose bytes so far pass `limit`."
+    got = 0
+    async def receive_within_limit():
+        nonlocal got
+        if declared is not None and declared > limit: raise _too_large(limit)
+        message = await receive()
+        got += len(message.get('body', b''))
+        if got > limit: raise _too_large(limit)
+        return message
+    return receive_within_limit
+
+async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:
+    "The response the app's exception handler for `exc` gives."
+    handler = next(app.exception_handlers[c] for c in type(exc).__mro__ if c in app.exception_handlers)
+    response = handler(request, exc)
+    return await response if inspect.isawaitable(response) else response
+
+async def serve_analyze(app: FastAPI, scope, receive, send, declared: int | None = None):
+    "`POST /analyze` as an ASGI app: `analyze`, the app's exception handlers, and the body limit."
+    request = Request(scope, _limited(receive, app.state.max_body_bytes, declared))
+    try: response = await analyze(request)
+    except Exception as exc: response = await _handled(app, request, exc)
+    await response(scope, receive, send)
+
+class SignalApp(FastAPI):
+    "FastAPI, with `POST /analyze` from servers (no `Origin` header) answered by `serve_analyze` directly."
+    async def __call__(self, scope, receive, send):
+        if scope['type'] == 'http' and scope['method'] == 'POST' and scope['path'] == '/analyze':
+            origin, declared = None, None
+            for name, value in scope['headers']:
+                if name == b'origin': origin = value
+                elif name == b'content-length': declared = value
+            if origin is None:
+                scope['app'] = self
+                return await serve_analyze(self, scope, receive, send, int(declared) if declared and declared.isdigit() else None)
+        await super().__call__(scope, receive, send)
 
 # %% ../../nbs/11_ai_api.ipynb #51896b84
 @protected.get('/model/info', response_model=ModelInfo, tags=['model'])
 def get_model_info(service: Service) -> ModelInfo:
     "The served model: the seed's six fields, version, test metrics, training time, cache counters."
     service.refresh()
-    return model_info(service.served, service.cache)
+    return model_info(service.served, service.cache, service.batcher)
 
 @protected.get('/cache/stats', response_model=CacheStats, tags=['model'])
 async def cache_stats(service: Service) -> CacheStats:
@@ -577,11 +703,11 @@ def _openapi(app: FastAPI) -> dict:
     return app.openapi_schema
 
 def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
-               torch_threads: int | None = 1) -> FastAPI:
+               torch_threads: int | None = 1) -> SignalApp:
     "The AI service; `settings` default to `load_settings()` at startup."
-    app = FastAPI(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan, max_body_size=max_body_bytes,
-                  summary="Trading signals from an LSTM over real candles, the seed's AI service contract.")
-    app.state.settings, app.state.reload_seconds = settings, reload_seconds
+    app = SignalApp(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan, max_body_size=max_body_bytes,
+                    summary="Trading signals from an LSTM over real candles, the seed's AI service contract.")
+    app.state.settings, app.state.reload_seconds, app.state.max_body_bytes = settings, reload_seconds, max_body_bytes
     app.state.torch_threads = torch_threads
     app.include_router(public)
     app.include_router(hot)
