@@ -22,6 +22,9 @@ The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialis
      request than the server does, so on 2 cores it is the client that sets the pace.
 2. The floor: the same lean load on `GET /health` and `GET /cache/stats` (bearer auth), endpoints
    that do no work, so the server CPU per request is what uvicorn and FastAPI cost by themselves.
+   Then the way in: cached `POST /analyze` requests without an `Origin` header (a server's call,
+   which the service answers by its short way) and with one (a browser's, through FastAPI's
+   middleware, router and CORS): the difference is what the short way saves.
 3. In-process stages, each timed with `time.perf_counter` over `--repeat` (1,000) repetitions of
    one request, in the order the endpoint runs them: the body to checked columns, the series checks, the `Analyzer`'s steps (the window's features, the network for
    one window and per window of a pass of 8, the signal), then the response.
@@ -201,6 +204,28 @@ def floor_run(data_dir: Path, payload: bytes, requests: int, concurrency: int, w
     return out
 
 
+def ways_run(data_dir: Path, payloads: list[bytes], requests: int, concurrency: int) -> list[tuple[str, float, float, float]]:
+    "The same cached requests by the short way in (a server's, no Origin header) and by FastAPI's (a browser's, with one)."
+    import uvloop
+    proc, url = start_server(data_dir, True)
+    built = analyze_requests(url, payloads)
+    ways = {'POST /analyze, no Origin (short way)': built,
+            'POST /analyze, Origin (FastAPI, CORS)': [r.replace(b'\r\n', b'\r\nOrigin: http://localhost:3000\r\n', 1) for r in built]}
+    out = []
+    try:
+        uvloop.run(raw_load(url, payloads, len(payloads), concurrency))     # every window once: all hits from here on
+        for name, reqs in ways.items():
+            uvloop.run(raw_load(url, payloads, 200, concurrency, reqs))
+            server = psutil.Process(proc.pid)
+            cpu0 = sum(server.cpu_times()[:2])
+            lat, wall, _, bad = uvloop.run(raw_load(url, payloads, requests, concurrency, reqs))
+            assert not bad, bad[:1]
+            out.append((name, np.percentile(lat * 1e3, 50), len(lat) / wall, 1e3 * (sum(server.cpu_times()[:2]) - cpu0) / len(lat)))
+    finally:
+        proc.terminate(); proc.wait(15)
+    return out
+
+
 def per_call_ms(f, repeat: int) -> float:
     "Median over `repeat` calls of `f`, in ms (timed in batches of 10 for clock resolution)."
     f()
@@ -281,6 +306,9 @@ def main(requests: int = 3000,      # measured requests per run
     print("The server's floor: the same load on endpoints that do no work (lean client)")
     for name, p50, rps, cpu in floor_run(data_dir, payloads[0], requests, concurrency, warmup):
         print(f"  {name:<18} p50 {p50:5.2f} ms  {rps:7.1f} req/s  server CPU {cpu:.2f} ms/req")
+    print("\nThe way in: the same requests, all cache hits, with and without an Origin header (lean client)")
+    for name, p50, rps, cpu in ways_run(data_dir, payloads[:50], requests, concurrency):
+        print(f"  {name:<38} p50 {p50:5.2f} ms  {rps:7.1f} req/s  server CPU {cpu:.2f} ms/req")
     print()
     print(f"Where the time goes: one request in-process, median of {repeat} repetitions")
     for name, ms in stages(data_dir, payloads[0], repeat):

@@ -299,7 +299,7 @@ def test_concurrent_requests_get_what_each_gets_alone(served, btc, trained):
         assert r.json()['probability'] == analyzer.analyze(w, 'BTCUSDT', '1h').probability
     after = served.get('/model/info', headers=OPERATOR).json()['scoring']
     assert after['windows'] - before['windows'] == len(windows)
-    assert 1 <= after['passes'] - before['passes'] <= len(windows) and after['largest'] >= 1
+    assert 1 <= after['passes'] - before['passes'] <= len(windows)     # how they were grouped is up to timing
 
 
 def test_cors_allows_the_configured_dashboard_origin(served):
