@@ -129,6 +129,8 @@ def recover(self: Engine):
         if r['symbol'] in self.books:
             b = self.books[r['symbol']]
             b.entry, b.last_price = position_from_row(r), r['entry_price']
+            opened = self.store.orders(r['symbol'], status=OrderStatus.FILLED, limit=1)   # while it is open, its entry is the newest fill
+            b.entry_order = opened[0]['client_order_id'] if opened else None
     if (cfg := self.store.load_state('config')) is not None: self._apply_config(cfg['state'], persist=False)
     self.total_trades, self.realized_pnl = self.store.trade_count(), self.store.realized_pnl()
     self._recovered = True
