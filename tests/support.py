@@ -1,4 +1,5 @@
-"""What the integration tests share: free loopback ports, a clean environment, and real uvicorn servers in subprocesses."""
+"""What the integration tests (and benchmarks/dashboard_bench.py) share: free loopback ports, a clean environment,
+and real uvicorn and Voila servers in subprocesses."""
 import os, signal, socket, subprocess, sys, time
 from pathlib import Path
 
@@ -72,3 +73,38 @@ def wait_until(check, timeout: float = 60, every: float = 0.1, what: str = 'cond
         if (got := check()): return got
         time.sleep(every)
     raise TimeoutError(f'{what} not reached in {timeout}s')
+
+
+class Dashboards:
+    "`botcore serve dashboard` (as `serve_dashboard_cmd`) in a subprocess on a free loopback port."
+    def __init__(self, data_dir: Path, env: dict):
+        self.dir, self.port = data_dir, free_port()
+        self.url, self.log_path = f'http://127.0.0.1:{self.port}', data_dir / 'voila.log'
+        code = 'import sys; from botcore.dashboard import serve_dashboard_cmd; sys.exit(serve_dashboard_cmd(port=int(sys.argv[1])) or 0)'
+        self.proc = subprocess.Popen([sys.executable, '-c', code, str(self.port)], cwd=data_dir, env=env,
+                                     stdout=open(self.log_path, 'ab'), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None: raise RuntimeError(f'voila exited {self.proc.returncode}:\n{self.logs()[-5000:]}')
+            try:
+                if httpx.get(self.url + '/health', timeout=2).status_code == 200: return
+            except httpx.TransportError: pass
+            time.sleep(0.2)
+        raise TimeoutError(f'voila not up after 60 s:\n{self.logs()[-5000:]}')
+
+    def logs(self) -> str: return self.log_path.read_text(errors='replace')
+
+    def kernels(self) -> list[int]:
+        "Process ids of the kernels the dashboards run."
+        import psutil
+        try: return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True) if 'ipykernel' in ' '.join(p.cmdline())]
+        except psutil.Error: return []
+
+    def stop(self):
+        left = self.kernels()
+        self.proc.send_signal(signal.SIGTERM)
+        try: self.proc.wait(30)
+        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+        for pid in left:                                      # a kernel Voila failed to shut down
+            try: os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError: pass
