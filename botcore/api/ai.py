@@ -55,10 +55,13 @@ class CandleIn(TypedDict):
 def _upper(s): return s.strip().upper() if isinstance(s, str) else s
 Symbol = Annotated[str, BeforeValidator(_upper), Field(min_length=2, max_length=20, pattern=r'^[A-Z0-9]+$', examples=['BTCUSDT'])]
 
-class AnalyzeRequest(BaseModel):
-    "The seed's analysis request: a pair, its timeframe and at least 100 candles, oldest first."
+class _Head(BaseModel):
+    "What an analysis request asks about: a pair and its timeframe (`analyze_input` checks them apart from the candles)."
     symbol: Symbol
     timeframe: Timeframe
+
+class AnalyzeRequest(_Head):
+    "The seed's analysis request: a pair, its timeframe and at least 100 candles, oldest first."
     candles: list[CandleIn]
 
 class AnalysisResponse(Signal):
@@ -522,11 +525,6 @@ class _AnalyzeBody(msgspec.Struct):
     symbol: str
     timeframe: str
     candles: list[_Candle]
-
-class _Head(BaseModel):
-    "`AnalyzeRequest` without its candles."
-    symbol: Symbol
-    timeframe: Timeframe
 
 _decode_analyze = msgspec.json.Decoder(_AnalyzeBody).decode
 
