@@ -5,7 +5,7 @@ for one epoch on the last 3,000 BTCUSDT 1h candles, since training length does n
 cost of inference) is promoted into a temporary data directory, unless `--model-dir` names one.
 The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialised once up front.
 
-1. HTTP: `python -m uvicorn botcore.api.ai:app` on 127.0.0.1, one worker (uvloop and httptools, as
+1. HTTP: `python -m uvicorn botcore.api.ai.app:app` on 127.0.0.1, one worker (uvloop and httptools, as
    `uvicorn[standard]` installs them), started twice: with the prediction cache off (every request
    runs features and the network) and on (all windows seen once during warm-up, then every request
    is a hit). `--concurrency` (8) keep-alive connections send `--requests` (3,000) requests after
@@ -42,14 +42,14 @@ import psutil
 from fastcore.script import call_parse
 
 from botcore.config import ENV_VARS
-from botcore.data import candles_to_json, load_candles
+from botcore.data.candles import candles_to_json, load_candles
 
 TOKEN = 'bench-token-' + 'b' * 32
 
 
 def trained_data_dir(model_dir: str | None) -> Path:
     "A data dir whose model_dir holds a promoted model of the default architecture."
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     data_dir = Path(tempfile.mkdtemp(prefix='analyze-bench-'))
     if model_dir:
         (data_dir / 'models').symlink_to(Path(model_dir).resolve())
@@ -76,7 +76,7 @@ def start_server(data_dir: Path, cache: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith('BOTCORE_') and k not in ENV_VARS}
     env.update(BOTCORE_DATA_DIR=str(data_dir), INTER_SERVICE_TOKEN=TOKEN, BOTCORE_AI__CACHE_PREDICTIONS=str(cache).lower())
-    proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'botcore.api.ai:app', '--host', '127.0.0.1', '--port', str(port),
+    proc = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'botcore.api.ai.app:app', '--host', '127.0.0.1', '--port', str(port),
                              '--workers', '1', '--log-level', 'warning', '--no-access-log'], cwd=data_dir, env=env)
     url = f'http://127.0.0.1:{port}'
     for _ in range(480):
@@ -240,10 +240,10 @@ def per_call_ms(f, repeat: int) -> float:
 def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float]]:
     "The time of each step of one /analyze request, in-process, in the endpoint's order."
     import torch
-    from botcore.api.ai import AnalysisResponse, AnalyzeRequest, SignalService, analyze_input, cache_key, candle_columns, parse_body, series_errors
+    from botcore.api.ai.app import AnalysisResponse, AnalyzeRequest, SignalService, analyze_input, cache_key, candle_columns, parse_body, series_errors
     from botcore.config import load_settings
-    from botcore.features import feature_array
-    from botcore.model import SERVE_BLOCK, scale_rows
+    from botcore.data.features import feature_array
+    from botcore.model.training import SERVE_BLOCK, scale_rows
     service = SignalService(load_settings(env={'BOTCORE_DATA_DIR': str(data_dir), 'INTER_SERVICE_TOKEN': TOKEN}))
     service.refresh()
     served = service.served   # as the service holds it, with its torch thread setting

@@ -1,12 +1,12 @@
-"""Speed of `botcore.backtest.backtest` over BTCUSDT-5m: the one-time compile, then a warm backtest.
+"""Speed of `botcore.research.backtest.backtest` over BTCUSDT-5m: the one-time compile, then a warm backtest.
 
 Data: the real BTCUSDT-5m series (71,769 Binance candles, 2024-01-01 00:00 to 2024-09-06 04:40 UTC) with
-precomputed signals, `botcore.strategy.rsi_signals` (14-candle RSI: long below 30, short above 70), default
+precomputed signals, `botcore.strategy.rules.rsi_signals` (14-candle RSI: long below 30, short above 70), default
 `StrategyParams` (2 % stop, 4 % target, 10 % of equity per trade, 0.1 % fee, 0.05 % slippage, daily loss limit,
 cool-down). The goal is a warm backtest in 0.2 s or less.
 
 Measured:
-- import: `import vectorbt` (botcore.backtest imports it on first use).
+- import: `import vectorbt` (botcore.research.backtest imports it on first use).
 - JIT, one time per process: the first `backtest` call on 1,000 candles. The strategy's decision loop, vectorbt's
   `from_orders` simulator and its trade records come from numba's disk cache (run once with
   `NUMBA_CACHE_DIR=$(mktemp -d)` to see them compiled from scratch). The callback route
@@ -24,8 +24,8 @@ import time
 
 from fastcore.script import call_parse
 
-from botcore.data import load_candles, open_times_ms
-from botcore.strategy import StrategyParams, rsi_signals
+from botcore.data.candles import load_candles, open_times_ms
+from botcore.strategy.rules import StrategyParams, rsi_signals
 
 
 def timed(f, *args, **kwargs):
@@ -46,7 +46,7 @@ def main(repeat: int = 7):  # warm calls timed; the best and the median are repo
     "Time a backtest of the strategy over BTCUSDT-5m, after its one-time compile."
     took, _ = timed(__import__, 'vectorbt')
     print(f'import vectorbt: {took:.2f} s')
-    from botcore.backtest import backtest, buy_and_hold, decide_orders_nb, signal_frame, simulate, stats_table, trades_table
+    from botcore.research.backtest import backtest, buy_and_hold, decide_orders_nb, signal_frame, simulate, stats_table, trades_table
     candles = load_candles('BTCUSDT', '5m')
     signals = rsi_signals(candles)
     p = StrategyParams()

@@ -2,9 +2,9 @@
 
 Set-up, as in tests/test_dashboard_e2e.py: three real servers on loopback, in subprocesses, each with its own
 data directory and the tokens from the environment:
-- the AI service (`botcore.api.ai:app`) with a small LSTM (1 epoch on the last 2,500 real BTCUSDT 1h candles);
+- the AI service (`botcore.api.ai.app:app`) with a small LSTM (1 epoch on the last 2,500 real BTCUSDT 1h candles);
 - the engine (`botcore.api.engine:app`) replaying real BTCUSDT 1h candles at 5 candles/s against the AI service;
-- the dashboards (`botcore.dashboard.serve_dashboard_cmd`: Voila with its token and kernel culling).
+- the dashboards (`botcore.dashboard.clients.serve_dashboard_cmd`: Voila with its token and kernel culling).
 
 Headless Chromium (Debian's, driven by Playwright) then opens the monitor `--loads` times (5), each in a new page
 that is closed before the next one, and the research page once. For each load it measures, from navigation:
@@ -30,13 +30,13 @@ INTER, ENGINE_KEY, AI_KEY, SECRET = 'inter-service-' + 'i' * 32, 'engine-key-' +
 
 def services(root: Path) -> tuple[UvicornServer, UvicornServer, Dashboards]:
     "The AI service with a small trained model, the engine replaying candles against it, and the dashboards."
-    from botcore.data import load_candles
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.data.candles import load_candles
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     ai_dir, engine_dir, dash_dir = (root / n for n in ('ai', 'engine', 'dashboard'))
     for d in (ai_dir, engine_dir, dash_dir): d.mkdir()
     model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
     ModelRegistry(ai_dir / 'models').promote(model)
-    ai = UvicornServer('botcore.api.ai:app', ai_dir, clean_env(INTER_SERVICE_TOKEN=INTER, AI_API_KEY=AI_KEY), name='ai')
+    ai = UvicornServer('botcore.api.ai.app:app', ai_dir, clean_env(INTER_SERVICE_TOKEN=INTER, AI_API_KEY=AI_KEY), name='ai')
     engine = UvicornServer('botcore.api.engine:app', engine_dir, clean_env(
         INTER_SERVICE_TOKEN=INTER, ENGINE_API_KEY=ENGINE_KEY, PYTHON_AI_SERVICE_URL=ai.url,
         BOTCORE_MARKET_DATA__REPLAY_SPEED='5', BOTCORE_MARKET_DATA__REPLAY_CANDLES='6000'), name='engine')

@@ -23,11 +23,11 @@ from fastcore.script import call_parse
 
 from botcore.config import Settings
 from botcore.core import Candle
-from botcore.data import load_candles
-from botcore.engine import Engine
-from botcore.signal_sources import PrecomputedSignals
-from botcore.exchange import ReplayMarketData
-from botcore.strategy import rsi_signals
+from botcore.data.candles import load_candles
+from botcore.engine.engine import Engine
+from botcore.engine.signal_sources import PrecomputedSignals
+from botcore.exchange.paper import ReplayMarketData
+from botcore.strategy.rules import rsi_signals
 
 
 def make_engine(symbol: str, timeframe: str, n: int, signals, group: bool) -> Engine:

@@ -1,4 +1,4 @@
-"""Throughput and memory of `botcore.features.feature_matrix` on about a million real candles.
+"""Throughput and memory of `botcore.data.features.feature_matrix` on about a million real candles.
 
 Data: the real BTCUSDT-5m series (71,769 Binance candles, 2024-01-01 00:00 to 2024-09-06 04:40 UTC)
 tiled `--copies` times (default 14) end to end, each copy shifted later by the series' whole span
@@ -6,7 +6,7 @@ tiled `--copies` times (default 14) end to end, each copy shifted later by the s
 Prices are not altered, so each of the 13 seams is one artificial price jump.
 
 Measured:
-- import: `import vectorbt` (botcore.features imports it lazily, on the first call).
+- import: `import vectorbt` (botcore.data.features imports it lazily, on the first call).
 - warm-up: the first `feature_matrix` call on the full data: numba loading vectorbt's compiled
   kernels from its on-disk cache or, on a cold cache, compiling them (`NUMBA_CACHE_DIR=$(mktemp -d)`
   forces a from-scratch compile), plus the computation itself.
@@ -35,7 +35,7 @@ import pandas as pd
 import psutil
 from fastcore.script import call_parse, store_true
 
-from botcore.data import load_candles
+from botcore.data.candles import load_candles
 
 MB = 2**20
 
@@ -66,7 +66,7 @@ def reset_peak_rss() -> bool:
 def time_calls(df: pd.DataFrame, repeat: int):
     "Print the import, the first call and the warm calls: times, throughput, process memory."
     proc, n = psutil.Process(), len(df)
-    from botcore.features import feature_matrix
+    from botcore.data.features import feature_matrix
     rss0 = proc.memory_info().rss
     t = time.perf_counter()
     import vectorbt  # what feature_matrix's first call would import
@@ -89,7 +89,7 @@ def time_calls(df: pd.DataFrame, repeat: int):
 
 def time_small_inputs(sizes=(100, 300), repeat: int = 1_000):
     "Print the median and best time of `feature_matrix` on the last `n` candles of BTCUSDT-5m, for each n in `sizes`."
-    from botcore.features import feature_matrix
+    from botcore.data.features import feature_matrix
     df = load_candles('BTCUSDT', '5m')
     for n in sizes:
         tail = df.iloc[-n:]
@@ -106,7 +106,7 @@ def time_small_inputs(sizes=(100, 300), repeat: int = 1_000):
 
 def one_call_peak(df: pd.DataFrame):
     "Print the peak RSS of one warm call above the RSS before it (run with MALLOC_MMAP_THRESHOLD_ set)."
-    from botcore.features import feature_matrix
+    from botcore.data.features import feature_matrix
     feature_matrix(df)
     gc.collect()
     if not reset_peak_rss(): return print('peak RSS of one warm call: not measurable here (no /proc/self/clear_refs)')

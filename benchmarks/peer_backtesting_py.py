@@ -1,7 +1,7 @@
 """botcore's backtest against the same strategy in backtesting.py (https://kernc.github.io/backtesting.py/): speed and trades.
 
 Data and signals: the real BTCUSDT-5m series (71,769 candles, 2024-01-01 .. 2024-09-06) with
-`botcore.strategy.rsi_signals` (14-candle RSI: long below 30, short above 70, confidence 100 - RSI / RSI).
+`botcore.strategy.rules.rsi_signals` (14-candle RSI: long below 30, short above 70, confidence 100 - RSI / RSI).
 Rules: `StrategyParams()` (2 % stop and 4 % target from the entry fill, 10 % of realised equity per trade,
 0.1 % taker fee on each fill, confidence threshold 0.65, a 3 % daily loss limit, a 60-minute cool-down after 3
 losses in a row), with slippage 0 (the `exact` run) and 0.05 % (the `default` run).
@@ -43,9 +43,9 @@ from backtesting import Strategy
 from backtesting.lib import FractionalBacktest
 from fastcore.script import call_parse
 
-from botcore.backtest import backtest, signal_frame
-from botcore.data import load_candles, open_times_ms
-from botcore.strategy import StrategyParams, rsi_signals
+from botcore.research.backtest import backtest, signal_frame
+from botcore.data.candles import load_candles, open_times_ms
+from botcore.strategy.rules import StrategyParams, rsi_signals
 
 DAY_MS, UNIT = 86_400_000, 1e-8
 
@@ -120,7 +120,7 @@ def first_divergence(ours: pd.DataFrame, peer: pd.DataFrame, index: pd.DatetimeI
 def main():
     "Speed ratio and trade-by-trade comparison of botcore and backtesting.py on BTCUSDT-5m."
     import backtesting
-    from botcore.backtest import stats_table
+    from botcore.research.backtest import stats_table
     candles = load_candles('BTCUSDT', '5m')
     signals = rsi_signals(candles)
     print(f'backtesting.py {backtesting.__version__}; {len(candles):,} BTCUSDT 5m candles, rsi_signals')

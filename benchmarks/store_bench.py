@@ -1,4 +1,4 @@
-"""Latency of the engine's per-decision transaction and batch insert rates of `botcore.store.Store`.
+"""Latency of the engine's per-decision transaction and batch insert rates of `botcore.store.store.Store`.
 
 Data: the real BTCUSDT 1h candles (the last `--decisions` closes give the prices and times).
 
@@ -11,7 +11,7 @@ and on PostgreSQL at 127.0.0.1:5432 when reachable (in a schema of its own, drop
   `--decisions` transactions after `--warmup` untimed ones, and transactions per second. Beside the
   wall clock, the writing thread's CPU time: on a shared machine, wall-clock spikes that its CPU time
   does not show are time spent waiting for a CPU (the load average is printed first).
-  SQLite's WAL checkpoints run in the store's background thread (botcore.database.WalCheckpointer),
+  SQLite's WAL checkpoints run in the store's background thread (botcore.store.database.WalCheckpointer),
   off the commit path, except when a WAL that never got a pause passes 1,000 pages.
 - batches: `add_signals` and `add_equity` of `--rows` rows in batches of `--batch` (one transaction
   each), as rows per second.
@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from fastcore.script import call_parse
 
 from botcore.core import Fill, Order, OrderStatus, Position, Side, Trade
-from botcore.data import load_candles
-from botcore.database import to_ms
-from botcore.store import Store
+from botcore.data.candles import load_candles
+from botcore.store.database import to_ms
+from botcore.store.store import Store
 
 PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'
 

@@ -13,8 +13,8 @@ import os, time
 import torch
 from fastcore.script import call_parse
 
-from botcore.data import load_candles
-from botcore.model import (SequenceClassifier, TrainConfig, WindowDataset, fit_scaler, make_samples, predict_windows,
+from botcore.data.candles import load_candles
+from botcore.model.training import (SequenceClassifier, TrainConfig, WindowDataset, fit_scaler, make_samples, predict_windows,
                            scale_rows, seeded, train_epoch, window_loader)
 
 GOAL_SECONDS = 60.0

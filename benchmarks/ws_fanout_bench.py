@@ -27,10 +27,10 @@ def serve(port: int, speed: float):
     import uvicorn
     from botcore.api.engine import create_app
     from botcore.config import Settings
-    from botcore.data import load_candles
-    from botcore.engine import Engine
-    from botcore.signal_sources import PrecomputedSignals
-    from botcore.strategy import rsi_signals
+    from botcore.data.candles import load_candles
+    from botcore.engine.engine import Engine
+    from botcore.engine.signal_sources import PrecomputedSignals
+    from botcore.strategy.rules import rsi_signals
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix='ws-bench-')), auth=dict(engine_api_key=KEY),
                         market_data=dict(symbols=['BTCUSDT'], timeframe='1h', replay_speed=speed, replay_candles=20_000),
                         trading=dict(cooldown_losses=0, daily_loss_limit_pct=0))

@@ -12,9 +12,9 @@ from typing import Callable
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'project_root', 'run_pipeline', 'train_cmd',
-           'backtest_cmd', 'sweep_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd',
-           'Child', 'Supervisor', 'run_cmd', 'simulator', 'schedule', 'download']
+__all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
+           'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd', 'Child', 'Supervisor', 'run_cmd',
+           'simulator', 'schedule', 'download']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -65,30 +65,14 @@ def data_cmd(symbol: str = 'BTCUSDT',  # series whose features to sample
              rows: int = 5):  # how many feature rows to show
     "Summarise the bundled candles and sample the feature matrix."
     import pandas as pd
-    from botcore.data import data_summary, load_candles
-    from botcore.features import feature_matrix
+    from botcore.data.candles import data_summary, load_candles
+    from botcore.data.features import feature_matrix
     with pd.option_context('display.width', 200, 'display.max_columns', 40):
         print("Bundled real Binance candles (see data/SOURCES.md):")
         print(data_summary().to_string(index=False))
         fm = feature_matrix(load_candles(symbol, timeframe)).dropna()
         print(f"\nFeature matrix of {symbol} {timeframe}: {fm.shape[0]:,} rows x {fm.shape[1]} features; last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
-
-# %% ../nbs/90_cli.ipynb #5a056a21
-def project_root() -> Path:
-    "The checkout botcore runs from (where `pipelines/` and `data/` live)."
-    return Path(__file__).resolve().parent.parent
-
-def run_pipeline(name: str, parameters: dict, runs_dir: str | Path = 'runs', progress: bool = True) -> Path:
-    "Execute `pipelines/<name>.ipynb` with papermill; the executed notebook's path under `runs_dir`."
-    import papermill as pm
-    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
-    tag = '-'.join(str(parameters[k]) for k in ('symbol', 'timeframe') if parameters.get(k))
-    out = Path(runs_dir) / f"{name}-{tag + '-' if tag else ''}{stamp}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(project_root() / 'pipelines' / f'{name}.ipynb'), str(out), parameters=parameters,
-                        progress_bar=progress, cwd=str(project_root()), kernel_name='python3')
-    return out
 
 # %% ../nbs/90_cli.ipynb #a6bee24a
 @command('train')
@@ -106,6 +90,7 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
               config: str = None):  # path to a botcore.toml
     "Train, evaluate and promote a model by running pipelines/train.ipynb."
     from botcore.config import load_settings_or_exit
+    from botcore.jobs.pipelines import run_pipeline
     model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
     params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type, window=window,
                   horizon=horizon, epochs=epochs, seed=seed, max_train_seconds=max_train_seconds, model_dir=model_dir)
@@ -115,8 +100,8 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
 # %% ../nbs/90_cli.ipynb #0decc1aa
 def _strategy_params(settings, overrides: dict, more: str | None):
     "The settings' trading rules with `overrides` (None: unset) and `more` ('key=value;...') applied, checked."
-    from botcore.strategy import StrategyParams
-    from botcore.sweep import GridError, checked_params, parse_grid
+    from botcore.strategy.rules import StrategyParams
+    from botcore.research.sweep import GridError, checked_params, parse_grid
     values = {}
     for key, vals in (parse_grid(more) if more else {}).items():
         if len(vals) != 1: raise GridError(key, f"one value expected (got {len(vals)})")
@@ -147,7 +132,8 @@ def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a timeframe that is
     "Backtest the strategy beside buy-and-hold by running pipelines/backtest.ipynb; print the statistics."
     import pandas as pd
     from botcore.config import load_settings_or_exit
-    from botcore.sweep import check_signals, market_candles
+    from botcore.jobs.pipelines import run_pipeline
+    from botcore.research.sweep import check_signals, market_candles
     s = load_settings_or_exit(config)
     flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct, position_size_pct=position_size_pct,
                  confidence_threshold=confidence_threshold, trailing_activation_pct=trailing_activation_pct,
@@ -189,8 +175,8 @@ def sweep_cmd(grid: str = None,  # the grid, e.g. "stop_loss_pct=1,2,3;take_prof
     "Backtest every combination of a parameter grid on Dask; print the best."
     import pandas as pd
     from botcore.config import load_settings_or_exit
-    from botcore.strategy import StrategyParams
-    from botcore.sweep import parse_grid, sweep
+    from botcore.strategy.rules import StrategyParams
+    from botcore.research.sweep import parse_grid, sweep
     if not grid: print('botcore sweep: --grid is required, e.g. --grid "stop_loss_pct=1,2,3;take_profit_pct=2,4,6"', file=sys.stderr); return 2
     s = load_settings_or_exit(config)
     split = lambda text: [x.strip() for x in text.split(',') if x.strip()]
@@ -208,7 +194,7 @@ def sweep_cmd(grid: str = None,  # the grid, e.g. "stop_loss_pct=1,2,3;take_prof
 # %% ../nbs/90_cli.ipynb #16a14cda
 def ensure_default_model(settings) -> None:
     "Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none."
-    from botcore.model import ModelRegistry, evaluation_report, train_default_model
+    from botcore.model.training import ModelRegistry, evaluation_report, train_default_model
     reg = ModelRegistry(settings.model_dir)
     if reg.current() is not None or reg.latest() is not None: return
     print(f"\nNo model in {settings.model_dir}: training the default model on BTCUSDT 1h (once; a few minutes)...", flush=True)
@@ -226,7 +212,7 @@ def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
     if train_if_missing: ensure_default_model(s)
-    uvicorn.run('botcore.api.ai:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info')
+    uvicorn.run('botcore.api.ai.app:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info')
 
 @command('serve engine')
 def serve_engine(host: str = None,  # interface to bind (default: settings' api.host)
@@ -244,7 +230,7 @@ def serve_dashboard_cmd(port: int = None,  # port (default: settings' dashboard.
                         config: str = None):  # path to a botcore.toml
     "Run the Voila dashboard (monitoring and research notebooks)."
     from botcore.config import load_settings_or_exit
-    from botcore.dashboard import serve_dashboard
+    from botcore.dashboard.clients import serve_dashboard
     return serve_dashboard(load_settings_or_exit(config), notebook=notebook, port=port)
 
 # %% ../nbs/90_cli.ipynb #795f8681
@@ -312,6 +298,7 @@ def run_cmd(config: str = None,  # path to a botcore.toml
             dashboard: bool = True):  # also start the Voila dashboard
     "The main job: data summary, default model if none, then the AI service, the engine and the dashboard."
     from botcore.config import load_settings_or_exit
+    from botcore.dashboard.clients import dashboards_dir
     s = load_settings_or_exit(config)          # also generates the tokens the three services share
     data_cmd()
     ensure_default_model(s)
@@ -321,14 +308,14 @@ def run_cmd(config: str = None,  # path to a botcore.toml
     uv = [sys.executable, '-m', 'uvicorn', '--log-level', 'warning']
     sup = Supervisor()
     try:
-        if not sup.start(Child('ai', [*uv, 'botcore.api.ai:app', '--host', s.ai.host, '--port', str(s.ai.port)],
+        if not sup.start(Child('ai', [*uv, 'botcore.api.ai.app:app', '--host', s.ai.host, '--port', str(s.ai.port)],
                                f'{ai_url}/health', env), 300): return sup.stop()
         print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)", flush=True)
         if not sup.start(Child('engine', [*uv, 'botcore.api.engine:app', '--host', s.api.host, '--port', str(s.api.port)],
                                f'{engine_url}/health', env | {'PYTHON_AI_SERVICE_URL': ai_url}), 120): return sup.stop()
         print(f"trading engine:    {engine_url}  (paper trading, {s.market_data.source} {', '.join(s.market_data.symbols)} "
               f"{s.market_data.timeframe}; token: botcore config token --name engine_api_key)", flush=True)
-        if dashboard and (project_root() / 'dashboards' / 'monitor.ipynb').exists():
+        if dashboard and (dashboards_dir() / 'monitor.ipynb').exists():
             dash_url = f"http://{_local(s.dashboard.host)}:{s.dashboard.port}"
             botcore = str(Path(sys.executable).with_name('botcore'))
             if not sup.start(Child('dashboard', [botcore, 'serve', 'dashboard'] + (['--config', config] if config else []), f'{dash_url}/health',
@@ -356,14 +343,14 @@ def simulator(port: int = 9443,  # port to listen on (0: any free port)
               cash: float = 10_000.0,  # starting USDT balance
               fee: float = 0.001):  # trading fee, maker and taker
     "Run the local Binance-compatible exchange simulator until Ctrl-C."
-    from botcore.simulator import simulator_cmd
+    from botcore.simulator.server import simulator_cmd
     return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash, fee)
 
 @command('schedule')
 def schedule(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
              once: str = None):  # run the scheduled run of this name now, once, and exit 0 if it succeeded, 1 if it failed
     "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
-    from botcore.schedule import schedule_cmd
+    from botcore.jobs.schedule import schedule_cmd
     return schedule_cmd(config, once)
 
 @command('download')
@@ -375,5 +362,5 @@ def download(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
              no_progress: bool = False,  # no progress bar
              config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host, e.g. the simulator)
     "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
-    from botcore.download import download_cmd      # ccxt loads only when it is used
+    from botcore.exchange.download import download_cmd      # ccxt loads only when it is used
     return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)

@@ -17,14 +17,15 @@ from pydantic import (AfterValidator, AnyHttpUrl, BaseModel, BeforeValidator, Co
                       TypeAdapter, ValidationError, field_validator, model_validator)
 from pydantic_settings import (BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError,
                                TomlConfigSettingsSource)
+import botcore
 from .core import Timeframe
 
 # %% auto #0
 __all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'Section',
            'MarketDataSettings', 'ApiSettings', 'StrategySettings', 'TradingSettings', 'AISettings', 'AuthSettings',
-           'config_path', 'ExchangeSettings', 'DashboardSettings', 'ScheduledRun', 'ScheduleSettings', 'StoreSettings',
-           'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings', 'tokens_match',
-           'show_settings', 'load_settings_or_exit']
+           'config_path', 'project_root', 'ExchangeSettings', 'DashboardSettings', 'ScheduledRun', 'ScheduleSettings',
+           'StoreSettings', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings',
+           'tokens_match', 'show_settings', 'load_settings_or_exit']
 
 # %% ../nbs/01_config.ipynb #4394f9cd
 class ConfigError(ValueError):
@@ -242,6 +243,12 @@ def config_path(path=None, env: Mapping[str, str] | None = None) -> Path | None:
         if not Path(named).is_file(): raise ConfigError(named, None, "no such file")
         return Path(named)
     return Path('botcore.toml') if Path('botcore.toml').is_file() else None
+
+# %% ../nbs/01_config.ipynb #bac5c603
+def project_root() -> Path:
+    "The folder holding `data/`, `pipelines/` and `dashboards/`."
+    here = Path(botcore.__file__).resolve().parent.parent
+    return here if (here / 'pipelines').is_dir() else Path.cwd()
 
 # %% ../nbs/01_config.ipynb #6499863d
 _reading: ContextVar[tuple[Path | None, Mapping[str, str]] | None] = ContextVar('_reading', default=None)

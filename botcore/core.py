@@ -14,8 +14,8 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['Timeframe', 'SignalKind', 'Side', 'CandleError', 'Candle', 'Signal', 'OrderType', 'OrderStatus',
-           'new_client_order_id', 'Order', 'Fill', 'Position', 'Trade']
+__all__ = ['Timeframe', 'utc_from_ms', 'ms_from_utc', 'SignalKind', 'Side', 'CandleError', 'Candle', 'Signal', 'OrderType',
+           'OrderStatus', 'new_client_order_id', 'Order', 'Fill', 'Position', 'Trade']
 
 # %% ../nbs/00_core.ipynb #ecca4bcd
 _UNIT_MS = {'m': 60_000, 'h': 3_600_000, 'd': 86_400_000}
@@ -57,6 +57,19 @@ def _floor(self, ts_ms: int) -> int:
     return int(ts_ms) - int(ts_ms) % self.ms
 
 Timeframe.on_grid, Timeframe.floor = _on_grid, _floor
+
+# %% ../nbs/00_core.ipynb #8b8e0638
+def utc_from_ms(ms: int) -> datetime:
+    "The aware UTC datetime of `ms` milliseconds since the epoch."
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+# %% ../nbs/00_core.ipynb #76c5454a
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+def ms_from_utc(t: datetime) -> int:
+    "Milliseconds since the epoch of `t`; a naive `t` is UTC."
+    if t.tzinfo is None: t = t.replace(tzinfo=timezone.utc)
+    return (t - _EPOCH) // timedelta(milliseconds=1)
 
 # %% ../nbs/00_core.ipynb #fc801008
 class SignalKind(str, Enum):

@@ -80,7 +80,7 @@ class Dashboards:
     def __init__(self, data_dir: Path, env: dict):
         self.dir, self.port = data_dir, free_port()
         self.url, self.log_path = f'http://127.0.0.1:{self.port}', data_dir / 'voila.log'
-        code = 'import sys; from botcore.dashboard import serve_dashboard_cmd; sys.exit(serve_dashboard_cmd(port=int(sys.argv[1])) or 0)'
+        code = 'import sys; from botcore.dashboard.clients import serve_dashboard_cmd; sys.exit(serve_dashboard_cmd(port=int(sys.argv[1])) or 0)'
         self.proc = subprocess.Popen([sys.executable, '-c', code, str(self.port)], cwd=data_dir, env=env,
                                      stdout=open(self.log_path, 'ab'), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -1,6 +1,6 @@
 """The AI service over HTTP: a real uvicorn on 127.0.0.1, real BTCUSDT 1h candles, a real training job.
 
-Two servers run as subprocesses (`python -m uvicorn botcore.api.ai:app`), each with its own data
+Two servers run as subprocesses (`python -m uvicorn botcore.api.ai.app:app`), each with its own data
 directory, tokens from the environment, and a working directory free of any botcore.toml:
 - `served`: a small LSTM pre-trained by the fixture (1 epoch on a slice of the real series) and
   promoted into its model_dir before the server starts;
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from botcore.data import candles_to_json, load_candles
+from botcore.data.candles import candles_to_json, load_candles
 from support import UvicornServer, clean_env
 
 ENGINE_TOKEN, OPERATOR_KEY = 'engine-token-' + 'e' * 30, 'operator-key-' + 'o' * 30
@@ -39,21 +39,21 @@ def window(btc):
 
 def tiny_model(btc, rows: int = 2500, seed: int = 0):
     "A real but small LSTM: 1 epoch on the last `rows` candles of BTCUSDT 1h."
-    from botcore.model import TrainConfig, train_model
+    from botcore.model.training import TrainConfig, train_model
     return train_model(btc.iloc[-rows:], TrainConfig(model_type='lstm', epochs=1, seed=seed), 'BTCUSDT', '1h', progress=False)
 
 
 class Server(UvicornServer):
-    "`uvicorn botcore.api.ai:app` in a subprocess on a free loopback port, tokens from the environment."
+    "`uvicorn botcore.api.ai.app:app` in a subprocess on a free loopback port, tokens from the environment."
     def __init__(self, data_dir: Path):
-        super().__init__('botcore.api.ai:app', data_dir, clean_env(INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY),
+        super().__init__('botcore.api.ai.app:app', data_dir, clean_env(INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY),
                          name='server', health_timeout=120)
 
 
 @pytest.fixture(scope='module')
 def trained(btc, tmp_path_factory):
     "A data dir whose model_dir holds one promoted tiny model; (data_dir, version, registry)."
-    from botcore.model import ModelRegistry
+    from botcore.model.training import ModelRegistry
     data_dir = tmp_path_factory.mktemp('served')
     registry = ModelRegistry(data_dir / 'models')
     version = registry.promote(tiny_model(btc))
@@ -279,8 +279,8 @@ def test_a_browser_gets_the_same_signal_with_cors(served, btc):
 def test_concurrent_requests_get_what_each_gets_alone(served, btc, trained):
     """Windows of requests in flight together are scored in shared network passes: each answer must be the probability
     the served model gives that window in-process, bit for bit, however the requests happened to be grouped."""
-    from botcore.model import ModelRegistry
-    from botcore.signals import Analyzer
+    from botcore.model.training import ModelRegistry
+    from botcore.model.signals import Analyzer
     version = served.get('/health').json()['model_version']
     analyzer = Analyzer(ModelRegistry(trained[0] / 'models').load(version))
     windows = [btc.iloc[-1000 - 13 * k:-900 - 13 * k] for k in range(24)]    # windows no other test sends

@@ -1,4 +1,4 @@
-"""Tests of botcore.backtest on the real bundled candles: vectorbt books the strategy's own trades, signals in
+"""Tests of botcore.research.backtest on the real bundled candles: vectorbt books the strategy's own trades, signals in
 any supported form are read or refused with the offending value, statistics are vectorbt's and annualised over
 365 days, later candles never change earlier trades, walk-forward results are out of sample, and it is fast."""
 import math
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botcore.backtest import (BacktestResult, SignalError, backtest, buy_and_hold, fold_windows, model_signals, plot_drawdown,
+from botcore.research.backtest import (BacktestResult, SignalError, backtest, buy_and_hold, fold_windows, model_signals, plot_drawdown,
                               plot_equity, plot_trades, rule_signals, signal_frame, stats_table, walk_forward)
-from botcore.data import load_candles
-from botcore.model import TrainConfig
-from botcore.strategy import StrategyParams, rsi_signals, run_strategy
+from botcore.data.candles import load_candles
+from botcore.model.training import TrainConfig
+from botcore.strategy.rules import StrategyParams, rsi_signals, run_strategy
 
 FEE, SLIP = 0.001, 0.0005
 EVERY_RULE = dict(trailing_activation_pct=1, trailing_distance_pct=1.5, max_holding_candles=48, reverse_on_opposite=True,
@@ -119,7 +119,7 @@ def test_later_candles_do_not_change_earlier_trades(eth_5m, eth_rules, cut):
 
 
 def test_rule_signals_are_causal_and_follow_the_rule(eth_5m, eth_rules):
-    from botcore.features import momentum_features
+    from botcore.data.features import momentum_features
     pd.testing.assert_frame_equal(rule_signals(eth_5m.iloc[:10_000]), eth_rules.iloc[:10_000])
     m = momentum_features(eth_5m.close.to_numpy())
     rsi, hist = 100 * m['rsi_14'], m['macd_hist']
@@ -160,7 +160,7 @@ def test_walk_forward_is_out_of_sample(btc_1h):
 
 
 def test_a_model_is_a_signal_source(btc_1h):
-    from botcore.model import train_model
+    from botcore.model.training import train_model
     model = train_model(btc_1h.iloc[-3_000:-1_000], TINY, 'BTCUSDT', '1h', progress=False)
     test = btc_1h.iloc[-1_000:]
     r = backtest(test, model)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botcore.backtest import backtest, rule_signals, stats_table
+from botcore.research.backtest import backtest, rule_signals, stats_table
 from botcore.config import read_settings
-from botcore.strategy import StrategyParams
-from botcore.sweep import market_candles
+from botcore.strategy.rules import StrategyParams
+from botcore.research.sweep import market_candles
 
 BOTCORE = Path(sys.executable).with_name('botcore')
 
@@ -56,9 +56,9 @@ def test_botcore_backtest_runs_the_pipeline_and_prints_the_statistics(tmp_path):
 
 def test_botcore_backtest_with_the_promoted_model(tmp_path):
     "--signals model: the registry's promoted model scores the candles with the settings' thresholds."
-    from botcore.backtest import model_signals
-    from botcore.data import load_candles
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.research.backtest import model_signals
+    from botcore.data.candles import load_candles
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
     ModelRegistry(tmp_path / 'models').promote(model)

@@ -1,4 +1,4 @@
-"""botcore.binance against the Binance simulator (botcore.simulator) on loopback, through real ccxt clients.
+"""botcore.exchange.binance against the Binance simulator (botcore.simulator) on loopback, through real ccxt clients.
 
 The simulator replays the bundled real candles as Binance's REST API and kline streams would serve them, keeps a
 spot account and injects faults (429 storms, lost answers, dropped streams). What is checked is what a trader would:
@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botcore.binance import (BinanceConnection, BinanceExchange, BinanceMarketData, ExchangeAuthError, LiveTradingRefused,
+from botcore.exchange.binance import (BinanceConnection, BinanceExchange, BinanceMarketData, ExchangeAuthError, LiveTradingRefused,
                              live_exchange)
 from botcore.config import Settings
 from botcore.core import Order, OrderStatus
-from botcore.data import CANDLE_COLUMNS, load_candles, open_times_ms
-from botcore.download import download_candles_async
-from botcore.exchange import OrderRejected
-from botcore.simulator import BinanceSimulator
+from botcore.data.candles import CANDLE_COLUMNS, load_candles, open_times_ms
+from botcore.exchange.download import download_candles_async
+from botcore.exchange.paper import OrderRejected
+from botcore.simulator.server import BinanceSimulator
 from support import clean_env
 
 KEY, SECRET = 'bc-test-key-7Qx2', 'bc-test-secret-9Zp4'
@@ -104,7 +104,7 @@ async def take(stream, n: int, on_each=None) -> list:
 
 def test_stream_yields_each_closed_candle_once_in_order_across_dropped_streams(caplog):
     "History, then the stream: no gap, no repeat, bundled values; two drops, the second with the consumer away for ~6 candles."
-    caplog.set_level(logging.INFO, logger='botcore.binance')
+    caplog.set_level(logging.INFO, logger='botcore.exchange.binance')
     s = sim(speed=10, start=-300)
     async def go():
         async with s.serve() as url:
@@ -355,7 +355,7 @@ def test_download_command_resumes_an_interrupted_download(tmp_path):
     path = tmp_path / 'data' / 'BTCUSDT-1h.parquet'
     async def cli(url, *args):
         env = clean_env(BOTCORE_EXCHANGE__REST_URL=url, HOME=str(tmp_path), BOTCORE_DATA_DIR=str(tmp_path))
-        code = "import sys; from botcore.download import download_cmd; sys.exit(download_cmd(**dict(a.split('=', 1) for a in sys.argv[1:])) or 0)"
+        code = "import sys; from botcore.exchange.download import download_cmd; sys.exit(download_cmd(**dict(a.split('=', 1) for a in sys.argv[1:])) or 0)"
         p = await asyncio.create_subprocess_exec(sys.executable, '-c', code, *args, cwd=tmp_path, env=env,
                                                  stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await p.communicate()
@@ -391,10 +391,10 @@ async def wait_until(check, timeout: float, what: str):
 
 def test_the_engine_trades_on_the_simulator_and_misses_no_candle_when_the_stream_drops(tmp_path, btc_1h, caplog):
     "Engine.create with BinanceMarketData on the simulator, a paper exchange, RSI signals of the bundle; a drop mid-run."
-    from botcore.engine import Engine
-    from botcore.signal_sources import PrecomputedSignals
-    from botcore.strategy import rsi_signals
-    caplog.set_level(logging.INFO, logger='botcore.binance')
+    from botcore.engine.engine import Engine
+    from botcore.engine.signal_sources import PrecomputedSignals
+    from botcore.strategy.rules import rsi_signals
+    caplog.set_level(logging.INFO, logger='botcore.exchange.binance')
     s = sim(speed=8, start=-400)
     async def go():
         async with s.serve() as url:
@@ -410,7 +410,7 @@ def test_the_engine_trades_on_the_simulator_and_misses_no_candle_when_the_stream
                 return engine, list(engine.books['BTCUSDT'].window)
             finally: await engine.close(); engine.store.close()
     engine, window = run(go())
-    from botcore.store import Store
+    from botcore.store.store import Store
     store = Store(settings_url(tmp_path))
     signals = sorted(r['candle_ms'] for r in store.signals(limit=10_000, symbol='BTCUSDT'))
     assert len(signals) == engine.candles_processed >= 60
@@ -428,9 +428,9 @@ def settings_url(tmp_path) -> str: return Settings(data_dir=tmp_path).database_u
 
 def test_the_engine_trades_live_on_the_simulator_and_stops_on_a_refused_key(tmp_path, btc_1h):
     "trading.mode = live (spot, so long only): the orders are the simulator's, each sent once through a 429 storm; a refused key stops the engine."
-    from botcore.engine import Engine
-    from botcore.signal_sources import PrecomputedSignals
-    from botcore.strategy import rsi_signals
+    from botcore.engine.engine import Engine
+    from botcore.engine.signal_sources import PrecomputedSignals
+    from botcore.strategy.rules import rsi_signals
     s = sim(speed=8, start=-400)
     signals = PrecomputedSignals({'BTCUSDT': rsi_signals(btc_1h)}, '1h', 'rsi')
     async def go():
@@ -454,7 +454,7 @@ def test_the_engine_trades_live_on_the_simulator_and_stops_on_a_refused_key(tmp_
             finally:
                 for e in (engine, bad): await e.close(); e.store.close()
     engine, bad = run(go())
-    from botcore.store import Store
+    from botcore.store.store import Store
     with Store(settings_url(tmp_path / 'live')) as store:
         filled = [o['client_order_id'] for o in store.orders(limit=1000) if o['status'] == 'FILLED']
         rejected = [o['reason'] for o in store.orders(limit=1000) if o['status'] == 'REJECTED']

@@ -2,7 +2,7 @@
 
 Three real servers run as subprocesses on loopback: the AI service (a small LSTM trained by the fixture on real
 BTCUSDT 1h candles), the engine (replaying real BTCUSDT 1h candles at 5 candles/s with thresholds that make it
-trade, as in test_engine_e2e.py) and the dashboards, served by `botcore.dashboard.serve_dashboard_cmd` (Voila with
+trade, as in test_engine_e2e.py) and the dashboards, served by `botcore.dashboard.clients.serve_dashboard_cmd` (Voila with
 its token and kernel culling). Headless Chromium, driven by Playwright, opens the pages and checks what a user would:
 
 - the monitor renders within 5 s; the status shows `running`; trades, AI signals and the equity chart fill in live,
@@ -59,8 +59,8 @@ def browser_path(): return chromium()
 @pytest.fixture(scope='module')
 def ai_dir(tmp_path_factory, browser_path):
     "A data dir with a small LSTM (1 epoch on the last 2,500 real BTCUSDT 1h candles) promoted."
-    from botcore.data import load_candles
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.data.candles import load_candles
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     d = tmp_path_factory.mktemp('ai')
     model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
     ModelRegistry(d / 'models').promote(model)
@@ -69,7 +69,7 @@ def ai_dir(tmp_path_factory, browser_path):
 
 @pytest.fixture(scope='module')
 def ai(ai_dir):
-    server = UvicornServer('botcore.api.ai:app', ai_dir, clean_env(
+    server = UvicornServer('botcore.api.ai.app:app', ai_dir, clean_env(
         INTER_SERVICE_TOKEN=INTER, AI_API_KEY=AI_KEY, BOTCORE_AI__LONG_THRESHOLD='0.5', BOTCORE_AI__SHORT_THRESHOLD='0.49',
         BOTCORE_AI__CACHE_PREDICTIONS='false'), name='ai')
     yield server
@@ -313,7 +313,7 @@ def research(browser, dashboards):
 
 
 def test_research_backtests_a_registry_model(research, ai_dir):
-    from botcore.model import ModelRegistry
+    from botcore.model.training import ModelRegistry
     assert TIMINGS['research_first_render_s'] < FIRST_RENDER_LIMIT, TIMINGS
     versions = ModelRegistry(ai_dir / 'models').versions()
     signals = research.locator('.botcore-research-signals select')

@@ -1,6 +1,6 @@
 """The engine end to end over real HTTP on loopback: the AI service, the engine and its paper exchange.
 
-Two real uvicorn servers run as subprocesses: `botcore.api.ai:app` serving a small LSTM trained by the
+Two real uvicorn servers run as subprocesses: `botcore.api.ai.app:app` serving a small LSTM trained by the
 fixture on real BTCUSDT 1h candles, and `botcore.api.engine:app` replaying real BTCUSDT 1h candles at
 20 candles/s, asking that service for every signal over HTTP with the inter-service token.
 
@@ -21,7 +21,7 @@ import pytest
 import websockets
 
 from botcore.core import Side
-from botcore.strategy import fill
+from botcore.strategy.rules import fill
 from support import UvicornServer, clean_env, wait_until
 
 INTER, ENGINE_KEY = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope='module')
 def ai_dir(tmp_path_factory):
     "A data dir with a small LSTM (1 epoch on the last 2,500 real BTCUSDT 1h candles) promoted."
-    from botcore.data import load_candles
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.data.candles import load_candles
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     d = tmp_path_factory.mktemp('ai')
     model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
     ModelRegistry(d / 'models').promote(model)
@@ -59,7 +59,7 @@ def engine_env(ai_url: str, speed: float = 20):
 
 @pytest.fixture(scope='module')
 def ai(ai_dir):
-    server = UvicornServer('botcore.api.ai:app', ai_dir, ai_env(), name='ai')
+    server = UvicornServer('botcore.api.ai.app:app', ai_dir, ai_env(), name='ai')
     yield server
     server.stop()
     assert 'Traceback' not in server.logs(), server.logs()[-3000:]

@@ -1,4 +1,4 @@
-"""Tests of botcore.exchange on the real bundled candles (BTCUSDT 1h, ETHUSDT 5m): paper fills are the strategy's
+"""Tests of botcore.exchange.paper on the real bundled candles (BTCUSDT 1h, ETHUSDT 5m): paper fills are the strategy's
 fill model to the bit, orders are idempotent, the books add up to the trades' PnL, limit orders fill where real
 candles cross them, and the replay streams in order, resumes, never serves a future candle and keeps its pace."""
 import asyncio
@@ -10,10 +10,10 @@ import pytest
 
 from botcore.config import Settings
 from botcore.core import Candle, Order, OrderStatus, Position, Side, Timeframe
-from botcore.data import CANDLE_COLUMNS, load_candles, open_times_ms, resample_candles
-from botcore.exchange import (ExchangeError, OrderNotFound, OrderRejected, PaperExchange, ReplayMarketData, closed_candles,
+from botcore.data.candles import CANDLE_COLUMNS, load_candles, open_times_ms, resample_candles
+from botcore.exchange.paper import (ExchangeError, OrderNotFound, OrderRejected, PaperExchange, ReplayMarketData, closed_candles,
                               ohlcv_frame)
-from botcore.strategy import Strategy, StrategyParams, fill, rsi_signals
+from botcore.strategy.rules import Strategy, StrategyParams, fill, rsi_signals
 
 FEE, SLIP = 0.001, 0.0005
 

@@ -1,12 +1,12 @@
-"""Tests of botcore.features on the real bundled candles: shape, warm-up, causality, scale."""
+"""Tests of botcore.data.features on the real bundled candles: shape, warm-up, causality, scale."""
 import subprocess, sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from botcore.data import bundled_series, load_candles
-from botcore.features import FEATURE_NAMES, WARMUP, feature_matrix
+from botcore.data.candles import bundled_series, load_candles
+from botcore.data.features import FEATURE_NAMES, WARMUP, feature_matrix
 
 
 @pytest.fixture(scope='module')
@@ -114,6 +114,6 @@ def test_bad_input_is_named(btc_1h):
 
 
 def test_import_does_not_load_vectorbt():
-    code = 'import sys, botcore.features; print("vectorbt" in sys.modules)'
+    code = 'import sys, botcore.data.features; print("vectorbt" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'

@@ -1,13 +1,13 @@
-"""Tests of botcore.model on the real bundled candles: honest splits, reproducibility, the registry."""
+"""Tests of botcore.model.training on the real bundled candles: honest splits, reproducibility, the registry."""
 import json, os
 
 import numpy as np
 import pytest
 import torch
 
-from botcore.data import find_gaps, load_candles
-from botcore.features import WARMUP
-from botcore.model import (ModelNotFoundError, ModelRegistry, TrainConfig, TrainedModel, chronological_split,
+from botcore.data.candles import find_gaps, load_candles
+from botcore.data.features import WARMUP
+from botcore.model.training import (ModelNotFoundError, ModelRegistry, TrainConfig, TrainedModel, chronological_split,
                            evaluation_report, make_samples, segment_features, train_model)
 
 QUICK = TrainConfig(epochs=1)

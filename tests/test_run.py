@@ -32,8 +32,8 @@ def wait_for(check, timeout: float, what: str):
 
 
 def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path):
-    from botcore.data import load_candles
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.data.candles import load_candles
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
     ModelRegistry(tmp_path / 'models').promote(model)
     ai_port, api_port, dash_port = free_port(), free_port(), free_port()

@@ -18,10 +18,10 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from botcore.config import ConfigError, load_settings
-from botcore.data import load_candles, open_times_ms
-from botcore.model import ModelRegistry
-from botcore.schedule import PipelineScheduler, schedule_cmd
-from botcore.store import Store
+from botcore.data.candles import load_candles, open_times_ms
+from botcore.model.training import ModelRegistry
+from botcore.jobs.schedule import PipelineScheduler, schedule_cmd
+from botcore.store.store import Store
 from support import UvicornServer, clean_env
 
 EVERY_SECOND = dict(second='*', timezone=timezone.utc)
@@ -71,13 +71,13 @@ def notebook_text(path) -> str:
 
 
 def test_cron_fired_retrain_is_served_without_restart(tmp_path, candles_file):
-    from botcore.model import TrainConfig, train_model
+    from botcore.model.training import TrainConfig, train_model
     config = write_config(tmp_path, train_run('retrain', '0 3 * * *', candles_file))
     settings = load_settings(config, env=clean_env())
     registry = ModelRegistry(settings.model_dir)
     old = registry.promote(train_model(load_candles(path=candles_file, timeframe='1h').iloc[-1500:],
                                        TrainConfig(epochs=1, seed=1), 'BTCUSDT', '1h', progress=False))
-    ai = UvicornServer('botcore.api.ai:app', settings.data_dir, clean_env(), name='ai')
+    ai = UvicornServer('botcore.api.ai.app:app', settings.data_dir, clean_env(), name='ai')
     try:
         pid = ai.proc.pid
         assert httpx.get(f'{ai.url}/health').json()['model_version'] == old
@@ -111,7 +111,7 @@ def test_failing_run_is_reported_and_the_scheduler_keeps_running(tmp_path, candl
     settings = load_settings(config, env=clean_env())
     sched = PipelineScheduler(settings)
     sched.scheduler.reschedule_job('unknown-symbol', trigger=CronTrigger(**EVERY_SECOND))
-    with caplog.at_level(logging.INFO, logger='botcore.schedule'):
+    with caplog.at_level(logging.INFO, logger='botcore.jobs.schedule'):
         sched.start()
         try:
             failed = wait_for('two failed runs', lambda: len(f := [e for e in schedule_events(settings) if e['data']['status'] == 'failed']) >= 2 and f, 120)
@@ -124,7 +124,7 @@ def test_failing_run_is_reported_and_the_scheduler_keeps_running(tmp_path, candl
         assert nb.parent == tmp_path / 'runs' / 'unknown-symbol' and nb.is_file()
         assert 'UnknownSeriesError: no bundled candles for NOPEUSDT 1h' in notebook_text(nb)   # the notebook shows where it stopped
     assert len({e['data']['notebook'] for e in failed}) == len(failed)
-    errors = [r.getMessage() for r in caplog.records if r.name == 'botcore.schedule' and r.levelno == logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.name == 'botcore.jobs.schedule' and r.levelno == logging.ERROR]
     for e in failed:
         assert any('unknown-symbol' in m and 'UnknownSeriesError' in m and e['data']['notebook'] in m for m in errors), errors
 
@@ -142,7 +142,7 @@ def test_schedule_command_runs_until_sigterm(tmp_path, candles_file):
     config = write_config(tmp_path, train_run('retrain', '30 2 * * 1', candles_file))
     out = tmp_path / 'out.txt'
     with open(out, 'w') as f:
-        proc = subprocess.Popen([sys.executable, '-c', 'import sys; from botcore.schedule import schedule_cmd; sys.exit(schedule_cmd(config=sys.argv[1]))',
+        proc = subprocess.Popen([sys.executable, '-c', 'import sys; from botcore.jobs.schedule import schedule_cmd; sys.exit(schedule_cmd(config=sys.argv[1]))',
                                  str(config)], cwd=tmp_path, env=clean_env(), stdout=f, stderr=subprocess.STDOUT)
     try:
         line = wait_for('the runs table', lambda: next((l for l in out.read_text().splitlines() if l.strip().startswith('retrain')), None), 60, 0.2)

@@ -1,4 +1,4 @@
-"""Tests of botcore.signals on the real bundled candles: thresholds, refusals, causality, batch == single."""
+"""Tests of botcore.model.signals on the real bundled candles: thresholds, refusals, causality, batch == single."""
 import time
 
 import numpy as np
@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from botcore.core import Candle, Signal, SignalKind, Timeframe
-from botcore.data import candles_to_json, load_candles
-from botcore.features import WARMUP
-from botcore.model import ModelRegistry, TrainConfig, train_model
-from botcore.signals import MIN_CANDLES, Analyzer, NotEnoughCandles, analyze, signal_from_probability
+from botcore.data.candles import candles_to_json, load_candles
+from botcore.data.features import WARMUP
+from botcore.model.training import ModelRegistry, TrainConfig, train_model
+from botcore.model.signals import MIN_CANDLES, Analyzer, NotEnoughCandles, analyze, signal_from_probability
 
 
 @pytest.fixture(scope='module')

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import websockets
 
-from botcore.data import CANDLE_COLUMNS, load_candles, resample_candles
-from botcore.simulator import BinanceSimulator, ccxt_client
+from botcore.data.candles import CANDLE_COLUMNS, load_candles, resample_candles
+from botcore.simulator.server import BinanceSimulator, ccxt_client
 from support import clean_env, free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -365,7 +365,7 @@ def test_raw_combined_and_subscribed_kline_streams(btc):
 
 def test_a_simulator_in_another_process_is_driven_over_the_control_path(tmp_path):
     port = free_port()
-    code = (f"from botcore.simulator import simulator_cmd; simulator_cmd(port={port}, speed=0, symbols='BTCUSDT', timeframe='1m', "
+    code = (f"from botcore.simulator.server import simulator_cmd; simulator_cmd(port={port}, speed=0, symbols='BTCUSDT', timeframe='1m', "
             f"start='-300', cash=1000)")
     log = open(tmp_path / 'sim.log', 'wb')
     proc = subprocess.Popen([sys.executable, '-c', code], env=clean_env(), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)

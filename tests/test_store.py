@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 
 from botcore.config import read_settings
 from botcore.core import Fill, Order, OrderStatus, OrderType, Position, Side, Signal, Trade
-from botcore.data import load_candles
-from botcore.database import metadata, schema_diff, schema_revision, to_ms
-from botcore.store import DuplicateOrderError, Store, UnknownOrderError
+from botcore.data.candles import load_candles
+from botcore.store.database import metadata, schema_diff, schema_revision, to_ms
+from botcore.store.store import DuplicateOrderError, Store, UnknownOrderError
 
 PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'
 TABLES = ('orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state')
@@ -378,7 +378,7 @@ WRITER = r'''
 import sys
 from datetime import datetime, timezone
 from botcore.core import Side, Trade
-from botcore.store import Store
+from botcore.store.store import Store
 url, p0, p1, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ts = lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 trade = Trade(symbol='BTCUSDT', side=Side.BUY, size=0.01, entry_price=p0, exit_price=p1, entry_time=ts(t0), exit_time=ts(t1), fees=0.01)

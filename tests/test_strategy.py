@@ -1,4 +1,4 @@
-"""Tests of botcore.strategy on the real bundled candles: the rules hold over whole series, the engine's
+"""Tests of botcore.strategy.rules on the real bundled candles: the rules hold over whole series, the engine's
 path and the array path agree, vectorbt books the same trades, and a 72k-candle run is fast."""
 import time
 
@@ -8,8 +8,8 @@ import pytest
 
 from botcore.config import Settings
 from botcore.core import Candle, Side, Signal
-from botcore.data import load_candles, open_times_ms
-from botcore.strategy import (DECISION_DT, EntryBlock, StrategyParams, Strategy, StrategyState, fill, new_account_state,
+from botcore.data.candles import load_candles, open_times_ms
+from botcore.strategy.rules import (DECISION_DT, EntryBlock, StrategyParams, Strategy, StrategyState, fill, new_account_state,
                               new_position_state, rsi_signals, run_strategy, run_strategy_nb, signal_codes, step,
                               vectorbt_order_func)
 

@@ -1,6 +1,6 @@
-"""Tests of botcore.sweep on real candles and real Dask clusters: a LocalCluster the sweep starts and closes, a
+"""Tests of botcore.research.sweep on real candles and real Dask clusters: a LocalCluster the sweep starts and closes, a
 LocalCluster given by its address, and a `dask scheduler` + `dask worker` started as subprocesses on loopback.
-Every row is the backtest of its parameters (equal to `botcore.backtest.backtest`), rows come best first, and a
+Every row is the backtest of its parameters (equal to `botcore.research.backtest.backtest`), rows come best first, and a
 grid the strategy cannot run is refused naming the key."""
 import os, socket, subprocess, sys, time
 from pathlib import Path
@@ -11,10 +11,10 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
-from botcore.backtest import backtest, portfolio_stats, rule_signals
-from botcore.data import load_candles
-from botcore.strategy import StrategyParams
-from botcore.sweep import SWEEP_STATS, GridError, market_candles, param_grid, sweep
+from botcore.research.backtest import backtest, portfolio_stats, rule_signals
+from botcore.data.candles import load_candles
+from botcore.strategy.rules import StrategyParams
+from botcore.research.sweep import SWEEP_STATS, GridError, market_candles, param_grid, sweep
 
 GRID = {'stop_loss_pct': [1, 3], 'take_profit_pct': [2, 6]}
 SLICE = dict(start='2024-01-01', end='2024-02-29 23:00')
@@ -144,8 +144,8 @@ def test_a_grid_the_strategy_cannot_run_is_refused_before_any_work():
 
 def test_model_signals_from_the_registry(cluster, tmp_path):
     "signals='model:VERSION': the model is scored on a worker over the swept candles; rows equal backtest() with its signals."
-    from botcore.backtest import model_signals
-    from botcore.model import ModelRegistry, TrainConfig, train_model
+    from botcore.research.backtest import model_signals
+    from botcore.model.training import ModelRegistry, TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
     ModelRegistry(tmp_path).promote(model)
