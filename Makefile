@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Checksum of every file under nbs/ and botcore/: a changed or a new file changes it.
 TREE_SUM = find nbs botcore -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum
 
-.PHONY: run test venv check-export nbtest pytest clean
+.PHONY: run test venv check-export lint nbtest pytest clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/botcore run
 
-test: check-export nbtest pytest
+test: check-export lint nbtest pytest
 
 # The notebooks are the source: cleaning and exporting them must change nothing.
 check-export: $(STAMP)
@@ -32,6 +32,13 @@ check-export: $(STAMP)
 	  echo "nbdev-clean/nbdev-export changed nbs/ or botcore/: run them, review and commit."; \
 	  git status --short nbs botcore 2>/dev/null; exit 1; \
 	fi; echo "check-export: nbs/ is clean and botcore/ is what it exports"
+
+# ruff (settings in pyproject.toml) on the notebooks and what they export, and the layering contract:
+# an import that points the wrong way (a library module importing the CLI, the engine importing the
+# API, ...) fails here.
+lint: $(STAMP)
+	$(BIN)/ruff check nbs botcore dashboards pipelines
+	$(BIN)/lint-imports
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --timing $(NBTEST_FLAGS)

@@ -33,7 +33,7 @@ Goals (issue 3): p50 <= 5 ms, p99 <= 20 ms, >= 300 requests/s at concurrency 8.
 
 Run: .venv/bin/python benchmarks/analyze_bench.py [--requests 3000] [--concurrency 8] [--repeat 1000] [--clients raw,httpx]
 """
-import asyncio, json, os, socket, subprocess, sys, tempfile, time
+import asyncio, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import httpx
@@ -44,12 +44,16 @@ from fastcore.script import call_parse
 from botcore.config import ENV_VARS
 from botcore.data.candles import candles_to_json, load_candles
 
+sys.path.insert(0, str(Path(__file__).parents[1] / 'tests'))
+from support import free_port    # noqa: E402  the tests' helper
+
 TOKEN = 'bench-token-' + 'b' * 32
 
 
 def trained_data_dir(model_dir: str | None) -> Path:
     "A data dir whose model_dir holds a promoted model of the default architecture."
-    from botcore.model.training import ModelRegistry, TrainConfig, train_model
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.training import TrainConfig, train_model
     data_dir = Path(tempfile.mkdtemp(prefix='analyze-bench-'))
     if model_dir:
         (data_dir / 'models').symlink_to(Path(model_dir).resolve())
@@ -64,12 +68,6 @@ def bodies(n: int) -> list[bytes]:
     df = load_candles('BTCUSDT', '1h').iloc[-(n + 100):]
     return [json.dumps({'symbol': 'BTCUSDT', 'timeframe': '1h', 'candles': candles_to_json(df.iloc[i:i + 100])}).encode()
             for i in range(n)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def start_server(data_dir: Path, cache: bool) -> tuple[subprocess.Popen, str]:
@@ -240,10 +238,13 @@ def per_call_ms(f, repeat: int) -> float:
 def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float]]:
     "The time of each step of one /analyze request, in-process, in the endpoint's order."
     import torch
-    from botcore.api.ai.app import AnalysisResponse, AnalyzeRequest, SignalService, analyze_input, cache_key, candle_columns, parse_body, series_errors
+    from botcore.api.ai.app import analyze_input, parse_body
+    from botcore.api.ai.schemas import AnalysisResponse, AnalyzeRequest, candle_columns, series_errors
+    from botcore.api.ai.serving import SignalService, cache_key
     from botcore.config import load_settings
     from botcore.data.features import feature_array
-    from botcore.model.training import SERVE_BLOCK, scale_rows
+    from botcore.model.samples import scale_rows
+    from botcore.model.trained import SERVE_BLOCK
     service = SignalService(load_settings(env={'BOTCORE_DATA_DIR': str(data_dir), 'INTER_SERVICE_TOKEN': TOKEN}))
     service.refresh()
     served = service.served   # as the service holds it, with its torch thread setting

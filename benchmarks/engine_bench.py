@@ -23,11 +23,11 @@ from fastcore.script import call_parse
 
 from botcore.config import Settings
 from botcore.core import Candle
-from botcore.data.candles import load_candles
+from botcore.data.candles import index_ms, load_candles
 from botcore.engine.engine import Engine
 from botcore.engine.signal_sources import PrecomputedSignals
-from botcore.exchange.paper import ReplayMarketData
-from botcore.strategy.rules import rsi_signals
+from botcore.exchange.replay import ReplayMarketData
+from botcore.strategy.series import rsi_band_signals
 
 
 def make_engine(symbol: str, timeframe: str, n: int, signals, group: bool) -> Engine:
@@ -46,10 +46,10 @@ async def throughput(symbol, timeframe, n, signals) -> dict:
     await engine.start()
     while not engine.finished and engine.status != 'error': await asyncio.sleep(0.005)
     wall = time.perf_counter() - t
-    st, store = engine.status_dict(), engine.store
+    st, store = engine.snapshot(), engine.store
     rows = dict(trades=store.trade_count(), signals=len(store.signals(limit=10**7)), equity=len(store.equity(limit=10**7)))
     await engine.close(); store.close()
-    return dict(candles=st['candles_processed'], seconds=wall, rate=st['candles_processed'] / wall, status=st['status'], **rows)
+    return dict(candles=st.candles_processed, seconds=wall, rate=st.candles_processed / wall, status=st.status, **rows)
 
 
 async def latency(symbol, timeframe, n, signals) -> np.ndarray:
@@ -57,15 +57,15 @@ async def latency(symbol, timeframe, n, signals) -> np.ndarray:
     engine.recover()
     await engine.backfill()
     df = load_candles(symbol, timeframe).iloc[-n:]
-    ms = df.index.asi8 // 1_000_000
+    ms = index_ms(df.index)
     out = []
     for t, o, h, l, c, v in zip(ms, df['open'], df['high'], df['low'], df['close'], df['volume']):
         candle = Candle(int(t), o, h, l, c, v)
-        b = engine.books[symbol]
-        b.window.append(candle)
-        signal = await engine._signal(b)
+        traded = engine.symbols[symbol]
+        traded.window.append(candle)
+        signal = await engine._signal(traded)
         t0 = time.perf_counter()
-        async with engine._lock: await engine.on_candle(b, candle, signal)
+        async with engine._lock: await engine.on_candle(traded, candle, signal)
         dt = time.perf_counter() - t0
         if engine._last_decisions: out.append(dt)
     engine.store.close()
@@ -79,7 +79,7 @@ def main(candles: int = 0,          # candles to replay (0: the whole series)
          latency_candles: int = 20_000):  # candles driven one by one for the latency figures
     full = load_candles(symbol, timeframe)
     n = candles or len(full) - 200
-    t = time.perf_counter(); signals = rsi_signals(full); prep = time.perf_counter() - t
+    t = time.perf_counter(); signals = rsi_band_signals(full); prep = time.perf_counter() - t
     print(f"{symbol} {timeframe}: {len(full):,} real candles; RSI signals precomputed in {prep:.2f} s (vectorbt import and JIT included)")
     asyncio.run(throughput(symbol, timeframe, min(2000, n), signals))          # warm-up: imports, numba caches
     runs = [asyncio.run(throughput(symbol, timeframe, n, signals)) for _ in range(3)]

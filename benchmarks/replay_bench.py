@@ -1,4 +1,4 @@
-"""Speed of `botcore.exchange.paper`: replaying real candles at full speed, pacing at a set speed, and paper orders.
+"""Speed of `botcore.exchange.replay` and `.paper`: replaying real candles at full speed, pacing at a set speed, and paper orders.
 
 Data: the real bundled Binance series BTCUSDT 5m and ETHUSDT 5m (71,769 candles each, 2024-01-01 00:00 to
 2024-09-06 04:40 UTC), replayed together (two symbols per time step); the goal is >= 200,000 candles/s with speed=0.
@@ -22,7 +22,8 @@ import time
 from fastcore.script import call_parse
 
 from botcore.core import Order
-from botcore.exchange.paper import PaperExchange, ReplayMarketData
+from botcore.exchange.paper import PaperExchange
+from botcore.exchange.replay import ReplayMarketData
 
 
 async def drain(md: ReplayMarketData, candles=None) -> int:

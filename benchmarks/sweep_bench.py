@@ -1,7 +1,7 @@
 """Speed and memory of `botcore.research.sweep.sweep`: a 1,000-combination parameter sweep over BTCUSDT 1h on Dask.
 
 Data: the real BTCUSDT-1h series (58,419 Binance candles, 2017-08-17 04:00 to 2024-04-21 14:00 UTC) with the
-RSI/MACD rule signals (`botcore.research.backtest.rule_signals`). Grid: 10 stop losses (0.5 .. 5 %) x 10 take profits
+RSI/MACD rule signals (`botcore.research.signals.rsi_macd_signals`). Grid: 10 stop losses (0.5 .. 5 %) x 10 take profits
 (1 .. 10 %) x 10 position sizes (5 .. 50 % of equity) = 1,000 parameter sets, the other rules at their defaults.
 
 Measured:
@@ -80,8 +80,9 @@ def main(workers: int = 2,  # worker processes of the LocalCluster
         if cluster is not None: cluster.close()
 
     if single:
-        from botcore.research.backtest import backtest, portfolio_stats, rule_signals
-        sig, params = rule_signals(candles), param_grid(GRID)[:single + 1]
+        from botcore.research.backtest import backtest, portfolio_stats
+        from botcore.research.signals import rsi_macd_signals
+        sig, params = rsi_macd_signals(candles), param_grid(GRID)[:single + 1]
         backtest(candles, sig, params[0])  # compile/load once
         times = []
         for p in params[1:]:

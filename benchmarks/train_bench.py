@@ -14,8 +14,9 @@ import torch
 from fastcore.script import call_parse
 
 from botcore.data.candles import load_candles
-from botcore.model.training import (SequenceClassifier, TrainConfig, WindowDataset, fit_scaler, make_samples, predict_windows,
-                           scale_rows, seeded, train_epoch, window_loader)
+from botcore.model.samples import fit_scaler, make_samples, scale_rows
+from botcore.model.network import SequenceClassifier, WindowDataset, predict_windows, window_loader
+from botcore.model.training import TrainConfig, seeded, train_epoch
 
 GOAL_SECONDS = 60.0
 

@@ -30,11 +30,11 @@ def serve(port: int, speed: float):
     from botcore.data.candles import load_candles
     from botcore.engine.engine import Engine
     from botcore.engine.signal_sources import PrecomputedSignals
-    from botcore.strategy.rules import rsi_signals
+    from botcore.strategy.series import rsi_band_signals
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix='ws-bench-')), auth=dict(engine_api_key=KEY),
                         market_data=dict(symbols=['BTCUSDT'], timeframe='1h', replay_speed=speed, replay_candles=20_000),
                         trading=dict(cooldown_losses=0, daily_loss_limit_pct=0))
-    rules = rsi_signals(load_candles('BTCUSDT', '1h'))
+    rules = rsi_band_signals(load_candles('BTCUSDT', '1h'))
     factory = lambda s, store: Engine.create(s, store, signals=PrecomputedSignals({'BTCUSDT': rules}, '1h', 'rsi'))
     uvicorn.run(create_app(settings, factory), host='127.0.0.1', port=port, log_level='warning', ws_max_queue=1024)
 

@@ -6,28 +6,37 @@ Docs: https://botcore.github.io/botcore/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #3fbc6b8b
 from __future__ import annotations
-import os, sys, time
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Callable
+from fastcore.basics import patch
 from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
-           'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd', 'Child', 'Supervisor', 'run_cmd',
-           'simulator', 'schedule', 'download']
+           'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd', 'run_cmd', 'simulator',
+           'schedule', 'download']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
 
 def command(name: str):
     "Register a function as `botcore <name>`."
-    def _reg(f): COMMANDS[name] = f; return f
+    def _reg(f):
+        COMMANDS[name] = f
+        return f
     return _reg
 
+# %% ../nbs/90_cli.ipynb #eb114e8b
 def _usage() -> str:
+    "The list of commands, for `botcore --help` or a command that does not exist."
     rows = [f"  {n:<18} {(f.__doc__ or '').strip()}" for n, f in sorted(COMMANDS.items())]
-    return "usage: botcore <command> [options]\n\ncommands:\n" + "\n".join(rows) + "\n\n`botcore <command> --help` for a command's options."
+    return ("usage: botcore <command> [options]\n\ncommands:\n" + "\n".join(rows)
+            + "\n\n`botcore <command> --help` for a command's options.")
 
+# %% ../nbs/90_cli.ipynb #a391e6c6
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `botcore` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -36,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(argv) >= n and name in COMMANDS:
             f = COMMANDS[name]
             args = vars(anno_parser(f, prog=f"botcore {name}").parse_args(argv[n:]))
-            args.pop('pdb', None); args.pop('xtra', None)
+            args.pop('pdb', None)
+            args.pop('xtra', None)
             return f(**args) or 0
-    print(_usage(), file=sys.stderr if argv and argv[0] not in ('-h', '--help') else sys.stdout)
-    return 0 if argv and argv[0] in ('-h', '--help') else 2
+    asked = bool(argv) and argv[0] in ('-h', '--help')
+    print(_usage(), file=sys.stdout if asked or not argv else sys.stderr)
+    return 0 if asked else 2
 
 # %% ../nbs/90_cli.ipynb #36449f6e
 @command('config show')
@@ -48,14 +59,17 @@ def config_show(config: str = None):  # path to a botcore.toml (default: $BOTCOR
     from botcore.config import load_settings_or_exit, show_settings
     print(show_settings(load_settings_or_exit(config)))
 
+# %% ../nbs/90_cli.ipynb #8668c21b
 @command('config token')
-def config_token(name: str = 'ai_api_key',  # one of inter_service_token, engine_api_key, ai_api_key, dashboard_session_secret
+def config_token(name: str = 'ai_api_key',  # inter_service_token, engine_api_key, ai_api_key, ...
                  config: str = None):  # path to a botcore.toml
     "Print one auth token in full."
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
-    if name not in type(s.auth).model_fields:
-        print(f"unknown token {name!r}; expected one of {', '.join(type(s.auth).model_fields)}", file=sys.stderr); return 2
+    names = type(s.auth).model_fields
+    if name not in names:
+        print(f"unknown token {name!r}; expected one of {', '.join(names)}", file=sys.stderr)
+        return 2
     print(getattr(s.auth, name).get_secret_value())
 
 # %% ../nbs/90_cli.ipynb #4a8212e3
@@ -65,11 +79,11 @@ def data_cmd(symbol: str = 'BTCUSDT',  # series whose features to sample
              rows: int = 5):  # how many feature rows to show
     "Summarise the bundled candles and sample the feature matrix."
     import pandas as pd
-    from botcore.data.candles import data_summary, load_candles
+    from botcore.data.candles import bundled_summary, load_candles
     from botcore.data.features import feature_matrix
     with pd.option_context('display.width', 200, 'display.max_columns', 40):
         print("Bundled real Binance candles (see data/SOURCES.md):")
-        print(data_summary().to_string(index=False))
+        print(bundled_summary().to_string(index=False))
         fm = feature_matrix(load_candles(symbol, timeframe)).dropna()
         print(f"\nFeature matrix of {symbol} {timeframe}: {fm.shape[0]:,} rows x {fm.shape[1]} features; last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
@@ -100,7 +114,7 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
 # %% ../nbs/90_cli.ipynb #0decc1aa
 def _strategy_params(settings, overrides: dict, more: str | None):
     "The settings' trading rules with `overrides` (None: unset) and `more` ('key=value;...') applied, checked."
-    from botcore.strategy.rules import StrategyParams
+    from botcore.strategy.params import StrategyParams
     from botcore.research.sweep import GridError, checked_params, parse_grid
     values = {}
     for key, vals in (parse_grid(more) if more else {}).items():
@@ -109,19 +123,32 @@ def _strategy_params(settings, overrides: dict, more: str | None):
     values |= {k: v for k, v in overrides.items() if v is not None}
     return checked_params(values, StrategyParams.from_settings(settings))
 
+# %% ../nbs/90_cli.ipynb #262059e0
+def _backtest_report(params: dict, runs_dir: str):
+    "Run pipelines/backtest.ipynb with `params`; print its statistics and where the report is."
+    import pandas as pd
+    from botcore.jobs.pipelines import run_pipeline
+    stats = Path(runs_dir) / f".backtest-stats-{os.getpid()}-{time.time_ns()}.csv"
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    out = run_pipeline('backtest', params | dict(stats_path=str(stats.resolve())), runs_dir)
+    table_path = stats.replace(out.with_suffix('.stats.csv'))
+    with pd.option_context('display.width', 200, 'display.max_rows', 100):
+        print(pd.read_csv(table_path, index_col=0, dtype=str, keep_default_na=False).to_string())
+    print(f"\nreport: {out}\nstatistics: {table_path}")
+
 # %% ../nbs/90_cli.ipynb #2686efce
 @command('backtest')
-def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a timeframe that is not bundled is resampled from a finer one)
+def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a finer bundled timeframe is resampled)
                  timeframe: str = '1h',  # its timeframe
                  signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
                  start: str = None,  # first candle's open time, e.g. 2024-01-01 (default: the first)
                  end: str = None,  # last candle's open time, included (default: the last)
                  data_path: str = None,  # backtest the candles of this CSV/Parquet file instead
-                 stop_loss_pct: float = None,  # stop this percent against the entry (0: no stop; default: the settings')
+                 stop_loss_pct: float = None,  # stop this % against the entry (0: none; default: settings')
                  take_profit_pct: float = None,  # target this percent in favour (0: no target)
                  position_size_pct: float = None,  # percent of equity per position
                  confidence_threshold: float = None,  # act on signals with confidence/100 at least this
-                 trailing_activation_pct: float = None,  # trail once the best price is this percent in favour
+                 trailing_activation_pct: float = None,  # trail once the best price is this % in favour
                  trailing_distance_pct: float = None,  # trail this percent behind the best price
                  max_holding_candles: int = None,  # close after this many candles
                  params: str = None,  # any StrategyParams fields: "key=value;key=value"
@@ -129,43 +156,53 @@ def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a timeframe that is
                  model_dir: str = None,  # model registry (default: the settings' model_dir)
                  runs_dir: str = 'runs',  # where the executed notebook and its statistics are kept
                  config: str = None):  # path to a botcore.toml
-    "Backtest the strategy beside buy-and-hold by running pipelines/backtest.ipynb; print the statistics."
-    import pandas as pd
+    "Backtest the strategy beside buy-and-hold (pipelines/backtest.ipynb); print the statistics."
     from botcore.config import load_settings_or_exit
-    from botcore.jobs.pipelines import run_pipeline
     from botcore.research.sweep import check_signals, market_candles
     s = load_settings_or_exit(config)
-    flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct, position_size_pct=position_size_pct,
-                 confidence_threshold=confidence_threshold, trailing_activation_pct=trailing_activation_pct,
+    flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
+                 position_size_pct=position_size_pct, confidence_threshold=confidence_threshold,
+                 trailing_activation_pct=trailing_activation_pct,
                  trailing_distance_pct=trailing_distance_pct, max_holding_candles=max_holding_candles)
     model_dir = model_dir or str(s.model_dir)
     try:
         strategy = _strategy_params(s, flags, params)
         check_signals(signals, model_dir)
         market_candles(None if data_path else symbol, timeframe, start, end, path=data_path)
-    except ValueError as e: print(f"botcore backtest: {e}", file=sys.stderr); return 2
-    stats = Path(runs_dir) / f".backtest-stats-{os.getpid()}-{time.time_ns()}.csv"
-    Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    out = run_pipeline('backtest', dict(symbol=symbol, timeframe=timeframe, data_path=data_path, start=start, end=end, signals=signals,
-                                        model_dir=model_dir, long_threshold=s.ai.long_threshold, short_threshold=s.ai.short_threshold,
-                                        params=strategy.model_dump(), init_cash=init_cash, stats_path=str(stats.resolve())), runs_dir)
-    table_path = stats.replace(out.with_suffix('.stats.csv'))
-    with pd.option_context('display.width', 200, 'display.max_rows', 100):
-        print(pd.read_csv(table_path, index_col=0, dtype=str, keep_default_na=False).to_string())
-    print(f"\nreport: {out}\nstatistics: {table_path}")
+    except ValueError as e:
+        print(f"botcore backtest: {e}", file=sys.stderr)
+        return 2
+    _backtest_report(dict(symbol=symbol, timeframe=timeframe, data_path=data_path, start=start, end=end,
+                          signals=signals, model_dir=model_dir, long_threshold=s.ai.long_threshold,
+                          short_threshold=s.ai.short_threshold, params=strategy.model_dump(),
+                          init_cash=init_cash), runs_dir)
+
+# %% ../nbs/90_cli.ipynb #590b7557
+def _print_sweep(res, top: int, out: str | None):
+    "Print the best `top` rows of a sweep's results; write them all to `out` if given."
+    import pandas as pd
+    if out:
+        res.to_csv(out, index=False)
+    a = res.attrs
+    print(f"{len(res):,} backtests in {a['seconds']:.1f} s ({a['tasks']} Dask tasks); "
+          f"best {min(top, len(res))} by {a['metric']}:")
+    with pd.option_context('display.width', 250, 'display.max_columns', 40):
+        print(res.head(top).round(4).to_string(index=False))
+    if out:
+        print(f"\nall {len(res):,} rows: {out}")
 
 # %% ../nbs/90_cli.ipynb #9212f28e
 @command('sweep')
-def sweep_cmd(grid: str = None,  # the grid, e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4,6" (StrategyParams fields)
+def sweep_cmd(grid: str = None,  # e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4,6" (StrategyParams fields)
               symbols: str = 'BTCUSDT',  # comma-separated bundled symbols
               timeframes: str = '1h',  # comma-separated timeframes
               signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
               start: str = None,  # first candle's open time (default: the first)
               end: str = None,  # last candle's open time, included (default: the last)
-              metric: str = 'sharpe_ratio',  # rank by: sharpe_ratio, total_return, sortino_ratio, calmar_ratio, profit_factor, win_rate, max_drawdown (lowest first), ...
-              scheduler: str = None,  # address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster for this run)
-              workers: int = None,  # worker processes of that LocalCluster (default: one per CPU core)
-              chunk_size: int = None,  # parameter sets per task (default: sized to the candles and workers)
+              metric: str = 'sharpe_ratio',  # rank by: sharpe_ratio, total_return, win_rate, max_drawdown, ...
+              scheduler: str = None,  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: local)
+              workers: int = None,  # worker processes of the local cluster (default: one per CPU core)
+              chunk_size: int = None,  # parameter sets per task (default: sized to candles and workers)
               init_cash: float = 10_000.0,  # starting cash of each backtest
               top: int = 20,  # rows to print
               out: str = None,  # write every row to this CSV file
@@ -173,35 +210,40 @@ def sweep_cmd(grid: str = None,  # the grid, e.g. "stop_loss_pct=1,2,3;take_prof
               model_dir: str = None,  # model registry (default: the settings' model_dir)
               config: str = None):  # path to a botcore.toml
     "Backtest every combination of a parameter grid on Dask; print the best."
-    import pandas as pd
     from botcore.config import load_settings_or_exit
-    from botcore.strategy.rules import StrategyParams
+    from botcore.strategy.params import StrategyParams
     from botcore.research.sweep import parse_grid, sweep
-    if not grid: print('botcore sweep: --grid is required, e.g. --grid "stop_loss_pct=1,2,3;take_profit_pct=2,4,6"', file=sys.stderr); return 2
+    if not grid:
+        example = '--grid "stop_loss_pct=1,2,3;take_profit_pct=2,4,6"'
+        print(f'botcore sweep: --grid is required, e.g. {example}', file=sys.stderr)
+        return 2
     s = load_settings_or_exit(config)
     split = lambda text: [x.strip() for x in text.split(',') if x.strip()]
     try:
-        res = sweep(parse_grid(grid), split(symbols), split(timeframes), signals, scheduler, workers, progress, metric, init_cash,
-                    start, end, StrategyParams.from_settings(s), chunk_size, model_dir or str(s.model_dir), s.ai.long_threshold, s.ai.short_threshold)
-    except ValueError as e: print(f"botcore sweep: {e}", file=sys.stderr); return 2
-    if out: res.to_csv(out, index=False)
-    a = res.attrs
-    print(f"{len(res):,} backtests in {a['seconds']:.1f} s ({a['tasks']} Dask tasks); best {min(top, len(res))} by {a['metric']}:")
-    with pd.option_context('display.width', 250, 'display.max_columns', 40):
-        print(res.head(top).round(4).to_string(index=False))
-    if out: print(f"\nall {len(res):,} rows: {out}")
+        res = sweep(parse_grid(grid), split(symbols), split(timeframes), signals, scheduler, workers,
+                    progress, metric, init_cash, start, end, StrategyParams.from_settings(s), chunk_size,
+                    model_dir or str(s.model_dir), s.ai.long_threshold, s.ai.short_threshold)
+    except ValueError as e:
+        print(f"botcore sweep: {e}", file=sys.stderr)
+        return 2
+    _print_sweep(res, top, out)
 
 # %% ../nbs/90_cli.ipynb #16a14cda
 def ensure_default_model(settings) -> None:
     "Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none."
-    from botcore.model.training import ModelRegistry, evaluation_report, train_default_model
+    from botcore.model.evaluation import evaluation_report
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.training import train_default_model
     reg = ModelRegistry(settings.model_dir)
-    if reg.current() is not None or reg.latest() is not None: return
-    print(f"\nNo model in {settings.model_dir}: training the default model on BTCUSDT 1h (once; a few minutes)...", flush=True)
+    if reg.current() is not None or reg.latest() is not None:
+        return
+    print(f"\nNo model in {settings.model_dir}: training the default model on BTCUSDT 1h "
+          "(once; a few minutes)...", flush=True)
     model = train_default_model(settings.model_dir)
     report = evaluation_report(model)
     print(report.round(4).to_string(), '\n' + report.attrs['verdict'], flush=True)
 
+# %% ../nbs/90_cli.ipynb #0a528376
 @command('serve ai')
 def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
              port: int = None,  # port (default: settings' ai.port)
@@ -211,9 +253,12 @@ def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
     import uvicorn
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
-    if train_if_missing: ensure_default_model(s)
-    uvicorn.run('botcore.api.ai.app:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info')
+    if train_if_missing:
+        ensure_default_model(s)
+    uvicorn.run('botcore.api.ai.app:app', host=host or s.ai.host, port=port or s.ai.port,
+                log_level='info')
 
+# %% ../nbs/90_cli.ipynb #e94793ef
 @command('serve engine')
 def serve_engine(host: str = None,  # interface to bind (default: settings' api.host)
                  port: int = None,  # port (default: settings' api.port)
@@ -222,8 +267,10 @@ def serve_engine(host: str = None,  # interface to bind (default: settings' api.
     import uvicorn
     from botcore.config import load_settings_or_exit
     s = load_settings_or_exit(config)
-    uvicorn.run('botcore.api.engine:app', host=host or s.api.host, port=port or s.api.port, log_level='info')
+    uvicorn.run('botcore.api.engine:app', host=host or s.api.host, port=port or s.api.port,
+                log_level='info')
 
+# %% ../nbs/90_cli.ipynb #31f7b06a
 @command('serve dashboard')
 def serve_dashboard_cmd(port: int = None,  # port (default: settings' dashboard.port)
                         notebook: str = 'monitor',  # monitor or research
@@ -233,97 +280,21 @@ def serve_dashboard_cmd(port: int = None,  # port (default: settings' dashboard.
     from botcore.dashboard.clients import serve_dashboard
     return serve_dashboard(load_settings_or_exit(config), notebook=notebook, port=port)
 
-# %% ../nbs/90_cli.ipynb #795f8681
-class Child:
-    "One service of `botcore run`: a subprocess in its own process group, and the URL of its `/health`."
-    def __init__(self, name: str, cmd: list[str], health: str, env: dict, any_answer: bool = False):
-        import subprocess
-        self.name, self.health, self.any_answer = name, health, any_answer    # any_answer: a 401/403 still says "up"
-        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-
-    def up(self) -> bool:
-        import httpx
-        try: code = httpx.get(self.health, timeout=2).status_code
-        except httpx.HTTPError: return False
-        return code == 200 or (self.any_answer and code < 500)
-
-    def stop(self, timeout: float = 30) -> int:
-        "SIGTERM, then SIGKILL after `timeout`; the exit code."
-        import signal, subprocess
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try: self.proc.wait(timeout)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        return self.proc.returncode
-
-def _local(host: str) -> str: return '127.0.0.1' if host in ('0.0.0.0', '::', '') else host
-
-class Supervisor:
-    "The children of `botcore run`: started in order, watched, stopped in reverse order on Ctrl-C, SIGTERM or a death."
-    def __init__(self):
-        import signal
-        self.children, self.why = [], None
-        def on_signal(signum, frame): self.why = self.why or signal.Signals(signum).name
-        self._old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def start(self, child: Child, timeout: float) -> bool:
-        "Start `child` and wait until it answers; False if it died, timed out, or a stop was asked for meanwhile."
-        self.children.append(child)
-        deadline = time.monotonic() + timeout
-        while self.why is None and time.monotonic() < deadline:
-            if child.proc.poll() is not None: self.why = f"{child.name} exited with {child.proc.returncode}"; return False
-            if child.up(): return True
-            time.sleep(0.3)
-        self.why = self.why or f"{child.name} did not answer {child.health} within {timeout:.0f} s"
-        return False
-
-    def wait(self):
-        "Until a signal or a child's death."
-        while self.why is None:
-            if dead := [c for c in self.children if c.proc.poll() is not None]:
-                self.why = f"{dead[0].name} exited with {dead[0].proc.returncode}"
-            time.sleep(0.2)
-
-    def stop(self) -> int:
-        "Stop every child, the last started first; 0 if asked to stop, 1 if something failed."
-        import signal
-        print(f"\nstopping ({self.why})...", flush=True)
-        codes = {c.name: c.stop() for c in reversed(self.children)}
-        for sig, h in self._old.items(): signal.signal(sig, h)
-        print('stopped: ' + ', '.join(f"{n} ({code})" for n, code in codes.items()), flush=True)
-        return 0 if self.why in ('SIGINT', 'SIGTERM') else 1
-
+# %% ../nbs/90_cli.ipynb #f675ab3b
 @command('run')
 def run_cmd(config: str = None,  # path to a botcore.toml
             dashboard: bool = True):  # also start the Voila dashboard
-    "The main job: data summary, default model if none, then the AI service, the engine and the dashboard."
+    "The main job: data summary, default model if none, then the AI service, engine and dashboard."
     from botcore.config import load_settings_or_exit
-    from botcore.dashboard.clients import dashboards_dir
+    from botcore.jobs.services import Supervisor, start_services
     s = load_settings_or_exit(config)          # also generates the tokens the three services share
     data_cmd()
     ensure_default_model(s)
-    env = dict(os.environ) | ({'BOTCORE_CONFIG': str(Path(config).resolve())} if config else {})
-    ai_url = f"http://{_local(s.ai.host)}:{s.ai.port}"
-    engine_url = f"http://{_local(s.api.host)}:{s.api.port}"
-    uv = [sys.executable, '-m', 'uvicorn', '--log-level', 'warning']
     sup = Supervisor()
     try:
-        if not sup.start(Child('ai', [*uv, 'botcore.api.ai.app:app', '--host', s.ai.host, '--port', str(s.ai.port)],
-                               f'{ai_url}/health', env), 300): return sup.stop()
-        print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)", flush=True)
-        if not sup.start(Child('engine', [*uv, 'botcore.api.engine:app', '--host', s.api.host, '--port', str(s.api.port)],
-                               f'{engine_url}/health', env | {'PYTHON_AI_SERVICE_URL': ai_url}), 120): return sup.stop()
-        print(f"trading engine:    {engine_url}  (paper trading, {s.market_data.source} {', '.join(s.market_data.symbols)} "
-              f"{s.market_data.timeframe}; token: botcore config token --name engine_api_key)", flush=True)
-        if dashboard and (dashboards_dir() / 'monitor.ipynb').exists():
-            dash_url = f"http://{_local(s.dashboard.host)}:{s.dashboard.port}"
-            botcore = str(Path(sys.executable).with_name('botcore'))
-            if not sup.start(Child('dashboard', [botcore, 'serve', 'dashboard'] + (['--config', config] if config else []), f'{dash_url}/health',
-                                   env | {'BOTCORE_DASHBOARD__ENGINE_URL': engine_url, 'BOTCORE_DASHBOARD__AI_URL': ai_url}), 120):
-                return sup.stop()
-            print(f"dashboard:         {dash_url}/?token=<botcore config token --name dashboard_session_secret>", flush=True)
-        print("Ctrl-C stops everything.", flush=True)
-        sup.wait()
+        if start_services(sup, s, config, dashboard):
+            print("Ctrl-C stops everything.", flush=True)
+            sup.wait()
         return sup.stop()
     except BaseException:
         sup.why = sup.why or 'an error in botcore run'
@@ -337,7 +308,7 @@ def simulator(port: int = 9443,  # port to listen on (0: any free port)
               speed: float = 1.0,  # candles of the base timeframe replayed per second (0: paused)
               symbols: str = 'BTCUSDT,ETHUSDT',  # comma-separated bundled symbols
               timeframe: str = None,  # base timeframe (default: the finest every symbol has)
-              start: str = None,  # where the clock starts: an instant (2024-12-01T00:00) or -N candles before the end
+              start: str = None,  # where the clock starts: 2024-12-01T00:00, or -N candles before the end
               api_key: str = 'key',  # the API key clients sign with
               secret: str = 'secret',  # its secret
               cash: float = 10_000.0,  # starting USDT balance
@@ -346,21 +317,23 @@ def simulator(port: int = 9443,  # port to listen on (0: any free port)
     from botcore.simulator.server import simulator_cmd
     return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash, fee)
 
+# %% ../nbs/90_cli.ipynb #89091778
 @command('schedule')
 def schedule(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
-             once: str = None):  # run the scheduled run of this name now, once, and exit 0 if it succeeded, 1 if it failed
+             once: str = None):  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
     "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
     from botcore.jobs.schedule import schedule_cmd
     return schedule_cmd(config, once)
 
+# %% ../nbs/90_cli.ipynb #38c03039
 @command('download')
 def download(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
              timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
-             since: str = None,  # first candle's open time, UTC, e.g. 2024-01-01 (default: continue the file after its last candle)
+             since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: after the file's last)
              until: str = None,  # stop before this time, UTC (default: the last closed candle)
-             path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet, beside the bundled series)
+             path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet)
              no_progress: bool = False,  # no progress bar
-             config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host, e.g. the simulator)
+             config: str = None):  # path to a botcore.toml ([exchange] rest_url: e.g. the simulator)
     "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
     from botcore.exchange.download import download_cmd      # ccxt loads only when it is used
     return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)

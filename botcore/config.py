@@ -1,4 +1,4 @@
-"""One settings object for every botcore service: a TOML file, environment overrides, generated secrets.
+"""One settings object for every botcore service: a TOML file, the environment, defaults.
 
 Docs: https://botcore.github.io/botcore/config.html.md"""
 
@@ -6,26 +6,28 @@ Docs: https://botcore.github.io/botcore/config.html.md"""
 
 # %% ../nbs/01_config.ipynb #638a77d5
 from __future__ import annotations
-import fcntl, hmac, json, os, re, secrets, sys, tomllib
+import json
+import os
+import re
+import sys
+import tomllib
 from collections.abc import Mapping
-from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
-from pydantic import (AfterValidator, AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr,
-                      TypeAdapter, ValidationError, field_validator, model_validator)
-from pydantic_settings import (BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError,
-                               TomlConfigSettingsSource)
+from pydantic import BaseModel, SecretStr, ValidationError, field_validator
+from pydantic_settings import (BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict,
+                               SettingsError, TomlConfigSettingsSource)
 import botcore
 from .core import Timeframe
+from .secrets import SecretsError, generated_tokens
+from .sections import (AISettings, ApiSettings, AuthSettings, DashboardSettings,
+                              ExchangeSettings, KeyedError, MarketDataSettings, ScheduleSettings,
+                              StoreSettings, TradingSettings)
 
 # %% auto #0
-__all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'Section',
-           'MarketDataSettings', 'ApiSettings', 'StrategySettings', 'TradingSettings', 'AISettings', 'AuthSettings',
-           'config_path', 'project_root', 'ExchangeSettings', 'DashboardSettings', 'ScheduledRun', 'ScheduleSettings',
-           'StoreSettings', 'Settings', 'read_settings', 'secrets_path', 'ensure_tokens', 'load_settings',
-           'tokens_match', 'show_settings', 'load_settings_or_exit']
+__all__ = ['ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'config_path', 'project_root', 'Settings', 'read_settings',
+           'ensure_tokens', 'load_settings', 'show_settings', 'load_settings_or_exit']
 
 # %% ../nbs/01_config.ipynb #4394f9cd
 class ConfigError(ValueError):
@@ -37,159 +39,6 @@ class ConfigError(ValueError):
     def __str__(self):
         here = f"{self.file}: {self.key}: {self.reason}" if self.key else f"{self.file}: {self.reason}"
         return "\n".join([here, *map(str, self.more)])
-
-# %% ../nbs/01_config.ipynb #ccca6a01
-def _unit_interval(x: float) -> float:
-    "A probability-like threshold."
-    if not 0 <= x <= 1: raise ValueError(f"must be in 0..1 (got {x!r})")
-    return x
-
-def _port(n: int) -> int:
-    "A TCP port a service can listen on."
-    if not 1 <= n <= 65535: raise ValueError(f"must be in 1..65535 (got {n!r})")
-    return n
-
-Threshold = Annotated[float, AfterValidator(_unit_interval)]
-Port = Annotated[int, AfterValidator(_port)]
-
-# %% ../nbs/01_config.ipynb #895e739d
-_HTTP_URL = TypeAdapter(AnyHttpUrl)
-
-def _http_url(s: str) -> str:
-    "An http(s) URL, kept as written less a trailing '/'."
-    try: _HTTP_URL.validate_python(s)
-    except ValidationError as e: raise ValueError(f"malformed URL: {e.errors()[0]['msg']} (got {s!r})") from None
-    return s.rstrip('/')
-
-def _origin(s: str) -> str:
-    "A CORS origin: scheme://host[:port], nothing after."
-    s = _http_url(s)
-    if _HTTP_URL.validate_python(s).path not in (None, '', '/') or '?' in s:
-        raise ValueError(f"malformed origin: expected scheme://host[:port] without a path (got {s!r})")
-    return s
-
-HttpURL = Annotated[str, AfterValidator(_http_url)]
-Origin = Annotated[str, AfterValidator(_origin)]
-
-# %% ../nbs/01_config.ipynb #845fe4e2
-def _non_empty(s: SecretStr) -> SecretStr:
-    "A token that is really there."
-    if not s.get_secret_value().strip(): raise ValueError("must not be empty; leave it unset to have one generated")
-    return s
-
-Token = Annotated[SecretStr, AfterValidator(_non_empty)]
-
-# %% ../nbs/01_config.ipynb #0cffa80c
-class Section(BaseModel):
-    "Base of every settings table: immutable, unknown keys refused."
-    model_config = ConfigDict(extra='forbid', frozen=True, protected_namespaces=())
-
-# %% ../nbs/01_config.ipynb #d57b3599
-class MarketDataSettings(Section):
-    "`[market_data]`: where candles come from and how often the AI service is asked."
-    ai_service_url: HttpURL = 'http://127.0.0.1:8000'
-    update_interval_ms: int = Field(60_000, gt=0)
-    confidence_threshold: Threshold = 0.65
-    symbols: list[str] = Field(['BTCUSDT'], min_length=1)
-    timeframe: Annotated[Timeframe, BeforeValidator(Timeframe.parse)] = Timeframe.H1
-    source: Literal['replay', 'binance', 'binance-testnet'] = 'replay'
-    history_candles: int = Field(200, ge=100, description='rolling window per symbol, backfilled at start (the AI needs 100)')
-    replay_speed: float = Field(1.0, ge=0, description='replay: candles per second (0: as fast as possible)')
-    replay_candles: int = Field(2000, gt=0, description="replay: how many of the series' last candles to stream")
-
-# %% ../nbs/01_config.ipynb #3e55c42a
-class ApiSettings(Section):
-    "`[api]`: the engine's HTTP and WebSocket server."
-    host: str = '127.0.0.1'
-    port: Port = 8080
-    cors_origins: list[Origin] = ['http://localhost:3000']
-    ws_ping_seconds: float = Field(20.0, gt=0, description='keep-alive ping interval on /ws')
-    ws_queue_size: int = Field(1000, ge=1, description="events buffered per WebSocket client before it is dropped")
-
-_OPTIONAL_RULES = ('stop_loss_pct', 'take_profit_pct', 'trailing_activation_pct', 'trailing_distance_pct',
-                   'max_holding_candles', 'max_holding_minutes', 'risk_pct', 'max_position_value', 'daily_loss_limit_pct')
-
-class StrategySettings(Section):
-    "The trading rules' settings (part of `[trading]`); percentages in percent, fee and slippage as fractions."
-    taker_fee: float = Field(0.001, ge=0, lt=0.1, description='fee per fill, fraction of its value')
-    slippage: float = Field(0.0005, ge=0, lt=0.1, description='price move against each market order, fraction')
-    stop_loss_pct: Optional[float] = Field(2.0, gt=0, lt=100, description='stop this % against the entry price')
-    take_profit_pct: Optional[float] = Field(4.0, gt=0, description='target this % in favour of the entry price')
-    trailing_activation_pct: Optional[float] = Field(None, gt=0, description='trail once the best price is this % in favour')
-    trailing_distance_pct: Optional[float] = Field(None, gt=0, lt=100, description='trail this % behind the best price')
-    max_holding_candles: Optional[int] = Field(None, gt=0, description='close after this many candles')
-    max_holding_minutes: Optional[float] = Field(None, gt=0, description='close once held this long')
-    position_size_pct: float = Field(10.0, gt=0, le=100, description='margin per position, % of equity')
-    risk_pct: Optional[float] = Field(None, gt=0, le=100, description='risk-based sizing: lose this % of equity at the stop')
-    max_position_value: Optional[float] = Field(None, gt=0, description="cap on a position's value, quote currency")
-    leverage: float = Field(1.0, ge=1, le=125)
-    max_open_positions: int = Field(3, ge=1, description='across all symbols')
-    daily_loss_limit_pct: Optional[float] = Field(3.0, gt=0, le=100, description="of the UTC day's starting equity")
-    cooldown_losses: int = Field(3, ge=0, description='consecutive losses that start a cool-down (0: never)')
-    cooldown_minutes: float = Field(60.0, ge=0)
-    warmup_candles: int = Field(0, ge=0, description='candles seen before the first entry')
-    market: Literal['spot', 'futures', 'paper'] = 'paper'
-    reverse_on_opposite: bool = False
-
-    @field_validator(*_OPTIONAL_RULES, mode='before')
-    @classmethod
-    def _zero_is_off(cls, v):
-        try: return None if v is not None and not isinstance(v, bool) and float(v) == 0 else v   # 0 or '0' (from the environment)
-        except (TypeError, ValueError): return v
-
-    @model_validator(mode='after')
-    def _consistent(self):
-        if self.risk_pct is not None and self.stop_loss_pct is None:
-            raise ValueError(f"risk_pct={self.risk_pct!r}: risk-based sizing needs stop_loss_pct (got None)")
-        if self.trailing_activation_pct is not None and self.trailing_distance_pct is None:
-            raise ValueError(f"trailing_activation_pct={self.trailing_activation_pct!r}: needs trailing_distance_pct (got None)")
-        if self.market == 'spot' and self.leverage != 1:
-            raise ValueError(f"leverage={self.leverage!r}: the spot market trades without leverage (use 1)")
-        return self
-
-# %% ../nbs/01_config.ipynb #1b45acdd
-class TradingSettings(StrategySettings):
-    "`[trading]`: whether and how the engine trades, and the trading rules' settings."
-    enabled: bool = True
-    use_ai_signals: bool = True
-    signal_timeout_seconds: float = Field(30, gt=0)
-    mode: Literal['paper', 'live'] = 'paper'
-    signal_retries: int = Field(3, ge=0, description="retries of a failed /analyze (the seed's MAX_RETRIES)")
-    signal_retry_delay_seconds: float = Field(5.0, ge=0, description="pause before each retry (the seed's RETRY_DELAY)")
-    health_check_seconds: float = Field(5.0, gt=0, description="how often the engine polls the AI service's /health")
-    paper_cash: float = Field(10_000.0, gt=0, description='starting balance of the paper account, quote currency')
-    checkpoint_seconds: float = Field(1.0, gt=0, description="most time between two saves of the engine's state")
-
-# %% ../nbs/01_config.ipynb #163460f9
-class _KeyedError(ValueError):
-    "A section-level check that blames one key."
-    def __init__(self, key: str, reason: str): self.key = key; super().__init__(reason)
-
-class AISettings(Section):
-    "`[ai]`: the AI service's server, signal thresholds and prediction cache."
-    host: str = '127.0.0.1'
-    port: Port = 8000
-    long_threshold: Threshold = 0.6
-    short_threshold: Threshold = 0.4
-    confidence_threshold: Threshold = 0.55
-    cache_predictions: bool = True
-    cache_ttl_seconds: int = Field(300, ge=0)
-    model_dir: Optional[Path] = None  # None: `Settings.model_dir` puts it under data_dir
-
-    @model_validator(mode='after')
-    def _thresholds_apart(self):
-        if self.long_threshold <= self.short_threshold:
-            raise _KeyedError('long_threshold', f"must be above short_threshold ({self.short_threshold}) "
-                              f"(got {self.long_threshold})")
-        return self
-
-# %% ../nbs/01_config.ipynb #3380dfb6
-class AuthSettings(Section):
-    "`[auth]`: the shared secrets; an unset one is generated by `load_settings`."
-    inter_service_token: Optional[Token] = None
-    engine_api_key: Optional[Token] = None
-    ai_api_key: Optional[Token] = None
-    dashboard_session_secret: Optional[Token] = None
 
 # %% ../nbs/01_config.ipynb #6d2d5f24
 ENV_VARS: dict[str, str] = {
@@ -212,16 +61,20 @@ def _named_env(env: Mapping[str, str]) -> dict:
     "The seed's variables as a nested dict of settings, the first of a name and its aliases winning."
     out: dict = {}
     for var, key in ENV_VARS.items():
-        if var not in env: continue
+        if var not in env:
+            continue
         *sections, name = key.split('.')
         table = out
-        for s in sections: table = table.setdefault(s, {})
+        for s in sections:
+            table = table.setdefault(s, {})
         table.setdefault(name, env[var])
     return out
 
+# %% ../nbs/01_config.ipynb #21f8d584
 def _env_origins(env: Mapping[str, str]) -> dict[str, str]:
     "Dotted key -> 'env VAR' for every key the environment sets."
-    generic = {k[len(ENV_PREFIX):].lower().replace(ENV_DELIMITER, '.'): k for k in env if k.upper().startswith(ENV_PREFIX)}
+    generic = {k[len(ENV_PREFIX):].lower().replace(ENV_DELIMITER, '.'): k
+               for k in env if k.upper().startswith(ENV_PREFIX)}
     named = {key: var for var, key in reversed(ENV_VARS.items()) if var in env}
     return {key: f"env {var}" for key, var in (generic | named).items()}
 
@@ -257,76 +110,15 @@ def _sources(settings_cls, path: Path | None, env: Mapping[str, str]) -> tuple:
     "The settings sources, strongest first: the seed's variables, BOTCORE_* variables, the file."
     out = [InitSettingsSource(settings_cls, _named_env(env)), _EnvSource(settings_cls, env)]
     if path is not None:
-        try: out.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        except tomllib.TOMLDecodeError as e: raise ConfigError(path, None, f"invalid TOML: {e}") from None
+        try:
+            out.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(path, None, f"invalid TOML: {e}") from None
     return tuple(out)
-
-# %% ../nbs/01_config.ipynb #47b5b0ca
-def _ws_url(s: str) -> str:
-    "A ws:// or wss:// URL, kept as written less a trailing '/'."
-    if not re.fullmatch(r'wss?://[^\s/]+(/\S*)?', s): raise ValueError(f"malformed WebSocket URL: expected ws://host[:port][/path] (got {s!r})")
-    return s.rstrip('/')
-
-class ExchangeSettings(Section):
-    "`[exchange]`: the Binance connection used when `market_data.source` is binance or binance-testnet."
-    api_key: Optional[Token] = None          # env BINANCE_API_KEY; never logged or shown
-    api_secret: Optional[Token] = None       # env BINANCE_API_SECRET
-    market_type: Literal['spot', 'futures'] = 'spot'
-    rest_url: Optional[HttpURL] = Field(None, description="override Binance's REST base URL (a proxy, the simulator)")
-    ws_url: Optional[Annotated[str, AfterValidator(_ws_url)]] = Field(None, description="override Binance's WebSocket base URL")
-    confirm_live: bool = Field(False, description="trading.mode = 'live' sends real orders only with keys and this set")
-    max_retries: int = Field(5, ge=0, description='retries of a network error or rate limit, with exponential backoff')
-    retry_delay_seconds: float = Field(1.0, ge=0, description='first backoff delay; doubles each retry')
-
-# %% ../nbs/01_config.ipynb #391fc343
-class DashboardSettings(Section):
-    "`[dashboard]`: the Voila dashboard and where it finds the two services."
-    host: str = '127.0.0.1'
-    port: Port = 3000
-    engine_url: HttpURL = 'http://127.0.0.1:8080'
-    ai_url: HttpURL = 'http://127.0.0.1:8000'
-    refresh_seconds: float = Field(5.0, gt=0, description="the seed's VITE_REFRESH_INTERVAL")
-    request_timeout_seconds: float = Field(10.0, gt=0, description="the seed's VITE_API_TIMEOUT")
-    cull_idle_seconds: int = Field(120, ge=10, description='shut down the kernel of a page closed this long ago')
-
-def _cron(s: str) -> str:
-    "A five-field crontab expression, as APScheduler reads it."
-    from apscheduler.triggers.cron import CronTrigger
-    try: CronTrigger.from_crontab(s)
-    except ValueError as e: raise ValueError(f"bad cron expression {s!r}: {e}") from None
-    return s
-
-class ScheduledRun(Section):
-    "One scheduled papermill run: `pipeline` (pipelines/<name>.ipynb) with `parameters` on a `cron` expression (UTC)."
-    name: str = Field(pattern=r'^[A-Za-z0-9_.-]+$')
-    pipeline: Literal['train', 'backtest']
-    cron: Annotated[str, AfterValidator(_cron)]
-    parameters: dict[str, Any] = {}
-
-class ScheduleSettings(Section):
-    "`[schedule]`: the pipelines `botcore schedule` runs, e.g. a nightly retrain."
-    runs: list[ScheduledRun] = [ScheduledRun(name='nightly-train', pipeline='train', cron='0 3 * * *',
-                                             parameters=dict(symbol='BTCUSDT', timeframe='1h'))]
-    runs_dir: Path = Path('runs')
-
-# %% ../nbs/01_config.ipynb #23f57858
-def _database_url(s: str) -> str:
-    "A SQLAlchemy database URL (sqlite:///..., postgresql+psycopg://...)."
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-    try: make_url(s)
-    except ArgumentError: raise ValueError(f"malformed database URL: expected dialect+driver://user@host/db (got {s!r})") from None
-    return s
-
-class StoreSettings(Section):
-    "`[store]`: where orders, fills, trades, signals and events are kept."
-    url: Optional[Annotated[str, AfterValidator(_database_url)]] = Field(
-        None, description='SQLAlchemy URL; None: an SQLite file data_dir/botcore.db')
-    echo: bool = False
 
 # %% ../nbs/01_config.ipynb #0921c5fc
 class Settings(BaseSettings):
-    "Every botcore setting: `[market_data]`, `[api]`, `[trading]`, `[ai]`, `[auth]`, `[store]`, `[exchange]`, `[dashboard]`, `[schedule]` and `data_dir`."
+    "Every botcore setting: the tables of `botcore.sections` and `data_dir`."
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER,
                                       extra='forbid', frozen=True)
     data_dir: Path = Path('~/.botcore')
@@ -343,39 +135,47 @@ class Settings(BaseSettings):
     @field_validator('data_dir', mode='before')
     @classmethod
     def _not_empty(cls, p):
-        if isinstance(p, str) and not p.strip(): raise ValueError("must not be empty")
+        if isinstance(p, str) and not p.strip():
+            raise ValueError("must not be empty")
         return p
 
     @field_validator('data_dir')
     @classmethod
-    def _expand(cls, p: Path) -> Path: return p.expanduser()
-
-    @property
-    def model_dir(self) -> Path:
-        "Where trained models live: `ai.model_dir`, or `data_dir/models`."
-        return self.ai.model_dir or self.data_dir / 'models'
-
-    @property
-    def database_url(self) -> str:
-        "The store's SQLAlchemy URL: `store.url`, or an SQLite file in data_dir."
-        return self.store.url or f"sqlite:///{self.data_dir / 'botcore.db'}"
+    def _expand(cls, p: Path) -> Path:
+        return p.expanduser()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **_):
         file, env = _reading.get() or (config_path(), os.environ)
         return (init_settings, *_sources(settings_cls, file, env))
 
+# %% ../nbs/01_config.ipynb #ca975d42
+@property
+def _model_dir(self: Settings) -> Path:
+    "Where trained models live: `ai.model_dir`, or `data_dir/models`."
+    return self.ai.model_dir or self.data_dir / 'models'
+
+@property
+def _database_url(self: Settings) -> str:
+    "The store's SQLAlchemy URL: `store.url`, or an SQLite file in data_dir."
+    return self.store.url or f"sqlite:///{self.data_dir / 'botcore.db'}"
+
+Settings.model_dir, Settings.database_url = _model_dir, _database_url
+
 # %% ../nbs/01_config.ipynb #334ae2d4
 def _dotted(loc) -> str:
     "('api', 'cors_origins', 1) -> 'api.cors_origins[1]'."
     return ''.join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip('.')
 
+# %% ../nbs/01_config.ipynb #5a528bb7
 def _reason(err: dict) -> str:
     "A short reason from one pydantic error, showing the refused value unless it is secret."
     if err['type'] == 'extra_forbidden':
-        return 'unknown section' if len(err['loc']) == 1 and isinstance(err['input'], dict) else 'unknown key'
+        section = len(err['loc']) == 1 and isinstance(err['input'], dict)
+        return 'unknown section' if section else 'unknown key'
     msg = err['msg'].removeprefix('Value error, ')
-    if err['loc'][:1] == ('auth',) or 'got ' in msg or repr(err['input']) in msg: return msg
+    if err['loc'][:1] == ('auth',) or 'got ' in msg or repr(err['input']) in msg:
+        return msg
     return f"{msg} (got {err['input']!r})"
 
 # %% ../nbs/01_config.ipynb #136432b0
@@ -383,10 +183,11 @@ def _config_error(e: ValidationError, file, origins: dict[str, str]) -> ConfigEr
     "A `ConfigError` for every problem pydantic found, blaming the env variable or the file."
     out = []
     for err in e.errors():
-        loc = err['loc'] + ((x.key,) if isinstance(x := err.get('ctx', {}).get('error'), _KeyedError) else ())
-        key = _dotted(loc)
-        src = next((origins[k] for k in (_dotted(loc[:n]) for n in range(len(loc), 0, -1)) if k in origins), None)
-        out.append(ConfigError(src or file, key, _reason(err)))
+        keyed = err.get('ctx', {}).get('error')
+        loc = err['loc'] + ((keyed.key,) if isinstance(keyed, KeyedError) else ())
+        prefixes = (_dotted(loc[:n]) for n in range(len(loc), 0, -1))
+        src = next((origins[k] for k in prefixes if k in origins), None)
+        out.append(ConfigError(src or file, _dotted(loc), _reason(err)))
     return ConfigError(out[0].file, out[0].key, out[0].reason, more=out[1:])
 
 # %% ../nbs/01_config.ipynb #7347e0d1
@@ -403,87 +204,59 @@ def read_settings(path=None, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     file = config_path(path, env)
     reading = _reading.set((file, env))
-    try: return Settings()
-    except ValidationError as e: raise _config_error(e, file or '<settings>', _env_origins(env)) from None
-    except SettingsError as e: raise _env_json_error(e, _env_origins(env)) from None
-    finally: _reading.reset(reading)
-
-# %% ../nbs/01_config.ipynb #85188655
-def secrets_path(data_dir) -> Path:
-    "Where generated tokens are kept."
-    return Path(data_dir).expanduser() / 'secrets.json'
-
-@contextmanager
-def _locked(path: Path):
-    "An exclusive lock on `path.lock` for the duration of the block."
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path.with_suffix('.lock'), 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
-# %% ../nbs/01_config.ipynb #9d49635f
-def _read_secrets(path: Path) -> dict[str, str]:
-    "The stored tokens, refusing a file others can read or one that is not a JSON object of tokens."
-    if not path.exists(): return {}
-    if (mode := path.stat().st_mode & 0o777) & 0o077:
-        raise ConfigError(path, None, f"readable by others (mode {mode:o}); run: chmod 600 {path}")
-    try: data = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ConfigError(path, None, f"invalid JSON: {e}") from None
-    if not isinstance(data, dict): raise ConfigError(path, None, "expected a JSON object of tokens")
-    for k, v in data.items():
-        if not isinstance(v, str) or not v.strip(): raise ConfigError(path, f"auth.{k}", "must be a non-empty string")
-    return data
-
-def _write_secrets(path: Path, data: dict[str, str]):
-    "Write `data` to `path` atomically with mode 0600."
-    tmp = path.with_suffix('.tmp')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w') as f: json.dump(data, f, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-# %% ../nbs/01_config.ipynb #26970606
-def ensure_tokens(settings: Settings) -> Settings:
-    "`settings` with every unset token filled from `data_dir/secrets.json`, generating and storing new ones."
-    missing = [k for k, v in settings.auth if v is None]
-    if not missing: return settings
-    path = secrets_path(settings.data_dir)
     try:
-        with _locked(path):
-            stored = _read_secrets(path)
-            if new := {k: secrets.token_urlsafe(32) for k in missing if k not in stored}: _write_secrets(path, stored | new)
-    except OSError as e: raise ConfigError(path, None, f"cannot keep generated tokens: {e}") from None
-    tokens = {k: SecretStr((stored | new)[k]) for k in missing}
+        return Settings()
+    except ValidationError as e:
+        raise _config_error(e, file or '<settings>', _env_origins(env)) from None
+    except SettingsError as e:
+        raise _env_json_error(e, _env_origins(env)) from None
+    finally:
+        _reading.reset(reading)
+
+# %% ../nbs/01_config.ipynb #f57416a3
+def ensure_tokens(settings: Settings) -> Settings:
+    "`settings` with every unset `[auth]` token filled from `data_dir/secrets.json`."
+    missing = [k for k, v in settings.auth if v is None]
+    if not missing:
+        return settings
+    try:
+        kept = generated_tokens(settings.data_dir, missing)
+    except SecretsError as e:
+        raise ConfigError(e.file, e.key, e.reason) from None
+    tokens = {k: SecretStr(v) for k, v in kept.items()}
     return settings.model_copy(update={'auth': settings.auth.model_copy(update=tokens)})
 
 # %% ../nbs/01_config.ipynb #2f101554
 def load_settings(path=None, env: Mapping[str, str] | None = None) -> Settings:
-    "The effective settings: TOML file, environment (default `os.environ`), defaults, and tokens for every service."
+    "The effective settings: TOML file, environment (default `os.environ`), defaults, and tokens."
     return ensure_tokens(read_settings(path, env))
-
-# %% ../nbs/01_config.ipynb #d4f12e2f
-def tokens_match(given: str | None, expected: SecretStr | None) -> bool:
-    "True when `given` equals the secret `expected`, compared in constant time; never for empty values."
-    if not given or expected is None or not (want := expected.get_secret_value()): return False
-    return hmac.compare_digest(given.encode(), want.encode())
 
 # %% ../nbs/01_config.ipynb #ac180eff
 def _toml_str(s: str) -> str:
     "A TOML basic string (JSON escapes are valid TOML; DEL must be escaped too)."
     return json.dumps(s, ensure_ascii=False).replace('\x7f', '\\u007f')
 
-def _toml_key(k: str) -> str: return k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else _toml_str(k)
+def _toml_key(k: str) -> str:
+    "A bare key where TOML allows one, else a quoted one."
+    return k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else _toml_str(k)
 
+# %% ../nbs/01_config.ipynb #371bf1c0
 def _toml_value(v) -> str:
     "One value in TOML syntax."
-    if isinstance(v, Enum): v = v.value
-    if isinstance(v, bool): return 'true' if v else 'false'
-    if isinstance(v, (int, float)): return repr(v)  # also inf and nan, which TOML spells the same
-    if isinstance(v, (str, Path)): return _toml_str(str(v))
-    if isinstance(v, (list, tuple)): return '[' + ', '.join(map(_toml_value, v)) + ']'
-    if isinstance(v, Mapping): return '{' + ', '.join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + '}'
-    if isinstance(v, BaseModel): return _toml_value({k: x for k, x in v.model_dump().items() if x is not None})
+    if isinstance(v, Enum):
+        v = v.value
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, (int, float)):
+        return repr(v)  # also inf and nan, which TOML spells the same
+    if isinstance(v, (str, Path)):
+        return _toml_str(str(v))
+    if isinstance(v, (list, tuple)):
+        return '[' + ', '.join(map(_toml_value, v)) + ']'
+    if isinstance(v, Mapping):
+        return '{' + ', '.join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + '}'
+    if isinstance(v, BaseModel):
+        return _toml_value({k: x for k, x in v.model_dump().items() if x is not None})
     raise TypeError(f"cannot write {type(v).__name__} as TOML: {v!r}")
 
 # %% ../nbs/01_config.ipynb #da0b6123
@@ -491,22 +264,30 @@ def _toml_table(model: BaseModel, name: str = '') -> list[str]:
     "The lines of one table, its plain keys first, then its sub-tables; secrets masked."
     lines, subtables = ([f"[{name}]"] if name else []), []
     for k, v in model:
-        if isinstance(v, BaseModel): subtables.append((f"{name}.{k}" if name else k, v))
-        elif isinstance(v, SecretStr): lines.append(f"# {k} = <set, {len(v.get_secret_value())} chars>")
-        elif v is None: lines.append(f"# {k} = <unset>")
-        else: lines.append(f"{k} = {_toml_value(v)}")
-    for sub, m in subtables: lines += ['', *_toml_table(m, sub)]
+        if isinstance(v, BaseModel):
+            subtables.append((f"{name}.{k}" if name else k, v))
+        elif isinstance(v, SecretStr):
+            lines.append(f"# {k} = <set, {len(v.get_secret_value())} chars>")
+        elif v is None:
+            lines.append(f"# {k} = <unset>")
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for sub, m in subtables:
+        lines += ['', *_toml_table(m, sub)]
     return lines
 
+# %% ../nbs/01_config.ipynb #1691c5cc
 def show_settings(settings: Settings) -> str:
     "The effective settings as TOML text, with every secret masked."
-    s = settings.model_copy(update={'ai': settings.ai.model_copy(update={'model_dir': settings.model_dir})})
-    return '\n'.join(['# effective botcore settings; secrets are never shown', *_toml_table(s)]) + '\n'
+    ai = settings.ai.model_copy(update={'model_dir': settings.model_dir})
+    lines = _toml_table(settings.model_copy(update={'ai': ai}))
+    return '\n'.join(['# effective botcore settings; secrets are never shown', *lines]) + '\n'
 
 # %% ../nbs/01_config.ipynb #4f7ed6ed
 def load_settings_or_exit(path=None, env: Mapping[str, str] | None = None) -> Settings:
     "`load_settings`, or the error on stderr and exit status 2."
-    try: return load_settings(path, env)
+    try:
+        return load_settings(path, env)
     except ConfigError as e:
         print(f"botcore: invalid configuration\n{e}", file=sys.stderr)
         sys.exit(2)

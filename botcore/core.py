@@ -6,12 +6,14 @@ Docs: https://botcore.github.io/botcore/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5c90b2b0
 from __future__ import annotations
-import math, uuid
+import math
+import uuid
 from dataclasses import dataclass, asdict
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Optional
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, field_serializer, field_validator,
+                      model_validator)
 
 # %% auto #0
 __all__ = ['Timeframe', 'utc_from_ms', 'ms_from_utc', 'SignalKind', 'Side', 'CandleError', 'Candle', 'Signal', 'OrderType',
@@ -23,8 +25,18 @@ _PANDAS_UNIT = {'m': 'min', 'h': 'h', 'd': 'D'}
 
 class Timeframe(str, Enum):
     "A candle interval as Binance names it."
-    M1='1m'; M3='3m'; M5='5m'; M15='15m'; M30='30m'
-    H1='1h'; H2='2h'; H4='4h'; H6='6h'; H8='8h'; H12='12h'; D1='1d'
+    M1 = '1m'
+    M3 = '3m'
+    M5 = '5m'
+    M15 = '15m'
+    M30 = '30m'
+    H1 = '1h'
+    H2 = '2h'
+    H4 = '4h'
+    H6 = '6h'
+    H8 = '8h'
+    H12 = '12h'
+    D1 = '1d'
 
     def __str__(self): return self.value
 
@@ -40,10 +52,14 @@ class Timeframe(str, Enum):
 # %% ../nbs/00_core.ipynb #2876cb08
 def _parse_timeframe(cls, x) -> Timeframe:
     "A `Timeframe` from a `Timeframe` or its name, with an error that lists the valid names."
-    if isinstance(x, Timeframe): return x
-    try: return cls(str(x).strip())
+    if isinstance(x, Timeframe):
+        return x
+    try:
+        return cls(str(x).strip())
     except ValueError:
-        raise ValueError(f"unknown timeframe {x!r}; expected one of {', '.join(t.value for t in cls)}") from None
+        raise ValueError(
+            f"unknown timeframe {x!r}; expected one of {', '.join(t.value for t in cls)}"
+        ) from None
 
 Timeframe.parse = classmethod(_parse_timeframe)
 
@@ -68,27 +84,37 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 def ms_from_utc(t: datetime) -> int:
     "Milliseconds since the epoch of `t`; a naive `t` is UTC."
-    if t.tzinfo is None: t = t.replace(tzinfo=timezone.utc)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
     return (t - _EPOCH) // timedelta(milliseconds=1)
 
 # %% ../nbs/00_core.ipynb #fc801008
 class SignalKind(str, Enum):
     "What the model says to do."
-    LONG='long'; SHORT='short'; NEUTRAL='neutral'
+    LONG = 'long'
+    SHORT = 'short'
+    NEUTRAL = 'neutral'
+
     def __str__(self): return self.value
 
+# %% ../nbs/00_core.ipynb #ede29ffb
 class Side(str, Enum):
     "The side of an order, a fill or a position."
-    BUY='BUY'; SELL='SELL'
+    BUY = 'BUY'
+    SELL = 'SELL'
+
     def __str__(self): return self.value
+
     @property
     def opposite(self) -> Side: return Side.SELL if self is Side.BUY else Side.BUY
+
     @property
     def sign(self) -> int: return 1 if self is Side.BUY else -1
 
 # %% ../nbs/00_core.ipynb #1d21d728
 class CandleError(ValueError):
     "A candle or candle series that breaks a market-data invariant; names the offending field."
+
     def __init__(self, field: str, value, reason: str):
         self.field, self.value, self.reason = field, value, reason
         super().__init__(f"{field}={value!r}: {reason}")
@@ -99,6 +125,7 @@ _PRICES = ('open', 'high', 'low', 'close')
 @dataclass(frozen=True, slots=True)
 class Candle:
     "One OHLCV candle; `timestamp` is its open time in ms since the epoch, UTC."
+
     timestamp: int
     open: float
     high: float
@@ -107,48 +134,74 @@ class Candle:
     volume: float
 
     def __post_init__(self):
-        if isinstance(self.timestamp, bool) or not float(self.timestamp).is_integer() or self.timestamp < 0:
-            raise CandleError('timestamp', self.timestamp, 'must be a non-negative integer of milliseconds')
+        if (
+            isinstance(self.timestamp, bool)
+            or not float(self.timestamp).is_integer()
+            or self.timestamp < 0
+        ):
+            raise CandleError(
+                'timestamp', self.timestamp, 'must be a non-negative integer of milliseconds'
+            )
         for f in _PRICES + ('volume',):
             v = getattr(self, f)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise CandleError(f, v, 'must be a finite number')
         for f in _PRICES:
-            if getattr(self, f) <= 0: raise CandleError(f, getattr(self, f), 'price must be > 0')
-        if self.volume < 0: raise CandleError('volume', self.volume, 'must be >= 0')
-        if self.high < self.low: raise CandleError('high', self.high, f'below low {self.low!r}')
-        if self.high < max(self.open, self.close): raise CandleError('high', self.high, 'below open or close')
-        if self.low > min(self.open, self.close): raise CandleError('low', self.low, 'above open or close')
+            if getattr(self, f) <= 0:
+                raise CandleError(f, getattr(self, f), 'price must be > 0')
+        if self.volume < 0:
+            raise CandleError('volume', self.volume, 'must be >= 0')
+        if self.high < self.low:
+            raise CandleError('high', self.high, f'below low {self.low!r}')
+        if self.high < max(self.open, self.close):
+            raise CandleError('high', self.high, 'below open or close')
+        if self.low > min(self.open, self.close):
+            raise CandleError('low', self.low, 'above open or close')
 
 # %% ../nbs/00_core.ipynb #61b60074
 def _candle_on_grid(self: Candle, timeframe) -> Candle:
     "This candle, if its open time lies on `timeframe`'s grid; else a `CandleError`."
     tf = Timeframe.parse(timeframe)
     if not tf.on_grid(self.timestamp):
-        raise CandleError('timestamp', self.timestamp, f'not on the {tf} grid (open times are multiples of {tf.ms} ms)')
+        raise CandleError(
+            'timestamp',
+            self.timestamp,
+            f'not on the {tf} grid (open times are multiples of {tf.ms} ms)',
+        )
     return self
 
-def _open_time(self: Candle) -> datetime: return datetime.fromtimestamp(self.timestamp / 1000, tz=timezone.utc)
+Candle.on_grid = _candle_on_grid
 
-Candle.on_grid, Candle.open_time = _candle_on_grid, property(_open_time)
+# %% ../nbs/00_core.ipynb #3ce2dcc0
+def _open_time(self: Candle) -> datetime:
+    "The open time as an aware UTC datetime."
+    return utc_from_ms(self.timestamp)
+
+Candle.open_time = property(_open_time)
 
 # %% ../nbs/00_core.ipynb #3389d7eb
 _CANDLE_FIELDS = ('timestamp', 'open', 'high', 'low', 'close', 'volume')
 
-def _unchecked(cls, timestamp: int, open: float, high: float, low: float, close: float, volume: float) -> Candle:
+def _unchecked(
+    cls, timestamp: int, open: float, high: float, low: float, close: float, volume: float
+) -> Candle:
     "A `Candle` from values already validated (skips `__post_init__`'s checks)."
     c = object.__new__(cls)
-    for f, v in zip(_CANDLE_FIELDS, (timestamp, open, high, low, close, volume)): object.__setattr__(c, f, v)
+    for f, v in zip(_CANDLE_FIELDS, (timestamp, open, high, low, close, volume)):
+        object.__setattr__(c, f, v)
     return c
 
 Candle.unchecked = classmethod(_unchecked)
 
 # %% ../nbs/00_core.ipynb #38581995
-def _to_dict(self: Candle) -> dict: return asdict(self)
+def _to_dict(self: Candle) -> dict:
+    return asdict(self)
+
 def _from_dict(cls, d: dict) -> Candle:
     "A `Candle` from the seed's JSON object; missing fields are named."
     missing = [f for f in ('timestamp',) + _PRICES + ('volume',) if f not in d]
-    if missing: raise CandleError(missing[0], None, 'missing')
+    if missing:
+        raise CandleError(missing[0], None, 'missing')
     return cls(**{f: d[f] for f in ('timestamp',) + _PRICES + ('volume',)})
 
 Candle.to_dict, Candle.from_dict = _to_dict, classmethod(_from_dict)
@@ -156,10 +209,15 @@ Candle.to_dict, Candle.from_dict = _to_dict, classmethod(_from_dict)
 # %% ../nbs/00_core.ipynb #4a3bbc03
 class Signal(BaseModel):
     "A trading signal from a model, in the seed's JSON shape."
+
     model_config = ConfigDict(frozen=True, protected_namespaces=())
     signal: SignalKind
-    confidence: float = Field(ge=0, le=100, description='certainty in the signalled direction, 0..100')
-    probability: float = Field(ge=0, le=1, description='P(close `horizon` candles ahead > last close)')
+    confidence: float = Field(
+        ge=0, le=100, description='certainty in the signalled direction, 0..100'
+    )
+    probability: float = Field(
+        ge=0, le=1, description='P(close `horizon` candles ahead > last close)'
+    )
     timestamp: datetime = Field(description='when the signal was made, UTC')
     model_type: str
     symbol: str
@@ -171,15 +229,26 @@ class Signal(BaseModel):
         return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
 
     @field_serializer('timestamp')
-    def _iso(self, v: datetime) -> str: return v.strftime('%Y-%m-%dT%H:%M:%S') + ('.%03dZ' % (v.microsecond // 1000) if v.microsecond else 'Z')
+    def _iso(self, v: datetime) -> str:
+        return v.strftime('%Y-%m-%dT%H:%M:%S') + (
+            '.%03dZ' % (v.microsecond // 1000) if v.microsecond else 'Z'
+        )
 
 # %% ../nbs/00_core.ipynb #44b12710
 class OrderType(str, Enum):
-    MARKET='MARKET'; LIMIT='LIMIT'
+    "How an order is priced: at the market or at a limit."
+    MARKET = 'MARKET'
+    LIMIT = 'LIMIT'
 
 class OrderStatus(str, Enum):
-    NEW='NEW'; PARTIALLY_FILLED='PARTIALLY_FILLED'; FILLED='FILLED'; CANCELED='CANCELED'; REJECTED='REJECTED'
+    "Where an order is in its life, as Binance names it."
+    NEW = 'NEW'
+    PARTIALLY_FILLED = 'PARTIALLY_FILLED'
+    FILLED = 'FILLED'
+    CANCELED = 'CANCELED'
+    REJECTED = 'REJECTED'
 
+# %% ../nbs/00_core.ipynb #729157d3
 def new_client_order_id(prefix: str = 'bc') -> str:
     "A fresh client order id that Binance accepts."
     return f"{prefix}-{uuid.uuid4().hex}"[:36]
@@ -189,8 +258,11 @@ def _utcnow() -> datetime: return datetime.now(timezone.utc)
 # %% ../nbs/00_core.ipynb #4575d416
 class Order(BaseModel):
     "An instruction to buy or sell; `price` is required for limit orders."
+
     model_config = ConfigDict(frozen=True)
-    client_order_id: str = Field(default_factory=new_client_order_id, pattern=r'^[.A-Za-z0-9:/_-]{1,36}$')
+    client_order_id: str = Field(
+        default_factory=new_client_order_id, pattern=r'^[.A-Za-z0-9:/_-]{1,36}$'
+    )
     symbol: str
     side: Side
     type: OrderType = OrderType.MARKET
@@ -201,7 +273,8 @@ class Order(BaseModel):
 
     @model_validator(mode='after')
     def _limit_has_price(self):
-        if self.type is OrderType.LIMIT and self.price is None: raise ValueError('price: required for a LIMIT order')
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise ValueError('price: required for a LIMIT order')
         return self
 
 # %% ../nbs/00_core.ipynb #5c2d3428
@@ -249,14 +322,21 @@ class Trade(BaseModel):
     exit_reason: str = ''
 
     @property
-    def gross_pnl(self) -> float: return self.side.sign * (self.exit_price - self.entry_price) * self.size
+    def gross_pnl(self) -> float:
+        return self.side.sign * (self.exit_price - self.entry_price) * self.size
+
     @property
     def pnl(self) -> float: return self.gross_pnl - self.fees
+
     @property
     def return_pct(self) -> float: return 100 * self.pnl / (self.entry_price * self.size)
 
-    @classmethod
-    def close(cls, pos: Position, exit_price: float, exit_time: datetime, exit_fee: float = 0.0, reason: str = '') -> Trade:
-        "The trade that closing `pos` at `exit_price` makes."
-        return cls(symbol=pos.symbol, side=pos.side, size=pos.size, entry_price=pos.entry_price, exit_price=exit_price,
-                   entry_time=pos.opened_at, exit_time=exit_time, fees=pos.entry_fee + exit_fee, exit_reason=reason)
+# %% ../nbs/00_core.ipynb #42e61d7c
+def _close(cls, pos: Position, exit_price: float, exit_time: datetime, exit_fee: float = 0.0,
+           reason: str = '') -> Trade:
+    "The trade that closing `pos` at `exit_price` makes."
+    return cls(symbol=pos.symbol, side=pos.side, size=pos.size, entry_price=pos.entry_price,
+               exit_price=exit_price, entry_time=pos.opened_at, exit_time=exit_time,
+               fees=pos.entry_fee + exit_fee, exit_reason=reason)
+
+Trade.close = classmethod(_close)

@@ -1,11 +1,30 @@
-"""What the integration tests (and benchmarks/dashboard_bench.py) share: free loopback ports, a clean environment,
-and real uvicorn and Voila servers in subprocesses."""
+"""What the tests (and benchmarks/dashboard_bench.py, benchmarks/analyze_bench.py) share besides
+fixtures: free loopback ports, a clean environment, skipping for a missing service, and real
+uvicorn and Voila servers in subprocesses. The shared fixtures are in conftest.py."""
 import os, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import httpx
 
 from botcore.config import ENV_VARS
+
+
+BOTCORE = Path(sys.executable).with_name('botcore')
+
+
+def unavailable(reason: str):
+    "Skip the test for want of a service or tool, or fail it when BOTCORE_REQUIRE_SERVICES=1."
+    import pytest
+    if os.environ.get('BOTCORE_REQUIRE_SERVICES') == '1':
+        pytest.fail(f'{reason} (BOTCORE_REQUIRE_SERVICES=1)')
+    pytest.skip(reason)
+
+
+def botcore_script() -> Path:
+    "The `botcore` console script of this environment, or skip (fail when BOTCORE_REQUIRE_SERVICES=1)."
+    if not BOTCORE.exists():
+        unavailable(f'the botcore console script is not installed ({BOTCORE}): pip install -e .')
+    return BOTCORE
 
 
 def free_port() -> int:

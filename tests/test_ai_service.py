@@ -2,8 +2,8 @@
 
 Two servers run as subprocesses (`python -m uvicorn botcore.api.ai.app:app`), each with its own data
 directory, tokens from the environment, and a working directory free of any botcore.toml:
-- `served`: a small LSTM pre-trained by the fixture (1 epoch on a slice of the real series) and
-  promoted into its model_dir before the server starts;
+- `served`: conftest's small LSTM (1 epoch on a slice of the real series), promoted into its model_dir
+  before the server starts;
 - `empty`: no model at all (503 on /analyze).
 Every endpoint, every auth case and every bad-input case is exercised with httpx; a real
 `POST /train` job hot-swaps the model while a thread keeps calling /analyze.
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from botcore.data.candles import candles_to_json, load_candles
+from botcore.data.candles import candles_to_json
 from support import UvicornServer, clean_env
 
 ENGINE_TOKEN, OPERATOR_KEY = 'engine-token-' + 'e' * 30, 'operator-key-' + 'o' * 30
@@ -26,21 +26,15 @@ SEED_INFO_FIELDS = {'model_type', 'model_loaded', 'training_samples', 'validatio
 # ---------------------------------------------------------------- fixtures: data, a model, servers
 
 @pytest.fixture(scope='module')
-def btc():
-    "The real BTCUSDT 1h series."
-    return load_candles('BTCUSDT', '1h')
-
-
-@pytest.fixture(scope='module')
-def window(btc):
+def window(btc_1h):
     "The last 100 real candles in the seed's JSON shape."
-    return candles_to_json(btc.iloc[-100:])
+    return candles_to_json(btc_1h.iloc[-100:])
 
 
-def tiny_model(btc, rows: int = 2500, seed: int = 0):
+def tiny_model(btc_1h, rows: int = 2500, seed: int = 0):
     "A real but small LSTM: 1 epoch on the last `rows` candles of BTCUSDT 1h."
     from botcore.model.training import TrainConfig, train_model
-    return train_model(btc.iloc[-rows:], TrainConfig(model_type='lstm', epochs=1, seed=seed), 'BTCUSDT', '1h', progress=False)
+    return train_model(btc_1h.iloc[-rows:], TrainConfig(model_type='lstm', epochs=1, seed=seed), 'BTCUSDT', '1h', progress=False)
 
 
 class Server(UvicornServer):
@@ -51,22 +45,21 @@ class Server(UvicornServer):
 
 
 @pytest.fixture(scope='module')
-def trained(btc, tmp_path_factory):
-    "A data dir whose model_dir holds one promoted tiny model; (data_dir, version, registry)."
-    from botcore.model.training import ModelRegistry
-    data_dir = tmp_path_factory.mktemp('served')
-    registry = ModelRegistry(data_dir / 'models')
-    version = registry.promote(tiny_model(btc))
-    return data_dir, version, registry
+def trained(ai_dir):
+    "conftest's data dir whose model_dir holds the promoted small LSTM; (data_dir, version, registry)."
+    from botcore.model.registry import ModelRegistry
+    registry = ModelRegistry(ai_dir / 'models')
+    return ai_dir, registry.current(), registry
 
 
 @pytest.fixture(scope='module')
 def served(trained):
     "A running service with the pre-trained model; yields an httpx.Client bound to it."
+    launched = time.monotonic()
     server = Server(trained[0])
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            client.server = server
+            client.server, client.launched = server, launched
             yield client
     finally:
         server.stop()
@@ -105,12 +98,16 @@ def wait_job(client, job_id: str, timeout: float = 150) -> dict:
 # ---------------------------------------------------------------- /health and auth
 
 def test_health_needs_no_auth(served, trained):
+    uptimes = []
     for headers in ({}, {'Authorization': 'Bearer wrong'}):
         r = served.get('/health', headers=headers)
         assert r.status_code == 200
         h = r.json()
-        assert h['status'] == 'ok' and h['model_loaded'] is True and h['uptime'] >= 0
-        assert h['model_version'] and isinstance(h['model_version'], str)
+        assert h['status'] == 'ok' and h['model_loaded'] is True and h['model_version'] == trained[1]
+        assert 0 < h['uptime'] <= time.monotonic() - served.launched      # seconds since this fixture started it
+        uptimes.append(h['uptime'])
+        time.sleep(0.01)
+    assert uptimes[1] > uptimes[0]
 
 
 PROTECTED = [('POST', '/analyze'), ('GET', '/model/info'), ('GET', '/cache/stats'), ('POST', '/train'),
@@ -166,15 +163,15 @@ def test_analyze_answers_the_seed_contract(served, window, trained):
     assert s['model_version'] == served.get('/health').json()['model_version']
 
 
-def test_analyze_is_deterministic_and_symbol_is_case_blind(served, btc):
-    w = candles_to_json(btc.iloc[-300:-200])
+def test_analyze_is_deterministic_and_symbol_is_case_blind(served, btc_1h):
+    w = candles_to_json(btc_1h.iloc[-300:-200])
     a = served.post('/analyze', json=analyze_body(w), headers=ENGINE).json()
     b = served.post('/analyze', json=analyze_body(w, symbol='btcusdt'), headers=ENGINE).json()
     assert a['probability'] == b['probability'] and b['symbol'] == 'BTCUSDT'
 
 
-def test_cache_hit_is_counted(served, btc):
-    w = candles_to_json(btc.iloc[-420:-320])   # a window no other test sends
+def test_cache_hit_is_counted(served, btc_1h):
+    w = candles_to_json(btc_1h.iloc[-420:-320])   # a window no other test sends
     before = served.get('/cache/stats', headers=OPERATOR).json()
     assert before['enabled'] is True and before['ttl_seconds'] == 300
     first = served.post('/analyze', json=analyze_body(w), headers=ENGINE).json()
@@ -266,8 +263,8 @@ def test_oversized_body_gets_413(served, window, caller):
     assert served.get('/health').status_code == 200
 
 
-def test_a_browser_gets_the_same_signal_with_cors(served, btc):
-    w = analyze_body(candles_to_json(btc.iloc[-520:-420]))   # a window no other test sends
+def test_a_browser_gets_the_same_signal_with_cors(served, btc_1h):
+    w = analyze_body(candles_to_json(btc_1h.iloc[-520:-420]))   # a window no other test sends
     server = served.post('/analyze', json=w, headers=ENGINE)
     browser = served.post('/analyze', json=w, headers=ENGINE | CALLERS['browser'])
     assert (server.status_code, browser.status_code) == (200, 200), browser.text
@@ -276,14 +273,14 @@ def test_a_browser_gets_the_same_signal_with_cors(served, btc):
     assert {**browser.json(), 'cached': False} == server.json()
 
 
-def test_concurrent_requests_get_what_each_gets_alone(served, btc, trained):
+def test_concurrent_requests_get_what_each_gets_alone(served, btc_1h, trained):
     """Windows of requests in flight together are scored in shared network passes: each answer must be the probability
     the served model gives that window in-process, bit for bit, however the requests happened to be grouped."""
-    from botcore.model.training import ModelRegistry
+    from botcore.model.registry import ModelRegistry
     from botcore.model.signals import Analyzer
     version = served.get('/health').json()['model_version']
     analyzer = Analyzer(ModelRegistry(trained[0] / 'models').load(version))
-    windows = [btc.iloc[-1000 - 13 * k:-900 - 13 * k] for k in range(24)]    # windows no other test sends
+    windows = [btc_1h.iloc[-1000 - 13 * k:-900 - 13 * k] for k in range(24)]    # windows no other test sends
     before = served.get('/model/info', headers=OPERATOR).json()['scoring']
     answers = [None] * len(windows)
 
@@ -359,9 +356,9 @@ def test_train_refuses_bad_requests(served, window):
 
 class Hammer(threading.Thread):
     "Calls /analyze on distinct real windows (so the cache misses) until stopped; records every answer."
-    def __init__(self, url, btc):
+    def __init__(self, url, btc_1h):
         super().__init__(daemon=True)
-        self.url, self.windows = url, [candles_to_json(btc.iloc[-1100 + i:-1000 + i]) for i in range(0, 1000, 7)]
+        self.url, self.windows = url, [candles_to_json(btc_1h.iloc[-1100 + i:-1000 + i]) for i in range(0, 1000, 7)]
         self.stop, self.answers = threading.Event(), []
 
     def run(self):
@@ -376,14 +373,14 @@ class Hammer(threading.Thread):
 
 
 @pytest.mark.slow
-def test_train_job_hot_swaps_the_model_while_analyze_keeps_answering(served, btc):
+def test_train_job_hot_swaps_the_model_while_analyze_keeps_answering(served, btc_1h):
     old = served.get('/health').json()['model_version']
-    hammer = Hammer(served.base_url, btc)
+    hammer = Hammer(served.base_url, btc_1h)
     hammer.start()
     try:
         time.sleep(0.5)
         body = {'symbol': 'BTCUSDT', 'timeframe': '1h', 'model_type': 'gru', 'retrain': True, 'epochs': 1,
-                'candles': candles_to_json(btc.iloc[-3000:])}
+                'candles': candles_to_json(btc_1h.iloc[-3000:])}
         r = served.post('/train', json=body, headers=OPERATOR)
         assert r.status_code == 202, r.text
         job = r.json()
@@ -408,26 +405,26 @@ def test_train_job_hot_swaps_the_model_while_analyze_keeps_answering(served, btc
 
 
 @pytest.mark.slow
-def test_failed_job_keeps_the_old_model_serving(served, btc, window):
+def test_failed_job_keeps_the_old_model_serving(served, btc_1h, window):
     before = served.get('/health').json()['model_version']
-    r = served.post('/train', json={'retrain': True, 'epochs': 1, 'candles': candles_to_json(btc.iloc[-150:])}, headers=OPERATOR)
+    r = served.post('/train', json={'retrain': True, 'epochs': 1, 'candles': candles_to_json(btc_1h.iloc[-150:])}, headers=OPERATOR)
     assert r.status_code == 202, r.text
     done = wait_job(served, r.json()['job_id'])
     assert done['status'] == 'failed' and done['error'] and done['model_version'] is None, done
     assert served.get('/health').json()['model_version'] == before
     r = served.post('/analyze', json=analyze_body(window), headers=ENGINE)
     assert r.status_code == 200 and r.json()['model_version'] == before
-    # The failed job no longer blocks the next one.
-    assert served.post('/train', json={'retrain': False}, headers=OPERATOR).status_code == 409  # model served, not busy
-    assert 'already served' in served.post('/train', json={'retrain': False}, headers=OPERATOR).json()['message']
+    # The failed job no longer blocks the next one: a 409 says a model is served, not that a job is running.
+    r = served.post('/train', json={'retrain': False}, headers=OPERATOR)
+    assert r.status_code == 409 and 'already served' in r.json()['message'], r.text
 
 
 @pytest.mark.slow
-def test_picks_up_a_model_promoted_by_another_process(served, trained, btc):
+def test_picks_up_a_model_promoted_by_another_process(served, trained, btc_1h):
     data_dir, _, registry = trained
-    version = registry.promote(tiny_model(btc, rows=2000, seed=1))
+    version = registry.promote(tiny_model(btc_1h, rows=2000, seed=1))
     deadline = time.monotonic() + 10
     while served.get('/health').json()['model_version'] != version:
         assert time.monotonic() < deadline, 'the service did not pick up the promoted model within 10 s'
         time.sleep(0.25)
-    assert served.post('/analyze', json=analyze_body(candles_to_json(btc.iloc[-100:])), headers=ENGINE).json()['model_version'] == version
+    assert served.post('/analyze', json=analyze_body(candles_to_json(btc_1h.iloc[-100:])), headers=ENGINE).json()['model_version'] == version

@@ -1,24 +1,24 @@
 """`botcore backtest` runs pipelines/backtest.ipynb with papermill, keeps the executed report under runs/ and prints the
 statistics table (strategy beside buy-and-hold) that equals an in-process `backtest`; `botcore backtest` and
 `botcore sweep` refuse a parameter that does not exist, or a value it cannot take, with exit status 2 naming the key."""
-import json, os, subprocess, sys
+import json, os, subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from botcore.research.backtest import backtest, rule_signals, stats_table
+from botcore.research.backtest import backtest, stats_table
+from botcore.research.signals import rsi_macd_signals
 from botcore.config import read_settings
-from botcore.strategy.rules import StrategyParams
+from botcore.strategy.params import StrategyParams
 from botcore.research.sweep import market_candles
-
-BOTCORE = Path(sys.executable).with_name('botcore')
+from support import botcore_script
 
 
 def run(args: list[str], tmp_path: Path, timeout: float = 300, **env_extra: str) -> subprocess.CompletedProcess:
     "`botcore ARGS` in `tmp_path`, with its own data dir and no botcore settings from this environment."
     env = {k: v for k, v in os.environ.items() if not k.startswith('BOTCORE_')} | {'BOTCORE_DATA_DIR': str(tmp_path / 'data')} | env_extra
-    return subprocess.run([str(BOTCORE), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    return subprocess.run([str(botcore_script()), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
 
 
 def test_botcore_backtest_runs_the_pipeline_and_prints_the_statistics(tmp_path):
@@ -38,7 +38,7 @@ def test_botcore_backtest_runs_the_pipeline_and_prints_the_statistics(tmp_path):
     # the printed figures are those of the same backtest run here
     c = market_candles('BTCUSDT', '1h', '2024-01-01', '2024-01-31 23:00')
     p = StrategyParams.from_settings(read_settings(env={})).model_copy(update=dict(stop_loss_pct=1.5, take_profit_pct=3.0, cooldown_losses=0))
-    want = stats_table(backtest(c, rule_signals(c), p))
+    want = stats_table(backtest(c, rsi_macd_signals(c), p))
     got = pd.read_csv(table, index_col=0)
     for metric in ('Total Return [%]', 'Sharpe Ratio', 'Max Drawdown [%]', 'Total Trades', 'End Value'):
         for col in ('strategy', 'buy & hold'):
@@ -56,9 +56,10 @@ def test_botcore_backtest_runs_the_pipeline_and_prints_the_statistics(tmp_path):
 
 def test_botcore_backtest_with_the_promoted_model(tmp_path):
     "--signals model: the registry's promoted model scores the candles with the settings' thresholds."
-    from botcore.research.backtest import model_signals
+    from botcore.research.signals import model_signals
     from botcore.data.candles import load_candles
-    from botcore.model.training import ModelRegistry, TrainConfig, train_model
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.training import TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
     ModelRegistry(tmp_path / 'models').promote(model)

@@ -1,18 +1,15 @@
 """A bad configuration stops a botcore process at start: exit status 2, and the file, key and reason on stderr.
 
-These run real processes (`python -c ...` and, once botcore/cli.py exists, the `botcore` console script)
-in a temporary working directory, HOME and data directory, so nothing touches ~/.botcore.
+These run real processes (`python -c ...` and the `botcore` console script) in a temporary working
+directory, HOME and data directory, so nothing touches ~/.botcore.
 """
 import json, os, stat, subprocess, sys
-from pathlib import Path
 
 import pytest
 
 from botcore.config import ENV_VARS
+from support import botcore_script
 
-ROOT = Path(__file__).resolve().parent.parent
-BOTCORE = Path(sys.executable).with_name('botcore')
-HAS_CLI = (ROOT / 'botcore' / 'cli.py').exists() and BOTCORE.exists()
 LOAD = [sys.executable, '-c', 'from botcore.config import load_settings_or_exit; load_settings_or_exit()']
 SHOW = [sys.executable, '-c', 'from botcore.config import load_settings_or_exit, show_settings; '
                               'print(show_settings(load_settings_or_exit()))']
@@ -80,18 +77,16 @@ def test_good_config_loads_and_keeps_generated_tokens_private(tmp_path):
     assert json.loads(path.read_text()) == tokens  # the second run reused them
 
 
-@pytest.mark.skipif(not HAS_CLI, reason='botcore/cli.py (the lead\'s) is not there yet')
 def test_cli_config_show_refuses_bad_file(tmp_path):
     cfg = tmp_path / 'bad.toml'
     cfg.write_text('[ai]\nlong_threshold = 1.5\n')
-    r = run([str(BOTCORE), 'config', 'show'], tmp_path, BOTCORE_CONFIG=str(cfg))
+    r = run([str(botcore_script()), 'config', 'show'], tmp_path, BOTCORE_CONFIG=str(cfg))
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"{cfg}: ai.long_threshold: must be in 0..1 (got 1.5)" in r.stderr
 
 
-@pytest.mark.skipif(not HAS_CLI, reason='botcore/cli.py (the lead\'s) is not there yet')
 def test_cli_config_show_masks_secrets(tmp_path):
-    r = run([str(BOTCORE), 'config', 'show'], tmp_path, ENGINE_API_KEY='eng1ne-key-value')
+    r = run([str(botcore_script()), 'config', 'show'], tmp_path, ENGINE_API_KEY='eng1ne-key-value')
     assert r.returncode == 0, r.stderr
     assert '[auth]' in r.stdout and 'eng1ne-key-value' not in r.stdout
 

@@ -6,8 +6,9 @@ Docker cannot run on these machines, so the images are not built here; `docker c
 import os, shutil, subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from support import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {k: 'x' * 40 for k in ('INTER_SERVICE_TOKEN', 'ENGINE_API_KEY', 'AI_API_KEY', 'DASHBOARD_SESSION_SECRET')}
@@ -17,9 +18,7 @@ def compose_command() -> list[str]:
     if shutil.which('docker') and subprocess.run(['docker', 'compose', 'version'], capture_output=True).returncode == 0:
         return ['docker', 'compose']
     if shutil.which('docker-compose'): return ['docker-compose']
-    why = 'neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)'
-    if os.environ.get('BOTCORE_REQUIRE_SERVICES') == '1': pytest.fail(f'{why} (BOTCORE_REQUIRE_SERVICES=1)')
-    pytest.skip(why)
+    unavailable('neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)')
 
 
 def config(env: dict) -> subprocess.CompletedProcess:

@@ -9,13 +9,6 @@ from botcore.data.candles import bundled_series, load_candles
 from botcore.data.features import FEATURE_NAMES, WARMUP, feature_matrix
 
 
-@pytest.fixture(scope='module')
-def btc_1h(): return load_candles('BTCUSDT', '1h')
-
-@pytest.fixture(scope='module')
-def eth_5m(): return load_candles('ETHUSDT', '5m')
-
-
 def test_names_and_warmup_constants():
     assert len(FEATURE_NAMES) >= 15 and len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
     # a 60-candle model window plus the warm-up must fit in the seed's minimum request of 100 candles

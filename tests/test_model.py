@@ -1,20 +1,20 @@
-"""Tests of botcore.model.training on the real bundled candles: honest splits, reproducibility, the registry."""
+"""Tests of botcore.model on the real bundled candles: honest splits, reproducibility, the registry."""
 import json, os
 
 import numpy as np
 import pytest
 import torch
 
-from botcore.data.candles import find_gaps, load_candles
+from botcore.data.candles import find_gaps
 from botcore.data.features import WARMUP
-from botcore.model.training import (ModelNotFoundError, ModelRegistry, TrainConfig, TrainedModel, chronological_split,
-                           evaluation_report, make_samples, segment_features, train_model)
+from botcore.model.samples import chronological_split, make_samples, segment_features
+from botcore.model.trained import TrainedModel
+from botcore.model.evaluation import evaluation_report
+from botcore.model.registry import ModelNotFoundError, ModelRegistry
+from botcore.model.training import TrainConfig, train_model
 
 QUICK = TrainConfig(epochs=1)
 
-
-@pytest.fixture(scope='module')
-def btc_1h(): return load_candles('BTCUSDT', '1h')
 
 @pytest.fixture(scope='module')
 def recent(btc_1h):

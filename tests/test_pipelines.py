@@ -1,14 +1,13 @@
 """`botcore train` runs pipelines/train.ipynb with papermill, keeps the executed report and promotes the model."""
-import json, os, subprocess, sys
-from pathlib import Path
+import json, os, subprocess
 
-BOTCORE = Path(sys.executable).with_name('botcore')
+from support import botcore_script
 
 
 def test_botcore_train_runs_the_pipeline(tmp_path):
     env = {**os.environ, 'BOTCORE_DATA_DIR': str(tmp_path / 'data')}
     env.pop('BOTCORE_CONFIG', None)
-    r = subprocess.run([str(BOTCORE), 'train', '--symbol', 'ETHUSDT', '--timeframe', '15m', '--epochs', '1',
+    r = subprocess.run([str(botcore_script()), 'train', '--symbol', 'ETHUSDT', '--timeframe', '15m', '--epochs', '1',
                         '--max-train-seconds', '20', '--runs-dir', str(tmp_path / 'runs')],
                        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -4,15 +4,12 @@ Runs the real console script in a subprocess with its own data dir (a small mode
 so that the run does not spend minutes training the default one), free loopback ports, and the embedded
 defaults otherwise: the replayed BTCUSDT 1h candles at about one a second, paper trading, SQLite.
 """
-import json, os, signal, socket, sqlite3, subprocess, sys, time
-from pathlib import Path
+import json, signal, socket, sqlite3, subprocess, time
 
 import httpx
 import pytest
 
-from support import clean_env, free_port
-
-BOTCORE = Path(sys.executable).with_name('botcore')
+from support import botcore_script, clean_env, free_port
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -31,17 +28,16 @@ def wait_for(check, timeout: float, what: str):
     raise TimeoutError(f'{what} not reached in {timeout}s')
 
 
-def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path):
-    from botcore.data.candles import load_candles
-    from botcore.model.training import ModelRegistry, TrainConfig, train_model
-    model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
+def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path, small_lstm):
+    from botcore.model.registry import ModelRegistry
+    model = small_lstm
     ModelRegistry(tmp_path / 'models').promote(model)
     ai_port, api_port, dash_port = free_port(), free_port(), free_port()
     env = clean_env(BOTCORE_DATA_DIR=str(tmp_path), HOME=str(tmp_path), BOTCORE_AI__PORT=str(ai_port),
                     BOTCORE_API__PORT=str(api_port), BOTCORE_DASHBOARD__PORT=str(dash_port),
                     BOTCORE_MARKET_DATA__REPLAY_SPEED='5')
     log = open(tmp_path / 'run.log', 'wb')
-    proc = subprocess.Popen([str(BOTCORE), 'run'], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(botcore_script()), 'run'], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         tokens = wait_for(lambda: json.loads((tmp_path / 'secrets.json').read_text()), 30, 'generated tokens')
         engine = httpx.Client(base_url=f'http://127.0.0.1:{api_port}', headers={'Authorization': f"Bearer {tokens['engine_api_key']}"})

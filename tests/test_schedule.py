@@ -19,7 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from botcore.config import ConfigError, load_settings
 from botcore.data.candles import load_candles, open_times_ms
-from botcore.model.training import ModelRegistry
+from botcore.model.registry import ModelRegistry
 from botcore.jobs.schedule import PipelineScheduler, schedule_cmd
 from botcore.store.store import Store
 from support import UvicornServer, clean_env

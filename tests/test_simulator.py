@@ -234,16 +234,16 @@ def test_answers_carry_binances_rate_limit_headers():
     sim = paused(weight_limit=50)
     async def test(url):
         async with httpx.AsyncClient(base_url=url) as http:
+            if time.time() % 60 > 55: await asyncio.sleep(60.5 - time.time() % 60)   # all in one minute's window
             used = [int((await http.get('/api/v3/exchangeInfo')).headers['X-MBX-USED-WEIGHT-1M']) for _ in range(2)]
-            assert used[1] == used[0] + 20 or used[1] == 20                 # (unless a new minute began in between)
+            assert used == [20, 40]                                          # exchangeInfo weighs 20
             r = await http.post('/api/v3/order', content=signed({'symbol': 'BTCUSDT', 'side': 'BUY', 'type': 'MARKET', 'quantity': '0.001',
                                                                  'timestamp': int(time.time() * 1000)}), headers={'X-MBX-APIKEY': KEY})
-            assert r.status_code == 200 and int(r.headers['X-MBX-ORDER-COUNT-10S']) >= 1 and 'X-MBX-ORDER-COUNT-1D' in r.headers
+            assert r.status_code == 200 and r.headers['X-MBX-ORDER-COUNT-10S'] == '1' and r.headers['X-MBX-ORDER-COUNT-1D'] == '1'
             codes = [(await http.get('/api/v3/exchangeInfo')).status_code for _ in range(3)]
-            if time.time() % 60 > 1:                                         # past the limit of 50 in this minute
-                assert codes[-1] == 429
-                r = await http.get('/api/v3/exchangeInfo')
-                assert r.json()['code'] == -1003 and int(r.headers['Retry-After']) >= 1
+            assert codes == [429] * 3                                        # past the limit of 50 in this minute
+            r = await http.get('/api/v3/exchangeInfo')
+            assert r.json()['code'] == -1003 and int(r.headers['Retry-After']) >= 1
     served(sim, test)
 
 
@@ -288,9 +288,7 @@ def test_slow_answers_time_the_client_out():
         async def go(ex):
             await ex.load_markets()
             sim.delay(0.8)
-            t0 = time.monotonic()
-            with pytest.raises(ccxt.RequestTimeout): await ex.fetch_ticker('BTC/USDT')
-            assert time.monotonic() - t0 < 0.75                             # it gave up before the answer came
+            with pytest.raises(ccxt.RequestTimeout): await ex.fetch_ticker('BTC/USDT')   # it gave up before the answer came
             sim.delay(0.2)
             t0 = time.monotonic()
             await ex.fetch_time()
@@ -384,7 +382,9 @@ def test_a_simulator_in_another_process_is_driven_over_the_control_path(tmp_path
         assert [httpx.get(f'{url}/api/v3/ping').status_code for _ in range(3)] == [429, 429, 200]
         httpx.post(f'{url}/_sim/faults', json={'status': 500, 'count': 1})
         assert httpx.get(f'{url}/api/v3/ping').status_code == 500
-        assert httpx.post(f'{url}/_sim/balances', json={'USDT': 25}).json()['balances']['USDT']['free'] == 25
+        httpx.post(f'{url}/_sim/balances', json={'USDT': 25})
+        account = httpx.get(f'{url}/api/v3/account?' + signed({'timestamp': int(time.time() * 1000)}), headers={'X-MBX-APIKEY': KEY})
+        assert {b['asset']: b['free'] for b in account.json()['balances']}['USDT'] == '25.00000000'   # what a client sees
 
         async def streams():
             async with websockets.connect(f'ws://127.0.0.1:{port}/ws/btcusdt@kline_1m') as ws:

@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 
 from botcore.config import read_settings
 from botcore.core import Fill, Order, OrderStatus, OrderType, Position, Side, Signal, Trade
-from botcore.data.candles import load_candles
 from botcore.store.database import metadata, schema_diff, schema_revision, to_ms
 from botcore.store.store import DuplicateOrderError, Store, UnknownOrderError
+from support import unavailable
 
 PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'
 TABLES = ('orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state')
@@ -37,9 +37,7 @@ def pg_unreachable() -> str | None:
 
 
 def need_pg():
-    if (why := pg_unreachable()) is None: return
-    if os.environ.get('BOTCORE_REQUIRE_SERVICES') == '1': pytest.fail(f"{why} (BOTCORE_REQUIRE_SERVICES=1)")
-    pytest.skip(why)
+    if (why := pg_unreachable()) is not None: unavailable(why)
 
 
 @pytest.fixture(params=['sqlite', 'postgresql'])
@@ -72,21 +70,16 @@ def table_counts(store) -> dict[str, int]:
 
 # ---------------------------------------------------------------- real prices
 
-@pytest.fixture(scope='module')
-def btc():
-    return load_candles('BTCUSDT', '1h')
-
-
-def candle(btc, i):
+def candle(btc_1h, i):
     "(open time as datetime, close) of candle `i` of the real series."
-    return btc.index[i].to_pydatetime(), float(btc.close.iloc[i])
+    return btc_1h.index[i].to_pydatetime(), float(btc_1h.close.iloc[i])
 
 
-def round_trips(btc, n, symbol='BTCUSDT', start=-400, hold=3):
+def round_trips(btc_1h, n, symbol='BTCUSDT', start=-400, hold=3):
     "`n` real trades: entered at a close, left `hold` candles later; alternately long and short."
     out = []
     for k in range(n):
-        (t0, p0), (t1, p1) = candle(btc, start + 5 * k), candle(btc, start + 5 * k + hold)
+        (t0, p0), (t1, p1) = candle(btc_1h, start + 5 * k), candle(btc_1h, start + 5 * k + hold)
         pos = Position(symbol=symbol, side=Side.BUY if k % 2 == 0 else Side.SELL, size=0.01, entry_price=p0,
                        opened_at=t0, entry_fee=0.001 * 0.01 * p0)
         out.append(Trade.close(pos, p1, t1, 0.001 * 0.01 * p1, reason='take_profit' if k % 3 else 'stop_loss'))
@@ -95,10 +88,10 @@ def round_trips(btc, n, symbol='BTCUSDT', start=-400, hold=3):
 
 # ---------------------------------------------------------------- round trips
 
-def test_order_round_trip_and_updates(store, btc):
-    t0, p0 = candle(btc, -50)
+def test_order_round_trip_and_updates(store, btc_1h):
+    t0, p0 = candle(btc_1h, -50)
     limit = Order(symbol='BTCUSDT', side=Side.BUY, type=OrderType.LIMIT, quantity=0.25, price=p0, created_at=t0)
-    market = Order(symbol='ETHUSDT', side=Side.SELL, quantity=1.5, created_at=candle(btc, -49)[0])
+    market = Order(symbol='ETHUSDT', side=Side.SELL, quantity=1.5, created_at=candle(btc_1h, -49)[0])
     store.add_order(limit)
     store.add_order(market, status=OrderStatus.REJECTED, reason='insufficient balance')
     ms = to_ms(t0)
@@ -122,8 +115,8 @@ def test_order_round_trip_and_updates(store, btc):
     assert store.orders(status='CANCELED') == [] and len(store.orders(limit=1)) == 1
 
 
-def test_fill_round_trip(store, btc):
-    (t0, p0), (t1, p1) = candle(btc, -10), candle(btc, -9)
+def test_fill_round_trip(store, btc_1h):
+    (t0, p0), (t1, p1) = candle(btc_1h, -10), candle(btc_1h, -9)
     a = Order(symbol='BTCUSDT', side=Side.BUY, quantity=0.3, created_at=t0)
     b = Order(symbol='ETHUSDT', side=Side.SELL, quantity=2.0, created_at=t1)
     fa1 = Fill(client_order_id=a.client_order_id, symbol='BTCUSDT', side=Side.BUY, quantity=0.1, price=p0, fee=0.01, timestamp=t0)
@@ -140,8 +133,8 @@ def test_fill_round_trip(store, btc):
     assert len(store.fills()) == 3 and len(store.fills(limit=2)) == 2
 
 
-def test_position_round_trip(store, btc):
-    t0, p0 = candle(btc, -5)
+def test_position_round_trip(store, btc_1h):
+    t0, p0 = candle(btc_1h, -5)
     long = Position(symbol='BTCUSDT', side=Side.BUY, size=0.5, entry_price=p0, opened_at=t0, entry_fee=0.25)
     store.upsert_position(long, stop=p0 * 0.98, target=p0 * 1.04, ts_ms=to_ms(t0))
     assert store.position('BTCUSDT') == dict(symbol='BTCUSDT', side='BUY', size=0.5, entry_price=p0, entry_fee=0.25,
@@ -158,8 +151,8 @@ def test_position_round_trip(store, btc):
     assert store.position('BTCUSDT') is None and [p['symbol'] for p in store.positions()] == ['ETHUSDT']
 
 
-def test_trades_paging_count_and_pnl(store, btc):
-    made = round_trips(btc, 23) + round_trips(btc, 4, symbol='ETHUSDT', start=-300)
+def test_trades_paging_count_and_pnl(store, btc_1h):
+    made = round_trips(btc_1h, 23) + round_trips(btc_1h, 4, symbol='ETHUSDT', start=-300)
     ids = [store.add_trade(t, entry_order_id=f'bc-in-{i}', exit_order_id=f'bc-out-{i}') for i, t in enumerate(made)]
     assert len(set(ids)) == 27
     first = store.trades(limit=1, symbol='BTCUSDT', newest_first=False)[0]
@@ -185,8 +178,8 @@ def test_empty_store_reads(store):
     assert (store.trade_count(), store.realized_pnl(), store.load_state('x'), store.states()) == (0, 0.0, None, {})
 
 
-def test_signals_round_trip(store, btc):
-    t, _ = candle(btc, -3)
+def test_signals_round_trip(store, btc_1h):
+    t, _ = candle(btc_1h, -3)
     model_signal = Signal(signal='long', confidence=72.5, probability=0.725, timestamp=t, model_type='lstm',
                           symbol='BTCUSDT', timeframe='1h')
     seed_json = model_signal.model_dump(mode='json') | {'symbol': 'ETHUSDT', 'timeframe': '5m', 'signal': 'short', 'probability': 0.3}
@@ -209,8 +202,8 @@ def test_signals_round_trip(store, btc):
     assert len(store.signals(limit=100)) == 3
 
 
-def test_equity_events_and_state_round_trip(store, btc):
-    times = [to_ms(t) for t in btc.index[-6:]]
+def test_equity_events_and_state_round_trip(store, btc_1h):
+    times = [to_ms(t) for t in btc_1h.index[-6:]]
     store.add_equity([(ts, 10_000.0 + i, 9_500.0, float(i)) for i, ts in enumerate(times)])
     store.add_equity([])
     assert [(e['ts_ms'], e['equity'], e['cash'], e['unrealized']) for e in store.equity(limit=2)] == [
@@ -239,8 +232,8 @@ def test_equity_events_and_state_round_trip(store, btc):
 
 # ---------------------------------------------------------------- refusals and transactions
 
-def test_duplicate_client_order_id(store, btc):
-    t, p = candle(btc, -2)
+def test_duplicate_client_order_id(store, btc_1h):
+    t, p = candle(btc_1h, -2)
     o = Order(symbol='BTCUSDT', side=Side.BUY, quantity=0.1, created_at=t)
     store.add_order(o)
     again = o.model_copy(update={'quantity': 9.0})
@@ -254,16 +247,16 @@ def test_duplicate_client_order_id(store, btc):
     assert store.order(o.client_order_id)['status'] == 'FILLED'
 
 
-def test_unknown_order_refused(store, btc):
-    t, p = candle(btc, -2)
+def test_unknown_order_refused(store, btc_1h):
+    t, p = candle(btc_1h, -2)
     with pytest.raises(UnknownOrderError, match="client_order_id='bc-ghost': no such order"): store.update_order('bc-ghost', 'FILLED')
     with pytest.raises(UnknownOrderError, match='add the order first'):
         store.add_fill(Fill(client_order_id='bc-ghost', symbol='BTCUSDT', side=Side.BUY, quantity=1, price=p, timestamp=t))
     assert table_counts(store) == dict.fromkeys(TABLES, 0)
 
 
-def test_rollback_on_exception_writes_nothing(store, btc):
-    (t0, p0), (t1, p1) = candle(btc, -8), candle(btc, -4)
+def test_rollback_on_exception_writes_nothing(store, btc_1h):
+    (t0, p0), (t1, p1) = candle(btc_1h, -8), candle(btc_1h, -4)
     store.save_state('engine', 1, {'v': 1})
     before = table_counts(store)
     o = Order(symbol='BTCUSDT', side=Side.BUY, quantity=0.1, created_at=t0)
@@ -287,13 +280,13 @@ def test_rollback_on_exception_writes_nothing(store, btc):
     assert store.load_state('engine')['state'] == {'v': 1} and store.order(o.client_order_id) is None
 
 
-def test_commit_is_one_and_invisible_until_then(store, btc):
-    t0, p0 = candle(btc, -8)
+def test_commit_is_one_and_invisible_until_then(store, btc_1h):
+    t0, p0 = candle(btc_1h, -8)
     seen = {}
     def look(key): seen[key] = (store.position('BTCUSDT'), store.trade_count())  # another thread: its own connection
     with store.transaction() as tx:
         tx.upsert_position(Position(symbol='BTCUSDT', side=Side.BUY, size=0.1, entry_price=p0, opened_at=t0))
-        tx.add_trade(round_trips(btc, 1)[0])
+        tx.add_trade(round_trips(btc_1h, 1)[0])
         th = threading.Thread(target=look, args=('inside',)); th.start(); th.join(10)
         ctx = contextvars.copy_context()  # as asyncio.to_thread runs a function: in a copy of this context
         th = threading.Thread(target=ctx.run, args=(look, 'copied context')); th.start(); th.join(10)
@@ -304,9 +297,9 @@ def test_commit_is_one_and_invisible_until_then(store, btc):
 
 # ---------------------------------------------------------------- schema and migrations
 
-def test_migrations_idempotent(url, btc):
+def test_migrations_idempotent(url, btc_1h):
     with Store(url) as s:
-        s.add_trade(round_trips(btc, 1)[0])
+        s.add_trade(round_trips(btc_1h, 1)[0])
         assert schema_revision(s.engine) == 'v0001'
     for _ in range(2):
         with Store(url) as s:  # upgrading an up-to-date database changes nothing and keeps the data
@@ -339,9 +332,9 @@ def test_sqlite_connection_settings(tmp_path):
     assert got == ['wal', 1, 1, 10_000, 0] and (tmp_path / 'deep/er/store.db').exists()
 
 
-def test_sqlite_wal_checkpointed_in_background(tmp_path, btc):
+def test_sqlite_wal_checkpointed_in_background(tmp_path, btc_1h):
     "Commits do not checkpoint (wal_autocheckpoint=0); the store's thread does, and keeps the WAL bounded."
-    path, trade = tmp_path / 'store.db', round_trips(btc, 1)[0]
+    path, trade = tmp_path / 'store.db', round_trips(btc_1h, 1)[0]
     with Store(f'sqlite:///{path}') as s:
         ck = s._checkpointer
         for k in range(5000):  # a burst with no pause for the WAL to restart on its own
@@ -392,8 +385,8 @@ while True:
 '''
 
 
-def test_sigkill_keeps_every_committed_transaction(url, btc, tmp_path):
-    (t0, p0), (t1, p1) = candle(btc, -30), candle(btc, -20)
+def test_sigkill_keeps_every_committed_transaction(url, btc_1h, tmp_path):
+    (t0, p0), (t1, p1) = candle(btc_1h, -30), candle(btc_1h, -20)
     env = {k: v for k, v in os.environ.items() if not k.startswith('BOTCORE_')}
     proc = subprocess.Popen([sys.executable, '-c', WRITER, url, str(p0), str(p1), str(to_ms(t0)), str(to_ms(t1))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)
@@ -417,9 +410,9 @@ def test_sigkill_keeps_every_committed_transaction(url, btc, tmp_path):
         assert {e['data']['id'] for e in s.events(limit=10**6)} == have
 
 
-def test_reader_threads_and_writers(url, btc):
+def test_reader_threads_and_writers(url, btc_1h):
     "The engine writes, the API reads in other threads, a second store (as a second process would) writes too."
-    trades = round_trips(btc, 10)
+    trades = round_trips(btc_1h, 10)
     store, other = Store(url), Store(url)
     errors, reads, stop = [], [0], threading.Event()
 

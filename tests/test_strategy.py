@@ -1,7 +1,6 @@
-"""Tests of botcore.strategy.rules on the real bundled candles: the rules hold over whole series, the engine's
-path and the array path agree, vectorbt books the same trades, and a 72k-candle run is fast."""
-import time
-
+"""Tests of botcore.strategy on the real bundled candles: the rules hold over whole series, the engine's
+path and the array path agree, vectorbt books the same trades, and a 72k-candle run works in one call
+(benchmarks/backtest_bench.py times it)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +8,11 @@ import pytest
 from botcore.config import Settings
 from botcore.core import Candle, Side, Signal
 from botcore.data.candles import load_candles, open_times_ms
-from botcore.strategy.rules import (DECISION_DT, EntryBlock, StrategyParams, Strategy, StrategyState, fill, new_account_state,
-                              new_position_state, rsi_signals, run_strategy, run_strategy_nb, signal_codes, step,
-                              vectorbt_order_func)
+from botcore.strategy.params import StrategyParams
+from botcore.strategy.rules import (DECISION_DT, EntryBlock, fill, new_account_state,
+                                    new_position_state, run_strategy_nb, signal_codes)
+from botcore.strategy.live import Strategy, StrategyState, step
+from botcore.strategy.series import rsi_band_signals, run_strategy, vectorbt_order_func
 
 SLIP, FEE = 0.0005, 0.001
 EVERY_RULE = dict(trailing_activation_pct=1, trailing_distance_pct=1.5, max_holding_candles=48, reverse_on_opposite=True,
@@ -19,16 +20,13 @@ EVERY_RULE = dict(trailing_activation_pct=1, trailing_distance_pct=1.5, max_hold
 
 
 @pytest.fixture(scope='module')
-def eth_5m(): return load_candles('ETHUSDT', '5m')
+def eth_sig(eth_5m): return rsi_band_signals(eth_5m)
 
 @pytest.fixture(scope='module')
-def eth_sig(eth_5m): return rsi_signals(eth_5m)
+def btc_2021_22(btc_1h): return btc_1h.loc['2021':'2022']
 
 @pytest.fixture(scope='module')
-def btc_1h(): return load_candles('BTCUSDT', '1h').loc['2021':'2022']
-
-@pytest.fixture(scope='module')
-def btc_sig(btc_1h): return rsi_signals(btc_1h)
+def btc_sig(btc_2021_22): return rsi_band_signals(btc_2021_22)
 
 
 def fills_inside_candles(trades, candles):
@@ -48,13 +46,13 @@ def test_fills_are_real_prices(eth_5m, eth_sig, params):
     np.testing.assert_allclose(trades.fees, (trades.entry_price + trades.exit_price) * trades.qty * FEE, rtol=1e-9)
 
 
-def test_the_stop_wins(btc_1h, btc_sig):
+def test_the_stop_wins(btc_2021_22, btc_sig):
     "No take-profit exit happened on a candle that also reached the stop."
-    trades, _ = run_strategy(btc_1h, btc_sig, StrategyParams(stop_loss_pct=1, take_profit_pct=1))
+    trades, _ = run_strategy(btc_2021_22, btc_sig, StrategyParams(stop_loss_pct=1, take_profit_pct=1))
     tp = trades[trades.reason == 'take_profit']
     long = tp.side == 'BUY'
     stop = tp.entry_price * np.where(long, 0.99, 1.01)
-    adverse = np.where(long, btc_1h.low.to_numpy()[tp.exit_idx], btc_1h.high.to_numpy()[tp.exit_idx])
+    adverse = np.where(long, btc_2021_22.low.to_numpy()[tp.exit_idx], btc_2021_22.high.to_numpy()[tp.exit_idx])
     assert len(tp) > 50 and (np.where(long, adverse > stop, adverse < stop)).all()
     assert (trades.reason == 'stop_loss').sum() > 50
 
@@ -86,22 +84,22 @@ def test_cooldown_and_daily_limit_hold_over_a_series(eth_5m, eth_sig):
     assert halted > 10
 
 
-def test_engine_path_equals_array_path(btc_1h, btc_sig):
+def test_engine_path_equals_array_path(btc_2021_22, btc_sig):
     p = StrategyParams(**EVERY_RULE)
-    trades, curve = run_strategy(btc_1h, btc_sig, p)
-    d = Strategy(p).replay(btc_1h, btc_sig)
+    trades, curve = run_strategy(btc_2021_22, btc_sig, p)
+    d = Strategy(p).replay(btc_2021_22, btc_sig)
     closes = d[d.action == 'close']
     assert len(trades) > 100 and trades.exit_idx.tolist() == closes.row.tolist()
     np.testing.assert_allclose(trades.pnl, closes.pnl, rtol=1e-12)
     assert trades.reason.tolist() == closes.reason.tolist()
-    again, curve2 = run_strategy(btc_1h, btc_sig, p)
+    again, curve2 = run_strategy(btc_2021_22, btc_sig, p)
     pd.testing.assert_frame_equal(trades, again); pd.testing.assert_series_equal(curve, curve2)
 
 
-def test_step_is_pure(btc_1h):
-    c = btc_1h.iloc[0]
-    candle = Candle(int(open_times_ms(btc_1h)[0]), c.open, c.high, c.low, c.close, c.volume)
-    sig = Signal(signal='short', confidence=90, probability=0.1, timestamp=btc_1h.index[0], model_type='lstm', symbol='BTCUSDT', timeframe='1h')
+def test_step_is_pure(btc_2021_22):
+    c = btc_2021_22.iloc[0]
+    candle = Candle(int(open_times_ms(btc_2021_22)[0]), c.open, c.high, c.low, c.close, c.volume)
+    sig = Signal(signal='short', confidence=90, probability=0.1, timestamp=btc_2021_22.index[0], model_type='lstm', symbol='BTCUSDT', timeframe='1h')
     s0 = StrategyState(new_position_state(), new_account_state(1_000.0))
     before = s0.position.tobytes() + s0.account.tobytes()
     (s1, d1), (s2, d2) = step(s0, candle, sig, StrategyParams()), step(s0, candle, sig, StrategyParams())
@@ -109,8 +107,8 @@ def test_step_is_pure(btc_1h):
     assert s0.position.tobytes() + s0.account.tobytes() == before
 
 
-def test_engine_sees_blocks_and_levels(btc_1h):
-    c = btc_1h.iloc[:2]
+def test_engine_sees_blocks_and_levels(btc_2021_22):
+    c = btc_2021_22.iloc[:2]
     s = Strategy(StrategyParams(warmup_candles=1))
     sig = pd.DataFrame({'signal': ['long', 'long'], 'confidence': [80.0, 80.0]}, index=c.index)
     d = s.replay(c.iloc[:1], sig)
@@ -134,17 +132,15 @@ def test_params_from_settings():
         StrategyParams(risk_pct=2, stop_loss_pct=0)
 
 
-def test_72k_candles_under_200ms():
+def test_72k_candles_in_one_run():
+    "The array runner over the whole BTCUSDT 5m series with every rule on (timed by benchmarks/backtest_bench.py)."
     b5 = load_candles('BTCUSDT', '5m')
-    s5 = rsi_signals(b5)
+    s5 = rsi_band_signals(b5)
     args = (*(b5[k].to_numpy() for k in ('open', 'high', 'low', 'close')), open_times_ms(b5), signal_codes(s5.signal),
             s5.confidence.to_numpy(), StrategyParams(**EVERY_RULE).nb(), 10_000.0)
-    run_strategy_nb(*args)
-    took = min(_timed(run_strategy_nb, *args) for _ in range(3))
-    assert len(b5) > 70_000 and took < 0.2, took
-
-def _timed(f, *args):
-    t0 = time.perf_counter(); f(*args); return time.perf_counter() - t0
+    trades, curve = run_strategy_nb(*args)
+    assert len(b5) > 70_000 and len(curve) == len(b5) and np.isfinite(curve).all()
+    assert len(trades) > 100 and (trades['entry_idx'] < trades['exit_idx']).all()
 
 
 @pytest.mark.slow

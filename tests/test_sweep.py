@@ -2,7 +2,7 @@
 LocalCluster given by its address, and a `dask scheduler` + `dask worker` started as subprocesses on loopback.
 Every row is the backtest of its parameters (equal to `botcore.research.backtest.backtest`), rows come best first, and a
 grid the strategy cannot run is refused naming the key."""
-import os, socket, subprocess, sys, time
+import os, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -11,27 +11,22 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
-from botcore.research.backtest import backtest, portfolio_stats, rule_signals
+from botcore.research.backtest import backtest, portfolio_stats
+from botcore.research.signals import rsi_macd_signals
 from botcore.data.candles import load_candles
-from botcore.strategy.rules import StrategyParams
+from botcore.strategy.params import StrategyParams
 from botcore.research.sweep import SWEEP_STATS, GridError, market_candles, param_grid, sweep
+from support import botcore_script, free_port
 
 GRID = {'stop_loss_pct': [1, 3], 'take_profit_pct': [2, 6]}
 SLICE = dict(start='2024-01-01', end='2024-02-29 23:00')
 DASK = Path(sys.executable).with_name('dask')
-BOTCORE = Path(sys.executable).with_name('botcore')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def backtest_stats(symbol: str, timeframe: str, params: StrategyParams) -> pd.Series:
     "The statistics `backtest` + `portfolio_stats` give for one combination, under the sweep's column names."
     c = market_candles(symbol, timeframe, **SLICE)
-    st = portfolio_stats(backtest(c, rule_signals(c), params).portfolio)
+    st = portfolio_stats(backtest(c, rsi_macd_signals(c), params).portfolio)
     return pd.Series({k: st[title] for k, title in SWEEP_STATS.items()}, dtype=float)
 
 
@@ -120,7 +115,7 @@ def test_sweep_on_a_scheduler_given_by_address(dask_processes, swept):
 
 def test_botcore_sweep_command_on_that_scheduler(dask_processes, swept, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith('BOTCORE_')} | {'BOTCORE_DATA_DIR': str(tmp_path / 'data')}
-    r = subprocess.run([str(BOTCORE), 'sweep', '--grid', 'stop_loss_pct=1,3;take_profit_pct=2,6', '--symbols', 'BTCUSDT,ETHUSDT',
+    r = subprocess.run([str(botcore_script()), 'sweep', '--grid', 'stop_loss_pct=1,3;take_profit_pct=2,6', '--symbols', 'BTCUSDT,ETHUSDT',
                         '--timeframes', '1h', '--start', SLICE['start'], '--end', SLICE['end'], '--scheduler', dask_processes,
                         '--top', '3', '--out', str(tmp_path / 'res.csv'), '--no-progress'],
                        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -144,8 +139,9 @@ def test_a_grid_the_strategy_cannot_run_is_refused_before_any_work():
 
 def test_model_signals_from_the_registry(cluster, tmp_path):
     "signals='model:VERSION': the model is scored on a worker over the swept candles; rows equal backtest() with its signals."
-    from botcore.research.backtest import model_signals
-    from botcore.model.training import ModelRegistry, TrainConfig, train_model
+    from botcore.research.signals import model_signals
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.training import TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
     ModelRegistry(tmp_path).promote(model)

@@ -6,27 +6,45 @@ Docs: https://botcore.github.io/botcore/api/engine.html.md"""
 
 # %% ../../nbs/api/02_engine.ipynb #0ec7cdcd
 from __future__ import annotations
-import asyncio, gc, logging, time
+import asyncio
+import gc
+import logging
+import time
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal, Optional
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 import botcore
-from ..config import Settings, load_settings, tokens_match
-from ..engine.engine import Engine, NoPosition, performance
-from ..exchange.paper import OrderRejected
+from ..config import Settings, load_settings
+from ..secrets import tokens_match
+from ..core import utc_from_ms
+from ..engine.engine import Engine
+from ..engine.events import message
+from ..engine.state import NoPosition
+from ..engine.status import EngineStatus, OpenPosition, performance, status_update
+from ..exchange.interfaces import OrderRejected
 from ..store.store import Store
 from .http import Bearer, SettingsCORS, install_error_handlers, unauthorized, validation_errors
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EngineDep', 'public', 'api', 'Symbol', 'app', 'Status', 'PositionOut', 'CloseResult', 'Health', 'iso',
-           'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
+__all__ = ['log', 'EngineDep', 'public', 'api', 'Symbol', 'app', 'iso', 'utc_iso', 'Status', 'PositionOut', 'CloseResult',
+           'Health', 'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
            'require_key', 'health', 'status', 'positions', 'close_position', 'trades', 'signals', 'equity',
            'get_performance', 'events', 'start_bot', 'stop_bot', 'get_config', 'put_config', 'ws_token',
            'websocket_events', 'create_app']
+
+# %% ../../nbs/api/02_engine.ipynb #df317a15
+def iso(ms: int | None) -> str | None:
+    "Epoch milliseconds as the seed's ISO time, to the millisecond."
+    if ms is None: return None
+    return utc_from_ms(ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+
+def utc_iso(t: datetime) -> str:
+    "An aware UTC datetime in ISO 8601 with a Z, as the status and the positions give their times."
+    return t.isoformat().replace('+00:00', 'Z')
 
 # %% ../../nbs/api/02_engine.ipynb #6d47b227
 class Status(BaseModel):
@@ -46,9 +64,21 @@ class Status(BaseModel):
     mode: str
     source: str
     candles_processed: int
-    last_candle: Optional[str] = Field(None, description='close time of the last candle processed (the market clock)')
+    last_candle: Optional[str] = Field(
+        None, description='close time of the last candle processed (the market clock)')
     finished: bool = False
 
+    @classmethod
+    def of(cls, s: EngineStatus) -> Status:
+        "The response for the engine's status `s`: money rounded to 8 decimals, times in ISO 8601."
+        money = ('total_pnl', 'realized_pnl', 'unrealized_pnl', 'equity', 'cash')
+        same = ('status', 'active_positions', 'total_trades', 'ai_service', 'symbols', 'timeframe',
+                'mode', 'source', 'candles_processed', 'finished')
+        last = utc_iso(s.last_candle) if s.last_candle else None
+        return cls(uptime=int(s.uptime), last_candle=last, **{k: round(getattr(s, k), 8) for k in money},
+                   **{k: getattr(s, k) for k in same})
+
+# %% ../../nbs/api/02_engine.ipynb #b22a8706
 class PositionOut(BaseModel):
     "The seed's position, and its exit levels."
     symbol: str
@@ -62,6 +92,15 @@ class PositionOut(BaseModel):
     target: Optional[float] = None
     trailing_stop: Optional[float] = None
 
+    @classmethod
+    def of(cls, p: OpenPosition) -> PositionOut:
+        "The response for an open position."
+        e = p.position
+        return cls(symbol=e.symbol, side=e.side.value, size=e.size, entry_price=e.entry_price,
+                   current_price=p.current_price, unrealized_pnl=p.unrealized_pnl,
+                   timestamp=utc_iso(e.opened_at), **p.levels)
+
+# %% ../../nbs/api/02_engine.ipynb #5275b0ec
 class CloseResult(BaseModel):
     "The seed's answer to a forced close."
     message: str
@@ -69,6 +108,7 @@ class CloseResult(BaseModel):
     exit_price: float
     pnl: float
 
+# %% ../../nbs/api/02_engine.ipynb #0ab5a37e
 class Health(BaseModel):
     "Liveness; no auth."
     status: Literal['ok'] = 'ok'
@@ -76,12 +116,7 @@ class Health(BaseModel):
     uptime: float
     version: str
 
-# %% ../../nbs/api/02_engine.ipynb #df317a15
-def iso(ms: int | None) -> str | None:
-    "Epoch milliseconds as the seed's ISO time."
-    if ms is None: return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
-
+# %% ../../nbs/api/02_engine.ipynb #92cac71b
 class TradeOut(BaseModel):
     id: int
     symbol: str
@@ -97,8 +132,9 @@ class TradeOut(BaseModel):
 
     @classmethod
     def of(cls, r: dict) -> TradeOut:
-        return cls(**{k: r[k] for k in ('id', 'symbol', 'side', 'size', 'entry_price', 'exit_price', 'fees', 'pnl')},
-                   entry_time=iso(r['entry_ms']), exit_time=iso(r['exit_ms']), exit_reason=r['exit_reason'] or '')
+        same = ('id', 'symbol', 'side', 'size', 'entry_price', 'exit_price', 'fees', 'pnl')
+        return cls(**{k: r[k] for k in same}, entry_time=iso(r['entry_ms']), exit_time=iso(r['exit_ms']),
+                   exit_reason=r['exit_reason'] or '')
 
 class TradePage(BaseModel):
     "One page of closed trades, newest first."
@@ -107,6 +143,7 @@ class TradePage(BaseModel):
     limit: int
     offset: int
 
+# %% ../../nbs/api/02_engine.ipynb #436e7e2d
 class SignalOut(BaseModel):
     symbol: str
     timeframe: str
@@ -123,6 +160,7 @@ class EquityPoint(BaseModel):
     cash: float
     unrealized: float
 
+# %% ../../nbs/api/02_engine.ipynb #cb798f36
 class Performance(BaseModel):
     total_trades: int
     win_rate: Optional[float]
@@ -156,61 +194,71 @@ public = APIRouter(tags=['health'])
 async def health(request: Request) -> Health:
     "Liveness and the engine's status; no auth."
     engine = getattr(request.app.state, 'engine', None)
-    return Health(engine=engine.status if engine else 'starting', uptime=round(time.monotonic() - request.app.state.started, 3),
-                  version=botcore.__version__)
+    uptime = round(time.monotonic() - request.app.state.started, 3)
+    return Health(engine=engine.status if engine else 'starting', uptime=uptime, version=botcore.__version__)
 
-api = APIRouter(prefix='/api', dependencies=[Depends(require_key)], responses={401: {'description': 'missing or wrong bearer token'}})
-Symbol = Annotated[str, BeforeValidator(lambda s: s.strip().upper() if isinstance(s, str) else s), Field(pattern=r'^[A-Z0-9]{2,20}$')]
+# %% ../../nbs/api/02_engine.ipynb #ea49eedb
+api = APIRouter(prefix='/api', dependencies=[Depends(require_key)],
+                responses={401: {'description': 'missing or wrong bearer token'}})
+Symbol = Annotated[str, BeforeValidator(lambda s: s.strip().upper() if isinstance(s, str) else s),
+                   Field(pattern=r'^[A-Z0-9]{2,20}$')]
 
 @api.get('/status', response_model=Status, tags=['bot'])
-async def status(engine: EngineDep) -> dict:
+async def status(engine: EngineDep) -> Status:
     "The seed's bot status: status, uptime, active positions, total trades, total PnL."
-    return engine.status_dict()
+    return Status.of(engine.snapshot())
 
 @api.get('/positions', response_model=list[PositionOut], tags=['positions'])
-async def positions(engine: EngineDep) -> list[dict]:
+async def positions(engine: EngineDep) -> list[PositionOut]:
     "The open positions with their live PnL."
-    return engine.positions()
+    return [PositionOut.of(p) for p in engine.positions()]
 
+# %% ../../nbs/api/02_engine.ipynb #00412f18
 @api.post('/positions/{symbol}/close', response_model=CloseResult, tags=['positions'],
-          responses={404: {'description': 'no open position for the symbol'}, 409: {'description': 'the exchange refused the order'}})
-async def close_position(symbol: Symbol, engine: EngineDep) -> dict:
+          responses={404: {'description': 'no open position for the symbol'},
+                     409: {'description': 'the exchange refused the order'}})
+async def close_position(symbol: Symbol, engine: EngineDep) -> CloseResult:
     "Close a position now at market."
-    try: return await engine.close_position(symbol)
+    try: trade = await engine.close_position(symbol)
     except NoPosition as e: raise HTTPException(404, f"symbol: {e}")
     except OrderRejected as e: raise HTTPException(409, f"the exchange refused the close: {e.reason}")
+    return CloseResult(message='Position closed', symbol=symbol, exit_price=trade.exit_price, pnl=trade.pnl)
 
 # %% ../../nbs/api/02_engine.ipynb #dbe3dbda
 @api.get('/trades', response_model=TradePage, tags=['history'])
-async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
-                 symbol: Optional[Symbol] = None) -> TradePage:
+async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                 offset: Annotated[int, Query(ge=0)] = 0, symbol: Optional[Symbol] = None) -> TradePage:
     "Closed trades, newest first, a page at a time."
     rows = await asyncio.to_thread(engine.store.trades, limit=limit, offset=offset, symbol=symbol)
     total = await asyncio.to_thread(engine.store.trade_count, symbol)
     return TradePage(trades=[TradeOut.of(r) for r in rows], total=total, limit=limit, offset=offset)
 
+# %% ../../nbs/api/02_engine.ipynb #fcc67ab0
 @api.get('/signals', response_model=list[SignalOut], tags=['history'])
-async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10, symbol: Optional[Symbol] = None) -> list[SignalOut]:
+async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+                  symbol: Optional[Symbol] = None) -> list[SignalOut]:
     "The last AI signals received, newest first."
     rows = await asyncio.to_thread(engine.store.signals, limit=limit, symbol=symbol)
     tf = engine.tf.ms
-    return [SignalOut(symbol=r['symbol'], timeframe=r['timeframe'], signal=r['signal'], confidence=r['confidence'], probability=r['probability'],
-                      timestamp=iso(r['candle_ms'] + tf), model_type=r['model_type'], received_at=iso(r['received_ms'])) for r in rows]
+    same = ('symbol', 'timeframe', 'signal', 'confidence', 'probability', 'model_type')
+    return [SignalOut(**{k: r[k] for k in same}, timestamp=iso(r['candle_ms'] + tf),
+                      received_at=iso(r['received_ms'])) for r in rows]
 
 @api.get('/equity', response_model=list[EquityPoint], tags=['history'])
 async def equity(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
                  since: Annotated[Optional[int], Query(ge=0, description='epoch ms')] = None) -> list[EquityPoint]:
     "Equity after each candle, oldest first."
     rows = await asyncio.to_thread(engine.store.equity, limit=limit, since_ms=since)
-    return [EquityPoint(timestamp=iso(r['ts_ms']), equity=r['equity'], cash=r['cash'], unrealized=r['unrealized']) for r in rows]
+    return [EquityPoint(timestamp=iso(r['ts_ms']), equity=r['equity'], cash=r['cash'], unrealized=r['unrealized'])
+            for r in rows]
 
+# %% ../../nbs/api/02_engine.ipynb #ea4a94ca
 @api.get('/performance', response_model=Performance, tags=['history'])
 async def get_performance(engine: EngineDep) -> dict:
     "Win rate, profit factor, Sharpe ratio (annualised from the candles' equity) and maximum drawdown."
     def compute():
-        n = engine.store.trade_count()
-        return performance(engine.store.trades(limit=max(n, 1), newest_first=False), engine.store.equity(limit=1_000_000),
-                           365 * 86_400_000 / engine.tf.ms)
+        trades = engine.store.trades(limit=max(engine.store.trade_count(), 1), newest_first=False)
+        return performance(trades, engine.store.equity(limit=1_000_000), 365 * 86_400_000 / engine.tf.ms)
     return await asyncio.to_thread(compute)
 
 @api.get('/events', tags=['history'])
@@ -221,23 +269,25 @@ async def events(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] 
 
 # %% ../../nbs/api/02_engine.ipynb #9ce593d6
 @api.post('/bot/start', response_model=Status, tags=['bot'])
-async def start_bot(engine: EngineDep) -> dict:
+async def start_bot(engine: EngineDep) -> Status:
     "Start trading (a no-op when running)."
     await engine.start()
-    return engine.status_dict()
+    return Status.of(engine.snapshot())
 
 @api.post('/bot/stop', response_model=Status, tags=['bot'])
-async def stop_bot(engine: EngineDep) -> dict:
+async def stop_bot(engine: EngineDep) -> Status:
     "Stop trading after the candle in hand; open positions stay open."
     await engine.stop()
-    return engine.status_dict()
+    return Status.of(engine.snapshot())
 
+# %% ../../nbs/api/02_engine.ipynb #7fcd7950
 @api.get('/config', tags=['config'])
 async def get_config(engine: EngineDep) -> dict:
     "The trading and risk settings in force."
     return engine.config()
 
-@api.put('/config', tags=['config'], responses={422: {'description': 'a setting is unknown or its value is refused'}})
+@api.put('/config', tags=['config'],
+         responses={422: {'description': 'a setting is unknown or its value is refused'}})
 async def put_config(change: dict[str, Any], engine: EngineDep) -> dict:
     "Change some trading and risk settings; validated as a whole, applied at once, without a restart."
     try: return await engine.update_config(change)
@@ -253,35 +303,35 @@ def ws_token(ws: WebSocket) -> str | None:
     if auth.lower().startswith('bearer '): return auth[7:].strip()
     return ws.query_params.get('token')
 
+# %% ../../nbs/api/02_engine.ipynb #4bf2fcf0
 async def _pump(ws: WebSocket, engine: Engine, ping_seconds: float):
     sub = engine.bus.subscribe()
     try:
-        s = engine.status_dict()
-        await ws.send_text(_status_message(s))
+        await ws.send_text(message('BotStatusUpdate', **status_update(engine.snapshot())))
         while True:
-            try:
-                async with asyncio.timeout(ping_seconds): msg = await sub.get()    # (wait_for would start a task per message)
+            try:  # (wait_for would start a task per message)
+                async with asyncio.timeout(ping_seconds): msg = await sub.get()
             except TimeoutError:
-                await ws.send_text(f'{{"type":"Ping","data":{{"timestamp":{int(time.time() * 1000)}}}}}'); continue
+                await ws.send_text(f'{{"type":"Ping","data":{{"timestamp":{int(time.time() * 1000)}}}}}')
+                continue
             if msg is None:
-                await ws.close(code=1013, reason='too slow: events were dropped; reconnect'); return
+                await ws.close(code=1013, reason='too slow: events were dropped; reconnect')
+                return
             await ws.send_text(msg)
     finally: engine.bus.unsubscribe(sub)
 
-def _status_message(s: dict) -> str:
-    from botcore.engine.events import message
-    return message('BotStatusUpdate', status=s['status'], active_positions=s['active_positions'], total_pnl=s['total_pnl'],
-                   uptime=s['uptime'], total_trades=s['total_trades'], ai_service=s['ai_service'])
-
+# %% ../../nbs/api/02_engine.ipynb #b73b4b36
 async def websocket_events(ws: WebSocket):
     "Live events; auth by bearer header or `?token=`."
     app = ws.app
     if not authorized(app.state.settings, ws_token(ws)):
-        await ws.close(code=1008, reason='authentication required: engine API key as Bearer header or ?token='); return
+        reason = 'authentication required: engine API key as Bearer header or ?token='
+        await ws.close(code=1008, reason=reason)
+        return
     await ws.accept()
     pump = asyncio.create_task(_pump(ws, app.state.engine, app.state.settings.api.ws_ping_seconds))
     try:
-        while True:                       # read until the client goes; what it sends is ignored
+        while True:  # read until the client goes; what it sends is ignored
             if (await ws.receive())['type'] == 'websocket.disconnect': break
     except (WebSocketDisconnect, RuntimeError): pass
     finally:
@@ -293,19 +343,24 @@ async def websocket_events(ws: WebSocket):
 async def _lifespan(app: FastAPI):
     settings = app.state.settings = app.state.settings or await asyncio.to_thread(load_settings)
     store = await asyncio.to_thread(Store.from_settings, settings)
-    engine = app.state.engine = await asyncio.to_thread(lambda: (app.state.engine_factory or Engine.create)(settings, store))
-    gc.collect(); gc.freeze()      # what start-up built (settings, candles, the engine) lives as long as the server: keep the GC off it
+    make = app.state.engine_factory or Engine.create
+    engine = app.state.engine = await asyncio.to_thread(make, settings, store)
+    # what start-up built (settings, candles, the engine) lives as long as the server: keep the GC off it
+    gc.collect()
+    gc.freeze()
     if settings.trading.enabled: await engine.start()
     try: yield
     finally:
         await engine.close()
         store.close()
 
+# %% ../../nbs/api/02_engine.ipynb #9bd57a4e
 def create_app(settings: Settings | None = None, engine_factory=None) -> FastAPI:
-    "The engine's API; `settings` default to `load_settings()` at startup, the engine to `Engine.create(settings, store)`."
+    "The engine's API: settings default to `load_settings()`, the engine to `Engine.create(settings, store)`."
     app = FastAPI(title='botcore trading engine', version=botcore.__version__, lifespan=_lifespan,
                   summary="AI-driven paper trading over HTTP and WebSocket, the seed's engine contract.")
-    app.state.settings, app.state.engine_factory, app.state.started = settings, engine_factory, time.monotonic()
+    app.state.settings, app.state.engine_factory = settings, engine_factory
+    app.state.started = time.monotonic()
     app.include_router(public)
     app.include_router(api)
     app.add_api_websocket_route('/ws', websocket_events)

@@ -1,4 +1,4 @@
-"""What botcore's two services share: errors that name the field and never show a traceback, bearer-token refusals, CORS from the settings.
+"""What botcore's two services share: errors that name the field, bearer-token refusals, CORS.
 
 Docs: https://botcore.github.io/botcore/api/http.html.md"""
 
@@ -6,7 +6,9 @@ Docs: https://botcore.github.io/botcore/api/http.html.md"""
 
 # %% ../../nbs/api/01_http.ipynb #172345d1
 from __future__ import annotations
-import logging, math, uuid
+import logging
+import math
+import uuid
 from typing import Callable, Optional, Annotated
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,24 +36,28 @@ def _plain(v):
 
 def validation_errors(errors) -> tuple[list[dict], str]:
     "JSON-safe error entries and a one-line message naming each field."
-    detail = [{'type': e.get('type'), 'loc': list(e.get('loc', ())), 'msg': e.get('msg'), 'input': _plain(e.get('input'))} for e in errors]
-    msg = '; '.join(f"{_where(d['loc'])}: {d['msg']}" for d in detail[:5]) + (f' (and {len(detail) - 5} more)' if len(detail) > 5 else '')
-    return detail, msg
+    detail = [{'type': e.get('type'), 'loc': list(e.get('loc', ())), 'msg': e.get('msg'),
+               'input': _plain(e.get('input'))} for e in errors]
+    msg = '; '.join(f"{_where(d['loc'])}: {d['msg']}" for d in detail[:5])
+    return detail, msg + (f' (and {len(detail) - 5} more)' if len(detail) > 5 else '')
 
 # %% ../../nbs/api/01_http.ipynb #ed9342ae
 def install_error_handlers(app: FastAPI, service: str = 'service'):
-    "422 naming the fields, HTTP errors with a `message`, and a 500 with an error id instead of a traceback."
+    "422 naming the fields, HTTP errors with a `message`, a 500 with an error id, no traceback."
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, msg = validation_errors(exc.errors())
         return JSONResponse({'detail': detail, 'message': msg}, status_code=422)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({'detail': exc.detail, 'message': str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse({'detail': exc.detail, 'message': str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
-        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-        return JSONResponse({'detail': 'internal server error', 'message': f'internal server error (id {error_id}; see the {service} log)',
+        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path,
+                  exc_info=exc)
+        message = f'internal server error (id {error_id}; see the {service} log)'
+        return JSONResponse({'detail': 'internal server error', 'message': message,
                              'error_id': error_id}, status_code=500)
 
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -63,15 +69,21 @@ Bearer = Annotated[Optional[HTTPAuthorizationCredentials], Depends(HTTPBearer(au
 
 def unauthorized(given: str | None, what: str = '<token>') -> HTTPException:
     "The 401 for a missing (`given` None) or wrong bearer token."
-    if given is None: return HTTPException(401, f'authentication required: send Authorization: Bearer {what}', headers={'WWW-Authenticate': 'Bearer'})
-    return HTTPException(401, 'invalid bearer token', headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+    if given is None:
+        return HTTPException(401, f'authentication required: send Authorization: Bearer {what}',
+                             headers={'WWW-Authenticate': 'Bearer'})
+    return HTTPException(401, 'invalid bearer token',
+                         headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
 
 # %% ../../nbs/api/01_http.ipynb #bdadff52
 class SettingsCORS:
-    "Starlette's `CORSMiddleware` with the origins `origins(app)` gives once the lifespan has loaded the settings."
-    def __init__(self, app, origins: Callable[[FastAPI], list[str]]): self.app, self.origins, self.cors = app, origins, None
+    "Starlette's `CORSMiddleware` with the origins `origins(app)` gives, once settings are loaded."
+    def __init__(self, app, origins: Callable[[FastAPI], list[str]]):
+        self.app, self.origins, self.cors = app, origins, None
+
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         if self.cors is None:
-            self.cors = CORSMiddleware(self.app, allow_origins=list(self.origins(scope['app'])), allow_methods=['*'], allow_headers=['*'])
+            self.cors = CORSMiddleware(self.app, allow_origins=list(self.origins(scope['app'])),
+                                       allow_methods=['*'], allow_headers=['*'])
         await self.cors(scope, receive, send)

@@ -6,7 +6,16 @@ Docs: https://botcore.github.io/botcore/dashboard/clients.html.md"""
 
 # %% ../../nbs/dashboard/01_clients.ipynb #5cbc9bad
 from __future__ import annotations
-import asyncio, importlib, json, logging, os, re, sys, threading, time, webbrowser
+import asyncio
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -26,15 +35,20 @@ __all__ = ['log', 'one_line', 'Backoff', 'ServiceError', 'request_with_retry', '
 def one_line(e: BaseException | str, limit: int = 240) -> str:
     "An error as one short line for the page: its first line (each field for a validation error), or its type's name."
     if isinstance(e, ValidationError):
-        text = '; '.join(f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()[:3])
-    else: text = str(e).strip()
+        text = '; '.join(
+            f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()[:3]
+        )
+    else:
+        text = str(e).strip()
     line = text.splitlines()[0].strip() if text else type(e).__name__
-    return line if len(line) <= limit else line[:limit - 1] + '…'
+    return line if len(line) <= limit else line[: limit - 1] + '…'
 
-if not log.handlers:                                   # the kernel's stderr (Voila's log), never the page
+
+if not log.handlers:  # the kernel's stderr (Voila's log), never the page
     _handler = logging.StreamHandler(sys.__stderr__)
     _handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s'))
-    log.addHandler(_handler); log.propagate = False
+    log.addHandler(_handler)
+    log.propagate = False
 
 # %% ../../nbs/dashboard/01_clients.ipynb #7f17aff2
 @dataclass
@@ -160,21 +174,30 @@ def voila_config(settings: Settings, port: int | None = None):
 # %% ../../nbs/dashboard/01_clients.ipynb #b40d3096
 class Heartbeat:
     "A hidden `Play` widget ticking in the browser while the page is open: kernel activity, so the culler spares the kernel, and a sign of life."
+
     def __init__(self, every: float = 5.0, on_beat: Callable[[], None] | None = None):
-        self.widget = W.Play(interval=int(every * 1000), min=0, max=2**31 - 1, repeat=True, layout=W.Layout(display='none'))
+        self.widget = W.Play(
+            interval=int(every * 1000),
+            min=0,
+            max=2**31 - 1,
+            repeat=True,
+            layout=W.Layout(display='none'),
+        )
         self.widget.add_class('botcore-heartbeat')
         self.last, self.on_beat = None, on_beat
         self.widget.observe(self._beat, 'value')
 
     def _beat(self, _):
         self.last = time.monotonic()
-        if self.on_beat: self.on_beat()
+        if self.on_beat:
+            self.on_beat()
 
     async def nudge(self, every: float = 2.0, limit: float = 120.0):
         "Start the ticking: toggle `playing` until the first beat (for at most `limit` seconds)."
         t0 = time.monotonic()
         while self.last is None and time.monotonic() - t0 < limit:
-            self.widget.playing = False; self.widget.playing = True
+            self.widget.playing = False
+            self.widget.playing = True
             await asyncio.sleep(every)
 
 # %% ../../nbs/dashboard/01_clients.ipynb #65b0964a
@@ -211,15 +234,21 @@ def serve_dashboard(settings: Settings | None = None, notebook: str = 'monitor',
     app.start()
 
 # %% ../../nbs/dashboard/01_clients.ipynb #ef71a079
-def serve_dashboard_cmd(notebook: str = 'monitor',  # the dashboard at /: monitor or research
-                        host: str = None,  # interface to bind (default: settings' dashboard.host, 127.0.0.1)
-                        port: int = None,  # port (default: settings' dashboard.port, 3000)
-                        open_browser: bool = False,  # open the page, token included, in a browser
-                        config: str = None):  # path to a botcore.toml
+def serve_dashboard_cmd(
+    notebook: str = 'monitor',  # the dashboard at /: monitor or research
+    host: str = None,  # interface to bind (default: settings' dashboard.host, 127.0.0.1)
+    port: int = None,  # port (default: settings' dashboard.port, 3000)
+    open_browser: bool = False,  # open the page, token included, in a browser
+    config: str = None,
+):  # path to a botcore.toml
     "Serve the Voila dashboards (monitor and research)."
     from botcore.config import load_settings_or_exit
+
     s = load_settings_or_exit(config)
-    if host: s = s.model_copy(update={'dashboard': s.dashboard.model_copy(update={'host': host})})
-    try: serve_dashboard(s, notebook, port, open_browser)
+    if host:
+        s = s.model_copy(update={'dashboard': s.dashboard.model_copy(update={'host': host})})
+    try:
+        serve_dashboard(s, notebook, port, open_browser)
     except ValueError as e:
-        print(f"botcore serve dashboard: {e}", file=sys.stderr); return 2
+        print(f"botcore serve dashboard: {e}", file=sys.stderr)
+        return 2

@@ -7,33 +7,39 @@ Docs: https://botcore.github.io/botcore/dashboard/widgets.html.md"""
 # %% ../../nbs/dashboard/02_widgets.ipynb #8c9d3333
 from __future__ import annotations
 import html
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 import ipywidgets as W
+from ..core import ms_from_utc, utc_from_ms
 from .clients import one_line
 
 # %% auto #0
-__all__ = ['esc', 'CSS', 'SETTING_FIELDS', 'clock', 'duration', 'signed', 'tone', 'status_html', 'trade_rows', 'execution_row',
-           'history_html', 'signals_html', 'model_html', 'note', 'PositionRow', 'field_errors']
+__all__ = ['CSS', 'SETTING_FIELDS', 'epoch_ms', 'clock', 'duration', 'signed', 'tone', 'esc', 'status_html', 'trade_rows',
+           'execution_row', 'history_html', 'signals_html', 'model_html', 'note', 'PositionRow', 'field_errors']
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #823f7aec
-def _ms(t) -> int | None:
-    "Epoch ms from epoch ms, epoch s or an ISO time."
-    if t is None or t == '': return None
-    if isinstance(t, (int, float)): return int(t if t > 1e11 else t * 1000)
-    return int(datetime.fromisoformat(str(t).replace('Z', '+00:00')).timestamp() * 1000)
+def epoch_ms(t) -> int | None:
+    "Epoch ms from epoch ms, epoch s or an ISO time (a naive one is UTC)."
+    if t is None or t == '':
+        return None
+    if isinstance(t, (int, float)):
+        return int(t if t > 1e11 else t * 1000)
+    return ms_from_utc(datetime.fromisoformat(str(t).replace('Z', '+00:00')))
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #fd264d16
 def clock(t) -> str:
     "A time as `YYYY-MM-DD HH:MM` UTC."
-    ms = _ms(t)
-    return '' if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime('%Y-%m-%d %H:%M')
+    ms = epoch_ms(t)
+    return '' if ms is None else utc_from_ms(ms).strftime('%Y-%m-%d %H:%M')
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #68d6db21
 def duration(seconds: float) -> str:
     "An uptime: `42s`, `5m 03s`, `2h 05m`, `3d 04h`."
     s = int(max(0, seconds or 0))
     d, h, m = s // 86400, s // 3600 % 24, s // 60 % 60
     return f"{d}d {h:02d}h" if d else f"{h}h {m:02d}m" if h else f"{m}m {s % 60:02d}s" if m else f"{s}s"
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #411495d7
 def signed(x: float | None, digits: int = 2) -> str:
     "Money with its sign, or an em dash."
     return '—' if x is None else f"{x:+,.{digits}f}"
@@ -42,7 +48,9 @@ def tone(x: float | None) -> str:
     "The CSS class of a gain or a loss."
     return 'bc-gain' if x and x > 0 else 'bc-loss' if x and x < 0 else 'bc-flat'
 
-esc = lambda v: html.escape(str(v), quote=True)
+def esc(v) -> str:
+    "`v` as text safe inside HTML and attribute values."
+    return html.escape(str(v), quote=True)
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #e7b3aed8
 def status_html(status: dict, ai: str = 'unknown', link: str = 'connecting', lag: float | None = None) -> str:
@@ -68,12 +76,12 @@ def _execution(symbol, action, side, quantity, price, time_, pnl=None, reason=''
 def trade_rows(trade: dict) -> list[dict]:
     "The two executions (close, open) of a closed trade from `/api/trades`."
     side, sym, size = trade['side'], trade['symbol'], trade['size']
-    return [_execution(sym, 'close', 'SELL' if side == 'BUY' else 'BUY', size, trade['exit_price'], _ms(trade['exit_time']), trade['pnl'], trade.get('exit_reason')),
-            _execution(sym, 'open', side, size, trade['entry_price'], _ms(trade['entry_time']))]
+    return [_execution(sym, 'close', 'SELL' if side == 'BUY' else 'BUY', size, trade['exit_price'], epoch_ms(trade['exit_time']), trade['pnl'], trade.get('exit_reason')),
+            _execution(sym, 'open', side, size, trade['entry_price'], epoch_ms(trade['entry_time']))]
 
 def execution_row(data: dict, sent: float | None = None) -> dict:
     "One execution from a `TradeExecuted` event."
-    return _execution(data['symbol'], data.get('action', ''), data['side'], data['quantity'], data['price'], _ms(data['timestamp']),
+    return _execution(data['symbol'], data.get('action', ''), data['side'], data['quantity'], data['price'], epoch_ms(data['timestamp']),
                       data.get('pnl'), data.get('reason'), sent)
 
 def history_html(rows) -> str:
@@ -121,11 +129,18 @@ table.bc-table { border-collapse: collapse; } .bc-table th, .bc-table td { paddi
 .bc-table th { border-bottom: 1px solid #ccc; } .bc-table tr:nth-child(even) td { background: #f8f9fa; }
 </style>"""
 
+
 def _html(cls: str, value: str = '', **kw) -> W.HTML:
-    w = W.HTML(value, **kw); w.add_class(cls); return w
+    w = W.HTML(value, **kw)
+    w.add_class(cls)
+    return w
+
 
 def _button(description: str, cls: str, style: str = '', **kw) -> W.Button:
-    b = W.Button(description=description, button_style=style, **kw); b.add_class(cls); return b
+    b = W.Button(description=description, button_style=style, **kw)
+    b.add_class(cls)
+    return b
+
 
 def note(text: str, ok: bool = True) -> str:
     "A one-line result for the page: green when it worked, red when not."
@@ -134,27 +149,39 @@ def note(text: str, ok: bool = True) -> str:
 # %% ../../nbs/dashboard/02_widgets.ipynb #6ab5cc65
 class PositionRow:
     "One open position: symbol, side, size, entry and current price, live PnL, and Close with a confirmation step."
+
     def __init__(self, symbol: str, on_confirm: Callable[[str], None]):
         self.symbol = symbol
         self.info, self.pnl = _html('botcore-position-info'), _html('botcore-position-pnl')
-        self.close = _button('Close', 'botcore-close', 'warning', tooltip=f'close {symbol} at market')
+        self.close = _button(
+            'Close', 'botcore-close', 'warning', tooltip=f'close {symbol} at market'
+        )
         self.confirm = _button(f'Confirm close {symbol}', 'botcore-confirm-close', 'danger')
         self.cancel = _button('Cancel', 'botcore-cancel-close')
         self.close.on_click(lambda _: self.ask(True))
         self.cancel.on_click(lambda _: self.ask(False))
         self.confirm.on_click(lambda _: (self.ask(False), on_confirm(symbol)))
-        self.box = W.HBox([self.info, self.pnl, self.close], layout=W.Layout(align_items='center', gap='12px'))
-        self.box.add_class('botcore-position'); self.box.add_class(f'botcore-position-{symbol}')
+        self.box = W.HBox(
+            [self.info, self.pnl, self.close], layout=W.Layout(align_items='center', gap='12px')
+        )
+        self.box.add_class('botcore-position')
+        self.box.add_class(f'botcore-position-{symbol}')
 
     def ask(self, asking: bool):
         "Show the confirmation (or the Close button again)."
-        self.box.children = (self.info, self.pnl, self.confirm, self.cancel) if asking else (self.info, self.pnl, self.close)
+        self.box.children = (
+            (self.info, self.pnl, self.confirm, self.cancel)
+            if asking
+            else (self.info, self.pnl, self.close)
+        )
 
     def show(self, p: dict):
         "The position's figures."
         side = p.get('side', '')
-        self.info.value = (f'<b>{esc(self.symbol)}</b> <span class="{"bc-gain" if side == "BUY" else "bc-loss"}">{esc(side)}</span> '
-                           f'{p.get("size", 0):.6g} @ {p.get("entry_price", 0):,.2f} → {p.get("current_price", 0):,.2f}')
+        self.info.value = (
+            f'<b>{esc(self.symbol)}</b> <span class="{"bc-gain" if side == "BUY" else "bc-loss"}">{esc(side)}</span> '
+            f'{p.get("size", 0):.6g} @ {p.get("entry_price", 0):,.2f} → {p.get("current_price", 0):,.2f}'
+        )
         pnl = p.get('unrealized_pnl')
         self.pnl.value = f'PnL <b class="{tone(pnl)}">{signed(pnl)}</b>'
 

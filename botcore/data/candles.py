@@ -6,7 +6,8 @@ Docs: https://botcore.github.io/botcore/data/candles.html.md"""
 
 # %% ../../nbs/data/01_candles.ipynb #9a9a8133
 from __future__ import annotations
-import os, shutil
+import os
+import shutil
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from ..core import Candle, CandleError, Timeframe
 
 # %% auto #0
 __all__ = ['CANDLE_COLUMNS', 'PRICE_COLUMNS', 'bundled_dir', 'bundled_series', 'CandleDataError', 'UnknownSeriesError',
-           'index_ms', 'open_times_ms', 'candle_frame', 'validate_candles', 'infer_timeframe', 'load_candles',
-           'find_gaps', 'split_segments', 'fill_gaps', 'resample_candles', 'candles_to_json', 'candles_from_json',
-           'bundle_candles', 'data_summary']
+           'index_ms', 'open_times_ms', 'candle_frame', 'candle_offences', 'offences_by_row', 'offence_text',
+           'validate_candles', 'infer_timeframe', 'load_candles', 'find_gaps', 'split_segments', 'fill_gaps',
+           'resample_candles', 'candles_to_json', 'candles_from_json', 'bundle_candles', 'bundled_summary']
 
 # %% ../../nbs/data/01_candles.ipynb #a7ceeabe
 CANDLE_COLUMNS = ('open', 'high', 'low', 'close', 'volume')
@@ -42,8 +43,9 @@ def bundled_series() -> list[tuple[str, Timeframe]]:
 
 # %% ../../nbs/data/01_candles.ipynb #5960de46
 class CandleDataError(CandleError):
-    "A candle series that breaks a market-data invariant; `.problems` lists the first offending rows."
-    def __init__(self, message: str, field: str = 'candles', value=None, problems: pd.DataFrame | None = None):
+    "A candle series that breaks a candle rule; `.problems` lists the first offending rows."
+    def __init__(self, message: str, field: str = 'candles', value=None,
+                 problems: pd.DataFrame | None = None):
         self.field, self.value, self.reason, self.problems = field, value, message, problems
         ValueError.__init__(self, message)
 
@@ -57,7 +59,8 @@ def _py(v):
 
 def _index_from_ms(ts_ms) -> pd.DatetimeIndex:
     "A UTC `open_time` index from integer milliseconds."
-    return pd.to_datetime(np.asarray(ts_ms, dtype='int64'), unit='ms', utc=True).as_unit('ns').rename('open_time')
+    index = pd.to_datetime(np.asarray(ts_ms, dtype='int64'), unit='ms', utc=True)
+    return index.as_unit('ns').rename('open_time')
 
 def index_ms(index: pd.DatetimeIndex) -> np.ndarray:
     "A datetime index as int64 milliseconds since the epoch, whatever its unit (s, ms, us or ns)."
@@ -69,7 +72,7 @@ def open_times_ms(df: pd.DataFrame) -> np.ndarray:
 
 # %% ../../nbs/data/01_candles.ipynb #e271248c
 def candle_frame(raw: pd.DataFrame, name: str = 'candles') -> pd.DataFrame:
-    "Candles indexed by UTC `open_time` from a table with columns timestamp (ms), open, high, low, close, volume."
+    "Candles indexed by UTC `open_time` from a table of timestamp (ms), open, high, low, close, volume"
     missing = [c for c in ('timestamp',) + CANDLE_COLUMNS if c not in raw.columns]
     if missing:
         raise CandleDataError(f"{name}: missing column(s) {', '.join(missing)}; expected "
@@ -77,60 +80,96 @@ def candle_frame(raw: pd.DataFrame, name: str = 'candles') -> pd.DataFrame:
     cols = {}
     for c in ('timestamp',) + CANDLE_COLUMNS:
         try: cols[c] = pd.to_numeric(raw[c]).to_numpy('float64' if c != 'timestamp' else None)
-        except (ValueError, TypeError) as e: raise CandleDataError(f"{name}: column {c}: {e}", field=c) from None
+        except (ValueError, TypeError) as e:
+            raise CandleDataError(f"{name}: column {c}: {e}", field=c) from None
     ts = cols.pop('timestamp')
     bad = np.flatnonzero(~np.isfinite(ts) | (ts % 1 != 0)) if ts.dtype.kind == 'f' else []
     if len(bad):
         v = _py(raw['timestamp'].iloc[bad[0]])
-        raise CandleDataError(f"{name}: timestamp={v!r} in row {bad[0]} is not an integer of milliseconds", 'timestamp', v)
+        raise CandleDataError(f"{name}: timestamp={v!r} in row {bad[0]} is not an integer of "
+                              "milliseconds", 'timestamp', v)
     return pd.DataFrame(cols, index=_index_from_ms(ts))
 
 # %% ../../nbs/data/01_candles.ipynb #0495485c
-def _offences(df: pd.DataFrame, tf: Timeframe):
-    "(mask, field, reason) for every per-row invariant of a candle series."
-    ts = open_times_ms(df)
-    o, h, l, c, v = (df[k].to_numpy() for k in CANDLE_COLUMNS)
-    yield ts % tf.ms != 0, 'open_time', f'not on the {tf} grid'
-    yield df.index.duplicated(), 'open_time', 'repeats an earlier row (duplicate)'
-    yield np.r_[False, np.diff(ts) < 0], 'open_time', 'before the previous row (unsorted)'
-    for k in CANDLE_COLUMNS: yield ~np.isfinite(df[k].to_numpy()), k, 'is not a finite number'
-    for k in PRICE_COLUMNS: yield df[k].to_numpy() <= 0, k, 'price must be > 0'
-    yield v < 0, 'volume', 'must be >= 0'
-    yield h < l, 'high', 'below low'
-    yield h < np.maximum(o, c), 'high', 'below max(open, close)'
-    yield l > np.minimum(o, c), 'low', 'above min(open, close)'
+def _rule_masks(t, o, h, l, c, v, tf: Timeframe, values: bool = True) -> list:
+    "(mask, field, reason) of every candle rule, in the order a row's offences are reported."
+    prev = np.concatenate((t[:1] - 1, t[:-1]))      # row 0 has no previous open time
+    rules = [(t % tf.ms != 0, 'timestamp', f'is not on the {tf} grid (a multiple of {tf.ms} ms)'),
+             (t == prev, 'timestamp', 'repeats the previous open time (duplicate)'),
+             (t < prev, 'timestamp', 'is before the previous open time (unsorted)')]
+    if values:
+        named = dict(zip(CANDLE_COLUMNS, (o, h, l, c, v)))
+        rules += [(~np.isfinite(x), k, 'is not a finite number') for k, x in named.items()]
+        rules += [(named[k] <= 0, k, 'price must be > 0') for k in PRICE_COLUMNS]
+        rules.append((v < 0, 'volume', 'must be >= 0'))
+    crossed = h < l
+    return rules + [(crossed, 'high', 'is below low'),
+                    (~crossed & (h < np.maximum(o, c)), 'high', 'is below open or close'),
+                    (~crossed & (l > np.minimum(o, c)), 'low', 'is above open or close')]
+
+# %% ../../nbs/data/01_candles.ipynb #60b4d95c
+def candle_offences(columns: tuple[np.ndarray, ...], timeframe: Timeframe | str,
+                    values: bool = True) -> list[tuple[np.ndarray, str, str]]:
+    "(rows, field, reason) of each rule the columns (ms open times, then OHLCV) break; [] if sound."
+    rules = _rule_masks(*columns, Timeframe.parse(timeframe), values)
+    broken = rules[0][0] | rules[1][0]
+    for mask, _, _ in rules[2:]: broken |= mask
+    if not broken.any(): return []        # the usual case: one test, not one per rule
+    return [(np.flatnonzero(m), field, why) for m, field, why in rules if m.any()]
+
+# %% ../../nbs/data/01_candles.ipynb #0981cc40
+def offences_by_row(found: list[tuple[np.ndarray, str, str]],
+                    limit: int) -> list[tuple[int, str, str]]:
+    "(row, field, reason) of every offence of the first `limit` offending rows, in row order."
+    rows = np.unique(np.concatenate([r[:limit] for r, _, _ in found]))[:limit].tolist()
+    firsts = [(set(r[:limit].tolist()), field, why) for r, field, why in found]
+    return [(i, field, why) for i in rows for s, field, why in firsts if i in s]
+
+def offence_text(field: str, value, reason: str) -> str:
+    "One offence in words: `high 1.0 is below low`."
+    return f'{field} {_py(value)!r} {reason}'
 
 # %% ../../nbs/data/01_candles.ipynb #9c2bf16f
-def _first_problems(df: pd.DataFrame, found: list, limit: int) -> pd.DataFrame:
+def _first_problems(df: pd.DataFrame, columns: tuple, found: list, limit: int) -> pd.DataFrame:
     "Every offence of the first `limit` offending rows: row, open_time, field, value, reason."
-    first = np.unique(np.concatenate([p[:limit] for p, _, _ in found]))[:limit]
-    probs = pd.DataFrame([dict(row=int(r), open_time=df.index[r], field=f, reason=why)
-                          for p, f, why in found for r in np.intersect1d(p[:limit], first)])
-    probs['value'] = [df.index[r] if f == 'open_time' else _py(df[f].iloc[r]) for r, f in zip(probs.row, probs.field)]
-    return probs.sort_values('row', kind='stable', ignore_index=True)[['row', 'open_time', 'field', 'value', 'reason']]
+    named = dict(zip(('timestamp',) + CANDLE_COLUMNS, columns))
+    rows, fields, reasons = zip(*offences_by_row(found, limit))
+    values = [_py(named[f][r]) for r, f in zip(rows, fields)]     # ms stay ints beside float prices
+    return pd.DataFrame(dict(row=rows, open_time=df.index[list(rows)], field=fields,
+                             value=pd.Series(values, dtype=object), reason=reasons))
 
 # %% ../../nbs/data/01_candles.ipynb #806ad99e
-def _problem_report(df: pd.DataFrame, found: list, name: str, limit: int) -> CandleDataError:
-    "A `CandleDataError` that counts each offence and shows the first `limit` offending rows in full."
-    probs = _first_problems(df, found, limit)
-    nbad = len(np.unique(np.concatenate([p for p, _, _ in found])))
-    counts = ', '.join(f'{f} {why}: {len(p)}' for p, f, why in found)
-    lines = [f"  row {r} {df.index[r]}: " + '; '.join(p.field + ' ' + p.reason) + ' | ' +
-             ' '.join(f'{k}={_py(df[k].iloc[r])!r}' for k in CANDLE_COLUMNS) for r, p in probs.groupby('row')]
-    msg = f"{name}: {nbad} of {len(df)} rows break candle invariants ({counts}); first {len(lines)}:\n" + '\n'.join(lines)
-    return CandleDataError(msg, field=probs.field.iloc[0], value=probs.value.iloc[0], problems=probs)
+def _problem_report(df: pd.DataFrame, columns: tuple, found: list, name: str,
+                    limit: int) -> CandleDataError:
+    "A `CandleDataError` that counts each offence and shows the first `limit` offending rows."
+    probs = _first_problems(df, columns, found, limit)
+    nbad = len(np.unique(np.concatenate([r for r, _, _ in found])))
+    counts = ', '.join(f'{f} {why}: {len(r)}' for r, f, why in found)
+    lines = []
+    for r, p in probs.groupby('row'):
+        said = '; '.join(offence_text(f, v, why) for f, v, why in zip(p.field, p.value, p.reason))
+        candle = ' '.join(f'{k}={_py(df[k].iloc[r])!r}' for k in CANDLE_COLUMNS)
+        lines.append(f"  row {r} {df.index[r]}: {said} | {candle}")
+    msg = (f"{name}: {nbad} of {len(df)} rows break candle rules ({counts}); "
+           f"first {len(lines)}:\n" + '\n'.join(lines))
+    first = probs.iloc[0]
+    return CandleDataError(msg, field=first.field, value=first.value, problems=probs)
 
 # %% ../../nbs/data/01_candles.ipynb #624df319
-def validate_candles(df: pd.DataFrame, timeframe: Timeframe | str, name: str = 'candles', limit: int = 5) -> pd.DataFrame:
-    "`df` unchanged if it is a sound candle series of `timeframe`, else a `CandleDataError` naming the first bad rows."
-    tf = Timeframe.parse(timeframe)
+def validate_candles(df: pd.DataFrame, timeframe: Timeframe | str, name: str = 'candles',
+                     limit: int = 5) -> pd.DataFrame:
+    "`df` unchanged if it is a sound candle series of `timeframe`, else a `CandleDataError`."
     if not isinstance(df.index, pd.DatetimeIndex) or str(df.index.tz) != 'UTC':
-        raise CandleDataError(f"{name}: index must be a UTC DatetimeIndex of open times (got {type(df.index).__name__}, "
-                              f"tz={getattr(df.index, 'tz', None)})", field='open_time')
+        got = f"{type(df.index).__name__}, tz={getattr(df.index, 'tz', None)}"
+        raise CandleDataError(f"{name}: index must be a UTC DatetimeIndex of open times "
+                              f"(got {got})",
+                              field='open_time')
     missing = [k for k in CANDLE_COLUMNS if k not in df.columns]
-    if missing: raise CandleDataError(f"{name}: missing column(s) {', '.join(missing)}", field=missing[0])
-    found = [(np.flatnonzero(m), f, why) for m, f, why in _offences(df, tf) if m.any()]
-    if found: raise _problem_report(df, found, name, limit)
+    if missing:
+        raise CandleDataError(f"{name}: missing column(s) {', '.join(missing)}", field=missing[0])
+    columns = (index_ms(df.index), *(df[k].to_numpy() for k in CANDLE_COLUMNS))
+    if found := candle_offences(columns, timeframe):
+        raise _problem_report(df, columns, found, name, limit)
     return df
 
 # %% ../../nbs/data/01_candles.ipynb #625e1292
@@ -138,10 +177,14 @@ def infer_timeframe(df: pd.DataFrame) -> Timeframe:
     "The `Timeframe` of the most common spacing between consecutive open times."
     d = np.diff(open_times_ms(df))
     steps, counts = np.unique(d[d > 0], return_counts=True)
-    if not len(steps): raise CandleDataError(f"cannot infer a timeframe from {len(df)} distinct open time(s)", 'open_time')
+    if not len(steps):
+        raise CandleDataError(f"cannot infer a timeframe from {len(df)} distinct open time(s)",
+                              'open_time')
     step = int(steps[counts.argmax()])
     tf = next((t for t in Timeframe if t.ms == step), None)
-    if tf is None: raise CandleDataError(f"candles are {step} ms apart, which is no Binance timeframe", 'open_time', step)
+    if tf is None:
+        raise CandleDataError(f"candles are {step} ms apart, which is no Binance timeframe",
+                              'open_time', step)
     return tf
 
 # %% ../../nbs/data/01_candles.ipynb #2dcce73a
@@ -149,7 +192,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     "The raw table of a CSV or Parquet candle file."
     if not path.exists(): raise FileNotFoundError(f"no candle file at {path}")
     if path.suffix.lower() in ('.parquet', '.pq'): return pd.read_parquet(path)
-    if path.name.lower().endswith(('.csv', '.csv.gz', '.csv.zst', '.csv.xz')): return pd.read_csv(path)
+    if path.name.lower().endswith(('.csv', '.csv.gz', '.csv.zst', '.csv.xz')):
+        return pd.read_csv(path)
     raise ValueError(f"{path}: unknown candle file type {path.suffix!r}; expected .csv or .parquet")
 
 def _bundled_path(symbol: str, timeframe) -> tuple[Path, Timeframe]:
@@ -159,7 +203,8 @@ def _bundled_path(symbol: str, timeframe) -> tuple[Path, Timeframe]:
         have = {}
         for s, t in bundled_series(): have.setdefault(s, []).append(t.value)
         listing = '; '.join(f"{s} {', '.join(ts)}" for s, ts in have.items()) or 'nothing'
-        raise UnknownSeriesError(f"no bundled candles for {sym} {tf} in {bundled_dir()}; bundled: {listing}")
+        raise UnknownSeriesError(f"no bundled candles for {sym} {tf} in {bundled_dir()}; "
+                                 f"bundled: {listing}")
     return bundled_dir()/f'{sym}-{tf}.parquet', tf
 
 # %% ../../nbs/data/01_candles.ipynb #da48ca31
@@ -167,29 +212,35 @@ def load_candles(symbol: str | None = None, timeframe: Timeframe | str | None = 
                  path: str | Path | None = None, validate: bool = True) -> pd.DataFrame:
     "Candles of a bundled `symbol` and `timeframe`, or from the CSV/Parquet file at `path`."
     if path is None:
-        if symbol is None or timeframe is None: raise ValueError("load_candles needs symbol and timeframe, or path")
+        if symbol is None or timeframe is None:
+            raise ValueError("load_candles needs symbol and timeframe, or path")
         path, tf = _bundled_path(symbol, timeframe)
     else:
-        if symbol is not None: raise ValueError("give either symbol (bundled candles) or path, not both")
+        if symbol is not None:
+            raise ValueError("give either symbol (bundled candles) or path, not both")
         path = Path(path).expanduser()
-        tf = Timeframe.parse(timeframe) if timeframe else (_split_series_name(path.name.split('.')[0]) or (None, None))[1]
+        named = _split_series_name(path.name.split('.')[0]) or (None, None)
+        tf = Timeframe.parse(timeframe) if timeframe else named[1]
     df = candle_frame(_read_table(path), name=str(path.name))
     if validate: validate_candles(df, tf or infer_timeframe(df), name=path.name)
     return df
 
 # %% ../../nbs/data/01_candles.ipynb #50626506
 def find_gaps(df: pd.DataFrame, timeframe: Timeframe | str) -> pd.DataFrame:
-    "The runs of missing candles in a sorted, on-grid series: start, end (inclusive open times), missing."
+    "The runs of missing candles in a sorted, on-grid series: start, end (inclusive), missing."
     tf, ts = Timeframe.parse(timeframe), open_times_ms(df)
     d = np.diff(ts)
     i = np.flatnonzero(d > tf.ms)
     missing = d[i] // tf.ms - 1
     start = ts[i] + tf.ms
-    return pd.DataFrame({'start': _index_from_ms(start), 'end': _index_from_ms(start + (missing - 1) * tf.ms),
+    end = start + (missing - 1) * tf.ms
+    return pd.DataFrame({'start': _index_from_ms(start), 'end': _index_from_ms(end),
                          'missing': missing.astype('int64')})
 
 # %% ../../nbs/data/01_candles.ipynb #8c20f76e
-def split_segments(df: pd.DataFrame, timeframe: Timeframe | str, min_rows: int = 1) -> list[pd.DataFrame]:
+def split_segments(
+    df: pd.DataFrame, timeframe: Timeframe | str, min_rows: int = 1
+) -> list[pd.DataFrame]:
     "The contiguous runs of `df` (no missing candles inside), each with at least `min_rows` rows."
     tf, ts = Timeframe.parse(timeframe), open_times_ms(df)
     cuts = np.r_[0, np.flatnonzero(np.diff(ts) > tf.ms) + 1, len(df)]
@@ -197,27 +248,33 @@ def split_segments(df: pd.DataFrame, timeframe: Timeframe | str, min_rows: int =
 
 # %% ../../nbs/data/01_candles.ipynb #9757cebe
 def fill_gaps(df: pd.DataFrame, timeframe: Timeframe | str) -> pd.DataFrame:
-    "`df` on a complete grid: missing candles become flat at the previous close with volume 0, `filled=True`."
+    "`df` on a complete grid: missing candles flat at the previous close, volume 0, `filled=True`."
     tf, ts = Timeframe.parse(timeframe), open_times_ms(df)
     full = _index_from_ms(np.arange(ts[0], ts[-1] + 1, tf.ms) if len(ts) else [])
     out = df[list(CANDLE_COLUMNS)].reindex(full)
     filled = ~full.isin(df.index)
     prev_close = out['close'].ffill()
-    for k in PRICE_COLUMNS: out[k] = out[k].where(~filled, prev_close)
+    for k in PRICE_COLUMNS:
+        out[k] = out[k].where(~filled, prev_close)
     out['volume'] = out['volume'].where(~filled, 0.0)
-    out['filled'] = filled | (df['filled'].reindex(full, fill_value=False).to_numpy(bool) if 'filled' in df else False)
+    out['filled'] = filled | (
+        df['filled'].reindex(full, fill_value=False).to_numpy(bool) if 'filled' in df else False
+    )
     return out
 
 # %% ../../nbs/data/01_candles.ipynb #79270f39
-def resample_candles(df: pd.DataFrame, timeframe: Timeframe | str, source: Timeframe | str | None = None) -> pd.DataFrame:
-    "Candles of the coarser `timeframe` formed from `df` as Binance forms them; incomplete bins are dropped."
+def resample_candles(df: pd.DataFrame, timeframe: Timeframe | str,
+                     source: Timeframe | str | None = None) -> pd.DataFrame:
+    "Candles of the coarser `timeframe` made from `df` as Binance makes them, complete bins only."
     dst = Timeframe.parse(timeframe)
     src = Timeframe.parse(source) if source else infer_timeframe(df)
-    if dst.ms < src.ms: raise ValueError(f"cannot resample {src} candles to {dst}: {dst} is finer than {src}")
-    if dst.ms % src.ms: raise ValueError(f"cannot resample {src} candles to {dst}: {dst} is not a whole multiple of {src}")
+    why = (f'{dst} is finer than {src}' if dst.ms < src.ms else
+           f'{dst} is not a whole multiple of {src}' if dst.ms % src.ms else None)
+    if why: raise ValueError(f"cannot resample {src} candles to {dst}: {why}")
     how = dict(open='first', high='max', low='min', close='last', volume='sum')
     if 'filled' in df: how['filled'] = 'max'
-    bins = df.resample(pd.Timedelta(dst.ms, 'ms'), origin='epoch', closed='left', label='left')  # fixed length: '1D' ignores origin
+    step = pd.Timedelta(dst.ms, 'ms')           # a fixed length: '1D' would ignore the origin
+    bins = df.resample(step, origin='epoch', closed='left', label='left')
     out = bins.agg(how)[bins['close'].count() == dst.ms // src.ms]
     out.index = pd.DatetimeIndex(out.index, freq=None)
     return out.astype({'filled': bool}) if 'filled' in out else out
@@ -225,12 +282,13 @@ def resample_candles(df: pd.DataFrame, timeframe: Timeframe | str, source: Timef
 # %% ../../nbs/data/01_candles.ipynb #b3bff563
 def candles_to_json(df: pd.DataFrame) -> list[dict]:
     "The seed's JSON candle list: [{timestamp (ms), open, high, low, close, volume}]."
-    cols = {'timestamp': open_times_ms(df).tolist(), **{k: df[k].to_numpy('float64').tolist() for k in CANDLE_COLUMNS}}
+    cols = {'timestamp': open_times_ms(df).tolist(),
+            **{k: df[k].to_numpy('float64').tolist() for k in CANDLE_COLUMNS}}
     return [dict(zip(cols, row)) for row in zip(*cols.values())]
 
 # %% ../../nbs/data/01_candles.ipynb #8cd11610
 def _plain_frame(rows: list) -> pd.DataFrame | None:
-    "The frame of seed JSON dicts whose timestamps are ints and prices numbers, built straight from numpy; None otherwise."
+    "The frame of seed JSON dicts with int timestamps and number prices, from numpy; else None."
     try:
         ts = np.array([r['timestamp'] for r in rows])
         if ts.dtype.kind != 'i': return None
@@ -243,12 +301,13 @@ def candles_from_json(items, timeframe: Timeframe | str | None = None) -> pd.Dat
     rows = [c.to_dict() if isinstance(c, Candle) else c for c in items]
     df = _plain_frame(rows) if rows and isinstance(rows[0], dict) else None
     if df is None:   # anything unusual takes the slow path, whose errors name the column and row
-        df = candle_frame(pd.DataFrame.from_records(rows, columns=('timestamp',) + CANDLE_COLUMNS), name='candles')
+        table = pd.DataFrame.from_records(rows, columns=('timestamp',) + CANDLE_COLUMNS)
+        df = candle_frame(table, name='candles')
     return validate_candles(df, timeframe) if timeframe else df
 
 # %% ../../nbs/data/01_candles.ipynb #700fec35
 def bundle_candles(src_dir: str | Path, dst_dir: str | Path, pattern: str = '*.csv') -> list[Path]:
-    "Check the candle CSVs in `src_dir` matching `pattern` and write them to `dst_dir` as zstd Parquet."
+    "Check the candle CSVs in `src_dir` matching `pattern`; write them to `dst_dir` as Parquet."
     src, dst = Path(src_dir), Path(dst_dir)
     dst.mkdir(parents=True, exist_ok=True)
     written = []
@@ -257,19 +316,21 @@ def bundle_candles(src_dir: str | Path, dst_dir: str | Path, pattern: str = '*.c
         if tf is None: raise ValueError(f"{csv.name}: expected a name like BTCUSDT-1h.csv")
         raw = pd.read_csv(csv).astype({k: 'float64' for k in CANDLE_COLUMNS})
         validate_candles(candle_frame(raw, csv.name), tf, name=csv.name)
-        raw[['timestamp', *CANDLE_COLUMNS]].to_parquet(dst/f'{csv.stem}.parquet', compression='zstd', compression_level=19, index=False)
-        written.append(dst/f'{csv.stem}.parquet')
+        out = dst/f'{csv.stem}.parquet'
+        raw[['timestamp', *CANDLE_COLUMNS]].to_parquet(out, compression='zstd', compression_level=19,
+                                                       index=False)
+        written.append(out)
     if (src/'SOURCES.md').exists(): shutil.copyfile(src/'SOURCES.md', dst/'SOURCES.md')
     return written
 
 # %% ../../nbs/data/01_candles.ipynb #e62743db
-def data_summary() -> pd.DataFrame:
-    "One row per bundled series: symbol, timeframe, rows, first, last, missing candles, gaps, first/last close."
+def bundled_summary() -> pd.DataFrame:
+    "Per bundled series: symbol, timeframe, rows, first, last, missing, gaps, first and last close."
     rows = []
     for sym, tf in bundled_series():
         df = load_candles(sym, tf)
         gaps = find_gaps(df, tf)
-        rows.append(dict(symbol=sym, timeframe=tf.value, rows=len(df), first=df.index[0], last=df.index[-1],
-                         missing=int(gaps.missing.sum()), gaps=len(gaps),
+        rows.append(dict(symbol=sym, timeframe=tf.value, rows=len(df), first=df.index[0],
+                         last=df.index[-1], missing=int(gaps.missing.sum()), gaps=len(gaps),
                          first_close=df.close.iloc[0], last_close=df.close.iloc[-1]))
     return pd.DataFrame(rows)

@@ -6,7 +6,8 @@ Docs: https://botcore.github.io/botcore/data/features.html.md"""
 
 # %% ../../nbs/data/02_features.ipynb #ba32707b
 from __future__ import annotations
-import functools, importlib
+import functools
+import importlib
 from typing import Iterator
 import numpy as np
 import pandas as pd
@@ -45,19 +46,21 @@ WARMUP: int = max(max(EMA_WINDOWS) - 1, MACD_WINDOWS[1] + MACD_WINDOWS[2] - 2)
 # %% ../../nbs/data/02_features.ipynb #c3267ba3
 @functools.cache
 def _kernels(package: str):
-    "vectorbt's numba kernels of `package` ('generic' or 'indicators'), `vectorbt.<package>.nb`, imported on first use."
+    "`vectorbt.<package>.nb`, vectorbt's numba kernels ('generic' or 'indicators'), imported on first use."
     return importlib.import_module(f'vectorbt.{package}.nb')
 
 # %% ../../nbs/data/02_features.ipynb #a8aa3912
 def _series(a: np.ndarray) -> np.ndarray:
     "`a` as a writable, contiguous float64 array, copied only where it is not one already."
-    if type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable: return a
+    if type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
+        return a
     return np.require(a, np.float64, ['C_CONTIGUOUS', 'WRITEABLE'])
 
 # %% ../../nbs/data/02_features.ipynb #e0aa586f
 def moving_average(a: np.ndarray, window: int, ewm: bool = False) -> np.ndarray:
-    "vectorbt's MA of `a` over `window` candles (exponential with `ewm`, span `window`); NaN until `window` candles."
-    if ewm: return _kernels('generic').ewm_mean_1d_nb(_series(a), window, window, False)
+    "vectorbt's MA of `a` over `window` candles (exponential with `ewm`, span `window`); NaN before."
+    if ewm:
+        return _kernels('generic').ewm_mean_1d_nb(_series(a), window, window, False)
     return _kernels('generic').rolling_mean_1d_nb(_series(a), window, window)
 
 
@@ -72,7 +75,8 @@ def momentum_features(close: np.ndarray) -> dict[str, np.ndarray]:
     gain, loss = np.maximum(change, 0.0), np.abs(np.minimum(change, 0.0))
     span = wilder_span(RSI_WINDOW)
     with np.errstate(invalid='ignore', divide='ignore'):
-        rsi = 100 - 100 / (1 + moving_average(gain, span, ewm=True) / moving_average(loss, span, ewm=True))
+        strength = moving_average(gain, span, ewm=True) / moving_average(loss, span, ewm=True)
+        rsi = 100 - 100 / (1 + strength)
     fast, slow, smooth = MACD_WINDOWS
     line = moving_average(close, fast, ewm=True) - moving_average(close, slow, ewm=True)
     signal = moving_average(line, smooth, ewm=True)
@@ -80,14 +84,15 @@ def momentum_features(close: np.ndarray) -> dict[str, np.ndarray]:
             'macd_signal': signal / close, 'macd_hist': (line - signal) / close}
 
 # %% ../../nbs/data/02_features.ipynb #a0d03562
-def volatility_features(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+def volatility_features(high: np.ndarray, low: np.ndarray,
+                        close: np.ndarray) -> dict[str, np.ndarray]:
     "Bollinger position and width, ATR / close and the rolling std of one-candle log returns."
     middle, spread = moving_average(close, BB_WINDOW), BB_STDS * moving_std(close, BB_WINDOW)
     upper, lower = middle + spread, middle - spread
     width = upper - lower
     with np.errstate(invalid='ignore', divide='ignore'):
         position = np.where(width == 0, 0.5, (close - lower) / width)
-    columns = (_series(a).reshape(-1, 1) for a in (high, low, close))   # this kernel takes 2-D arrays
+    columns = (_series(a).reshape(-1, 1) for a in (high, low, close))   # the kernel takes 2-D arrays
     true_range = _kernels('indicators').true_range_nb(*columns)[:, 0]
     atr = moving_average(true_range, wilder_span(ATR_WINDOW), ewm=True)
     rv = moving_std(log_returns(close, 1), VOLATILITY_WINDOW)
@@ -133,8 +138,9 @@ def epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
 
 # %% ../../nbs/data/02_features.ipynb #861b7e1b
 def calendar_features(index: pd.DatetimeIndex | np.ndarray) -> dict[str, np.ndarray]:
-    "Time of day and day of week (UTC) as points on a circle, from open times (an index, or int UTC epoch seconds)."
-    seconds = epoch_seconds(index) if isinstance(index, pd.DatetimeIndex) else np.asarray(index, np.int64)
+    "Time of day and day of week (UTC) on a circle, from open times (an index, or UTC epoch seconds)."
+    is_index = isinstance(index, pd.DatetimeIndex)
+    seconds = epoch_seconds(index) if is_index else np.asarray(index, np.int64)
     days, second_of_day = np.divmod(seconds, 86_400)
     weekday = (days + 3) % 7
     (day_sin, day_cos), (week_sin, week_cos) = _unit_circle(86_400), _unit_circle(7)
@@ -145,22 +151,27 @@ def calendar_features(index: pd.DatetimeIndex | np.ndarray) -> dict[str, np.ndar
 def _candle_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
     "high, low, close, volume of `df` as float64 arrays, after checking the frame's shape."
     missing = [c for c in ('high', 'low', 'close', 'volume') if c not in df.columns]
-    if missing: raise ValueError(f"feature_matrix: candles lack column(s) {', '.join(missing)} (have {list(df.columns)})")
+    if missing:
+        raise ValueError(f"feature_matrix: candles lack column(s) {', '.join(missing)} "
+                         f"(have {list(df.columns)})")
     if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
-        raise ValueError(f"feature_matrix: index must be a tz-aware DatetimeIndex of open times (got {type(df.index).__name__} "
-                         f"{getattr(df.index, 'dtype', '')}); use botcore.data.candles.load_candles")
+        got = f"{type(df.index).__name__} {getattr(df.index, 'dtype', '')}"
+        raise ValueError(f"feature_matrix: index must be a tz-aware DatetimeIndex of open times "
+                         f"(got {got}); use botcore.data.candles.load_candles")
     return tuple(df[c].to_numpy(np.float64, copy=True) for c in ('high', 'low', 'close', 'volume'))
 
 # %% ../../nbs/data/02_features.ipynb #3d0f3772
-def column_blocks(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
-                  seconds: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
-    "The blocks of features of candles given as columns (`seconds`: open times, UTC epoch seconds), in `FEATURE_NAMES` order."
+def column_blocks(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, seconds: np.ndarray
+) -> Iterator[dict[str, np.ndarray]]:
+    "The blocks of features of candles as columns (`seconds`: UTC epoch open times), in order."
     yield momentum_features(close)
     yield volatility_features(high, low, close)
     yield trend_features(close)
     yield return_features(close)
     yield volume_features(volume)
     yield calendar_features(seconds)
+
 
 def feature_blocks(df: pd.DataFrame) -> Iterator[dict[str, np.ndarray]]:
     "The blocks of features of `df`'s candles, in `FEATURE_NAMES` order, computed one at a time."
@@ -172,14 +183,17 @@ def _kernel():
     "`botcore.data.feature_kernel.features_nb`, imported (with vectorbt) on first use."
     return importlib.import_module('botcore.data.feature_kernel').features_nb
 
-def feature_array(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-    "`feature_matrix` of candles given as columns (`seconds`: open times, UTC epoch seconds), as an (n, 21) float64 array."
-    if not len(high) == len(low) == len(close) == len(volume) == len(seconds):   # the kernel does not check its bounds
-        raise ValueError(f"feature_array: columns of different lengths {[len(a) for a in (high, low, close, volume, seconds)]}")
+def feature_array(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
+                  seconds: np.ndarray) -> np.ndarray:
+    "`feature_matrix` of candles as columns (`seconds`: UTC epoch open times): (n, 21) float64."
+    if not len(high) == len(low) == len(close) == len(volume) == len(seconds):   # the kernel trusts it
+        lengths = [len(a) for a in (high, low, close, volume, seconds)]
+        raise ValueError(f"feature_array: columns of different lengths {lengths}")
     out, close = np.empty((len(close), len(FEATURE_NAMES)), order='F'), _series(close)
-    _kernel()(_series(high), _series(low), close, _series(volume), np.log(close), np.asarray(seconds, np.int64),
-              *_unit_circle(86_400), *_unit_circle(7), wilder_span(RSI_WINDOW), MACD_WINDOWS, BB_WINDOW, float(BB_STDS),
-              wilder_span(ATR_WINDOW), VOLATILITY_WINDOW, EMA_WINDOWS, RETURN_HORIZONS, VOLUME_WINDOW, out)
+    _kernel()(_series(high), _series(low), close, _series(volume), np.log(close),
+              np.asarray(seconds, np.int64), *_unit_circle(86_400), *_unit_circle(7),
+              wilder_span(RSI_WINDOW), MACD_WINDOWS, BB_WINDOW, float(BB_STDS), wilder_span(ATR_WINDOW),
+              VOLATILITY_WINDOW, EMA_WINDOWS, RETURN_HORIZONS, VOLUME_WINDOW, out)
     return out
 
 @functools.cache
@@ -188,6 +202,6 @@ def _feature_columns() -> pd.Index:
     return pd.Index(FEATURE_NAMES)
 
 def feature_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    "The features of each candle in `df`: `FEATURE_NAMES` columns, float64, NaN in the first `WARMUP` rows."
+    "The features of each candle in `df`: `FEATURE_NAMES` columns, float64, NaN in the `WARMUP` rows."
     out = feature_array(*_candle_arrays(df), epoch_seconds(df.index))
     return pd.DataFrame(out, index=df.index, columns=_feature_columns().copy(), copy=False)

@@ -6,7 +6,9 @@ Docs: https://botcore.github.io/botcore/engine/events.html.md"""
 
 # %% ../../nbs/engine/01_events.ipynb #719fda68
 from __future__ import annotations
-import asyncio, json, time
+import asyncio
+import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +24,12 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 def message(type: str, **data: Any) -> str:
-    "One event as the JSON text sent to clients, stamped with the wall time it was sent; refuses an unknown type or a missing seed field."
-    if type not in MESSAGE_FIELDS: raise ValueError(f"type: unknown event type {type!r} (expected one of {', '.join(MESSAGE_FIELDS)})")
-    if missing := [k for k in MESSAGE_FIELDS[type] if k not in data]: raise ValueError(f"{type}: missing field(s) {', '.join(missing)}")
+    "One event as the JSON text sent to clients, stamped with the wall time it was sent."
+    if type not in MESSAGE_FIELDS:
+        known = ', '.join(MESSAGE_FIELDS)
+        raise ValueError(f"type: unknown event type {type!r} (expected one of {known})")
+    if missing := [k for k in MESSAGE_FIELDS[type] if k not in data]:
+        raise ValueError(f"{type}: missing field(s) {', '.join(missing)}")
     return json.dumps({'type': type, 'data': data, 'sent': round(time.time(), 6)}, separators=(',', ':'))
 
 # %% ../../nbs/engine/01_events.ipynb #32cd97e8
@@ -65,6 +70,8 @@ class EventBus:
         return text
 
     def _drop(self, sub: Subscription):
-        sub.dropped = True; self.dropped += 1; self.subscribers.discard(sub)
+        sub.dropped = True
+        self.dropped += 1
+        self.subscribers.discard(sub)
         while not sub.queue.empty(): sub.queue.get_nowait()   # free the memory; the reader sees None next
         sub.queue.put_nowait(None)

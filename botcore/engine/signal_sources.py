@@ -6,12 +6,13 @@ Docs: https://botcore.github.io/botcore/engine/signal_sources.html.md"""
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #2fe976b9
 from __future__ import annotations
-import asyncio, logging
-from datetime import datetime, timezone
+import asyncio
+import logging
 import httpx
 import numpy as np
 import pandas as pd
-from ..core import Signal, SignalKind, Timeframe
+from ..core import Signal, SignalKind, Timeframe, utc_from_ms
+from ..data.candles import index_ms
 from ..config import Settings
 
 # %% auto #0
@@ -25,28 +26,32 @@ class AIServiceError(RuntimeError):
 
 class AIClient:
     "The AI service over HTTP: `/analyze` with retries, `/health`."
-    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3, retry_delay: float = 5.0):
+    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3,
+                 retry_delay: float = 5.0):
         self.url, self.retries, self.retry_delay = url.rstrip('/'), retries, retry_delay
         self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout,
-                                      headers={'Authorization': f'Bearer {token}', 'User-Agent': 'botcore-engine/1.0'})
+                                      headers={'Authorization': f'Bearer {token}',
+                                               'User-Agent': 'botcore-engine/1.0'})
 
     @classmethod
     def from_settings(cls, s: Settings) -> AIClient:
         t = s.trading
-        return cls(s.market_data.ai_service_url, s.auth.inter_service_token.get_secret_value(), t.signal_timeout_seconds,
-                   t.signal_retries, t.signal_retry_delay_seconds)
+        return cls(s.market_data.ai_service_url, s.auth.inter_service_token.get_secret_value(),
+                   t.signal_timeout_seconds, t.signal_retries, t.signal_retry_delay_seconds)
 
     async def close(self): await self.http.aclose()
 
     async def healthy(self) -> bool:
         "Does `/health` answer 200?"
-        try: return (await self.http.get('/health', timeout=min(5.0, self.http.timeout.read or 5.0))).status_code == 200
+        timeout = min(5.0, self.http.timeout.read or 5.0)
+        try: return (await self.http.get('/health', timeout=timeout)).status_code == 200
         except httpx.HTTPError: return False
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #af490b72
 def candles_json(candles) -> list[dict]:
     "Candles in the seed's request shape."
-    return [dict(timestamp=c.timestamp, open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume) for c in candles]
+    return [dict(timestamp=c.timestamp, open=c.open, high=c.high, low=c.low, close=c.close,
+                 volume=c.volume) for c in candles]
 
 _RETRYABLE = {408, 429}
 
@@ -61,7 +66,8 @@ async def _analyze(self: AIClient, symbol: str, timeframe: Timeframe | str, cand
             if 400 <= r.status_code < 500 and r.status_code not in _RETRYABLE: raise AIServiceError(error)
         except httpx.HTTPError as e: error = f"{type(e).__name__}: {e}"
         if attempt < self.retries:
-            log.warning("AI service request failed (attempt %d/%d): %s", attempt + 1, self.retries, error)
+            log.warning("AI service request failed (attempt %d/%d): %s", attempt + 1, self.retries,
+                        error)
             await asyncio.sleep(self.retry_delay)
     raise AIServiceError(f"AI service request failed after {self.retries} retries: {error}")
 
@@ -69,22 +75,27 @@ AIClient.analyze = _analyze
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #6c0970d2
 class PrecomputedSignals:
-    "Signals looked up by (symbol, candle open time) from signal frames (columns signal, confidence[, probability])."
-    def __init__(self, frames: dict[str, pd.DataFrame], timeframe: Timeframe | str, model_type: str = 'precomputed'):
+    "Signals looked up by (symbol, candle open time) from frames of signal, confidence[, probability]."
+    def __init__(self, frames: dict[str, pd.DataFrame], timeframe: Timeframe | str,
+                 model_type: str = 'precomputed'):
         self.tf, self.model_type, self.table = Timeframe.parse(timeframe), model_type, {}
         for symbol, df in frames.items():
-            ms = (df.index.asi8 // 1_000_000).tolist()
+            ms = index_ms(df.index).tolist()
             prob = df['probability'].to_numpy() if 'probability' in df else np.full(len(df), 0.5)
+            rows = zip(ms, df['signal'], df['confidence'], prob)
             self.table[symbol] = {t: self._signal(symbol, t, k, float(c), float(p))
-                                  for t, k, c, p in zip(ms, df['signal'], df['confidence'], prob) if isinstance(k, str)}
+                                  for t, k, c, p in rows if isinstance(k, str)}
 
-    def _signal(self, symbol: str, open_ms: int, kind: str, confidence: float, probability: float) -> Signal:
-        return Signal.model_construct(signal=SignalKind(kind), confidence=confidence, probability=probability, model_type=self.model_type,
-                                      timestamp=datetime.fromtimestamp((open_ms + self.tf.ms) / 1000, timezone.utc),
+    def _signal(self, symbol: str, open_ms: int, kind: str, confidence: float,
+                probability: float) -> Signal:
+        return Signal.model_construct(signal=SignalKind(kind), confidence=confidence,
+                                      probability=probability, model_type=self.model_type,
+                                      timestamp=utc_from_ms(open_ms + self.tf.ms),
                                       symbol=symbol, timeframe=self.tf)
 
-    async def __call__(self, symbol: str, timeframe, window) -> Signal | None: return self.lookup(symbol, window[-1].timestamp)
+    async def __call__(self, symbol: str, timeframe, window) -> Signal | None:
+        return self.lookup(symbol, window[-1].timestamp)
 
     def lookup(self, symbol: str, open_ms: int) -> Signal | None:
-        "The signal for the candle of `symbol` that opened at `open_ms`, without a coroutine (the engine's fast path)."
+        "The signal for `symbol`'s candle that opened at `open_ms`, without a coroutine (the fast path)."
         return self.table.get(symbol, {}).get(open_ms)

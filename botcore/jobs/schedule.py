@@ -6,7 +6,13 @@ Docs: https://botcore.github.io/botcore/jobs/schedule.html.md"""
 
 # %% ../../nbs/jobs/02_schedule.ipynb #6b359d06
 from __future__ import annotations
-import ast, json, logging, signal, sys, threading, time
+import ast
+import json
+import logging
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +22,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from fastcore.basics import patch
-from ..config import ScheduledRun, Settings, load_settings_or_exit
+from ..config import Settings, load_settings_or_exit
+from ..sections import ScheduledRun
 
 log = logging.getLogger(__name__)
 
@@ -54,32 +61,46 @@ _DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
 def _day_number(text: str) -> int:
     "A crontab weekday, 0..7 (0 and 7 are Sunday), from its number or name."
     t = text.strip().lower()
-    if t in _DAYS: return _DAYS.index(t)
-    if t.isdigit() and int(t) <= 7: return int(t)
+    if t in _DAYS:
+        return _DAYS.index(t)
+    if t.isdigit() and int(t) <= 7:
+        return int(t)
     raise ValueError(f"bad day of week {text!r}: expected 0-7 or sun..sat")
 
+# %% ../../nbs/jobs/02_schedule.ipynb #b81fde40
 def crontab_days(field: str) -> str:
     "A crontab day-of-week field (`1-5`, `0,6`, `*/2`, `mon-fri`) as APScheduler day names, or `*`."
-    if field == '*': return '*'
+    if field == '*':
+        return '*'
     days = set()
     for part in field.split(','):
         base, slash, step = part.partition('/')
-        if slash and not (step.isdigit() and int(step) > 0): raise ValueError(f"bad step in day of week {part!r}")
-        lo, hi = (0, 6) if base == '*' else map(_day_number, base.split('-', 1)) if '-' in base else (_day_number(base),) * 2
-        if slash and base != '*' and '-' not in base: hi = 6
-        if hi < lo: raise ValueError(f"bad day-of-week range {part!r}: from Sunday (0) to Saturday (6) or 7")
+        if slash and not (step.isdigit() and int(step) > 0):
+            raise ValueError(f"bad step in day of week {part!r}")
+        if base == '*':
+            lo, hi = 0, 6
+        elif '-' in base:
+            lo, hi = map(_day_number, base.split('-', 1))
+        else:
+            lo = hi = _day_number(base)
+            hi = 6 if slash else hi
+        if hi < lo:
+            raise ValueError(f"bad day-of-week range {part!r}: from Sunday (0) to Saturday (6) or 7")
         days |= {d % 7 for d in range(lo, hi + 1, int(step) if slash else 1)}
     return ','.join(_DAYS[d] for d in sorted(days))
 
+# %% ../../nbs/jobs/02_schedule.ipynb #6b844a49
 def crontab_trigger(expr: str) -> CronTrigger:
-    "A UTC `CronTrigger` firing when cron would on the five-field crontab `expr` (weekday 0 or 7 = Sunday)."
+    "A UTC `CronTrigger` firing when cron would on the five-field crontab `expr` (0 or 7 = Sunday)."
     fields = expr.split()
-    if len(fields) != 5: raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)} in {expr!r}")
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)} in {expr!r}")
     minute, hour, day, month, weekday = fields
     if not day.startswith('*') and not weekday.startswith('*'):
-        raise ValueError(f"{expr!r} restricts both the day of the month and the day of the week, which cron ORs and APScheduler ANDs; "
-                         "use two runs, one for each")
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_days(weekday), timezone=timezone.utc)
+        raise ValueError(f"{expr!r} restricts both the day of the month and the day of the week, which "
+                         "cron ORs and APScheduler ANDs; use two runs, one for each")
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=crontab_days(weekday), timezone=timezone.utc)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #4438f771
 @dataclass(frozen=True)
@@ -174,7 +195,7 @@ def _execute(self: PipelineScheduler, name: str) -> RunOutcome:
             notebook = Path(self.runner(run.pipeline, params, folder, progress=False))
             version = None
             if run.pipeline == 'train' and params.get('promote', True):
-                from botcore.model.training import ModelRegistry
+                from botcore.model.registry import ModelRegistry
                 version = ModelRegistry(params['model_dir']).current()
             outcome = RunOutcome(name, run.pipeline, 'succeeded', started, time.monotonic() - t0, notebook, model_version=version)
         except Exception as e:
@@ -223,28 +244,42 @@ def shutdown(self: PipelineScheduler, wait: bool = True) -> None:
     "Stop firing; by default wait for the runs under way to end."
     if self.scheduler.running: self.scheduler.shutdown(wait=wait)
 
-# %% ../../nbs/jobs/02_schedule.ipynb #c09a283a
-def schedule_cmd(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
-                 once: str = None):  # run the scheduled run of this name now, once, and exit 0 if it succeeded, 1 if it failed
-    "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
-    settings = load_settings_or_exit(config)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    try:
-        sched = PipelineScheduler(settings)
-        if once: return 0 if sched.run_now(once).ok else 1
-    except (ValueError, UnknownRunError) as e: print(f"botcore schedule: {e}", file=sys.stderr); return 2
-    if not sched.runs: print("botcore schedule: no runs in [schedule]; nothing to do", file=sys.stderr); return 2
+# %% ../../nbs/jobs/02_schedule.ipynb #87cce69f
+def _serve_until_stopped(sched: PipelineScheduler):
+    "Start `sched`, list its runs, and wait for Ctrl-C or SIGTERM; then let runs under way end."
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sched.start()
     when = lambda t: f"{t:%Y-%m-%d %H:%M}" if t else 'never'
-    print("scheduled runs (UTC):\n" + '\n'.join(f"  {j['name']:<20} {j['pipeline']:<9} {j['cron']:<16} next {when(j['next_run'])}"
-                                                for j in sched.jobs()), flush=True)
+    rows = [f"  {j['name']:<20} {j['pipeline']:<9} {j['cron']:<16} next {when(j['next_run'])}"
+            for j in sched.jobs()]
+    print("scheduled runs (UTC):\n" + '\n'.join(rows), flush=True)
     try:
-        while not stop.wait(1): pass
-    except KeyboardInterrupt: pass
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         print("stopping: waiting for runs under way to end", flush=True)
         sched.shutdown(wait=True)
+
+# %% ../../nbs/jobs/02_schedule.ipynb #c09a283a
+def schedule_cmd(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+                 once: str = None):  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
+    "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
+    settings = load_settings_or_exit(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        sched = PipelineScheduler(settings)
+        if once:
+            return 0 if sched.run_now(once).ok else 1
+    except (ValueError, UnknownRunError) as e:
+        print(f"botcore schedule: {e}", file=sys.stderr)
+        return 2
+    if not sched.runs:
+        print("botcore schedule: no runs in [schedule]; nothing to do", file=sys.stderr)
+        return 2
+    _serve_until_stopped(sched)

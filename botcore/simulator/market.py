@@ -6,15 +6,19 @@ Docs: https://botcore.github.io/botcore/simulator/market.html.md"""
 
 # %% ../../nbs/simulator/01_market.ipynb #8b706227
 from __future__ import annotations
-import importlib, math, re, secrets, time
+import importlib
+import math
+import re
+import secrets
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..core import Timeframe
+from ..core import Timeframe, ms_from_utc, utc_from_ms
 from ..data.candles import CANDLE_COLUMNS, bundled_series, open_times_ms, resample_candles
-from ..exchange.paper import replay_series
+from ..exchange.replay import replay_series
 
 # %% auto #0
 __all__ = ['QUOTE_ASSETS', 'INSUFFICIENT', 'SymbolRules', 'symbol_filters', 'BinanceError', 'ReplayClock', 'ReplayMarket',
@@ -58,12 +62,17 @@ def symbol_filters(r: SymbolRules) -> list[dict]:
 # %% ../../nbs/simulator/01_market.ipynb #b606e3a1
 class BinanceError(Exception):
     "A refusal as Binance words it: `{'code': code, 'msg': msg}` with HTTP `status`."
+
     def __init__(self, code: int, msg: str, status: int = 400):
         self.code, self.msg, self.status = code, msg, status
         super().__init__(f"{code}: {msg}")
 
+
 def _missing(name: str) -> BinanceError:
-    return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return BinanceError(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
 
 INSUFFICIENT = "Account has insufficient balance for requested action."
 
@@ -198,15 +207,27 @@ def _finest_common(symbols) -> Timeframe:
 
 def _instant_ms(x) -> int:
     if isinstance(x, (int, np.integer)): return int(x)
-    ts = pd.Timestamp(x)
-    return int((ts.tz_localize('UTC') if ts.tzinfo is None else ts).value // 10**6)
+    return ms_from_utc(pd.Timestamp(x).to_pydatetime())
 
 @dataclass
 class SimOrder:
     "An order as the simulator keeps it."
-    id: int; client_id: str; symbol: str; side: str; type: str; tif: str | None; price: float | None
-    qty: float; quote_qty: float; time: int; status: str = 'NEW'; executed: float = 0.0; cum_quote: float = 0.0
-    update_time: int = 0; locked: float = 0.0; trades: list = field(default_factory=list)
+    id: int
+    client_id: str
+    symbol: str
+    side: str
+    type: str
+    tif: str | None
+    price: float | None
+    qty: float
+    quote_qty: float
+    time: int
+    status: str = 'NEW'
+    executed: float = 0.0
+    cum_quote: float = 0.0
+    update_time: int = 0
+    locked: float = 0.0
+    trades: list = field(default_factory=list)
 
 class MatchingEngine:
     "The simulator's exchange without HTTP: the bundled real candles replayed at `speed` candles a second, and a spot account."
@@ -221,7 +242,7 @@ class MatchingEngine:
         start_ms = (end - step * min(-int(start), (end - first) // step - 1) if isinstance(start, (int, np.integer)) and start < 0
                     else self.timeframe.floor(_instant_ms(start)))
         if not first <= start_ms < end:
-            raise ValueError(f"start={start!r}: outside the replay, {pd.Timestamp(first, unit='ms')} .. {pd.Timestamp(end, unit='ms')} UTC")
+            raise ValueError(f"start={start!r}: outside the replay, {utc_from_ms(first):%Y-%m-%d %H:%M:%S} .. {utc_from_ms(end):%Y-%m-%d %H:%M:%S} UTC")
         self.clock = ReplayClock(start_ms, end, step, speed)
         self.fee = float(fee)
         self.balances = {a: [0.0, 0.0] for m in self.markets.values() for a in (m.rules.base, m.rules.quote)}
@@ -232,7 +253,7 @@ class MatchingEngine:
         self._matched_ms, self._next_id = start_ms, 1
 
     def __repr__(self):
-        return (f"{type(self).__name__}({', '.join(self.markets)} {self.timeframe}, clock {pd.Timestamp(self.clock_ms, unit='ms').floor('s')} UTC, "
+        return (f"{type(self).__name__}({', '.join(self.markets)} {self.timeframe}, clock {utc_from_ms(self.clock_ms):%Y-%m-%d %H:%M:%S} UTC, "
                 f"speed {self.clock.speed:g}/s)")
 
     @property
@@ -242,17 +263,23 @@ class MatchingEngine:
 @patch
 def set_speed(self: MatchingEngine, speed: float):
     "Replay `speed` candles of the base timeframe a second from now on (0 pauses)."
-    self.sync(); self.clock.set_speed(speed)
+    self.sync()
+    self.clock.set_speed(speed)
+
 
 @patch
 def advance(self: MatchingEngine, candles: float = 1):
     "Jump the clock `candles` base candles ahead, filling the limit orders the price crosses on the way."
-    self.sync(); self.clock.advance(int(candles * self.timeframe.ms)); self.sync()
+    self.sync()
+    self.clock.advance(int(candles * self.timeframe.ms))
+    self.sync()
+
 
 @patch
 def set_balance(self: MatchingEngine, asset: str, free: float):
     "Set the free balance of `asset` (what is locked in orders stays)."
     self.balances.setdefault(asset.upper(), [0.0, 0.0])[0] = float(free)
+
 
 @patch
 def price(self: MatchingEngine, symbol: str) -> float:
@@ -286,14 +313,19 @@ def _fill(self: MatchingEngine, o: SimOrder, price: float, at: int, maker: bool)
     cost = o.qty * price
     fee = cost * self.fee
     if o.side == 'BUY':
-        quote[1] -= o.locked; quote[0] += o.locked - cost - fee; base[0] += o.qty
+        quote[1] -= o.locked
+        quote[0] += o.locked - cost - fee
+        base[0] += o.qty
     else:
-        base[1] -= o.locked; base[0] += o.locked - o.qty; quote[0] += cost - fee
+        base[1] -= o.locked
+        base[0] += o.locked - o.qty
+        quote[0] += cost - fee
     o.locked, o.executed, o.cum_quote, o.status, o.update_time = 0.0, o.qty, cost, 'FILLED', at
     self._open.pop(o.id, None)
     t = dict(symbol=o.symbol, id=len(self.trades) + 1, orderId=o.id, orderListId=-1, price=_s(price), qty=_s(o.qty), quoteQty=_s(cost),
              commission=_s(fee), commissionAsset=r.quote, time=at, isBuyer=o.side == 'BUY', isMaker=maker, isBestMatch=True)
-    self.trades.append(t); o.trades.append(t)
+    self.trades.append(t)
+    o.trades.append(t)
 
 # %% ../../nbs/simulator/01_market.ipynb #c6c2f3a6
 _CID = re.compile(r'^[.A-Za-z0-9:/_-]{1,36}$')
@@ -353,7 +385,8 @@ def place_order(self: MatchingEngine, p: dict) -> SimOrder:
     else:
         o.locked = need
         bal = self.balances[r.quote if side == 'BUY' else r.base]
-        bal[0] -= need; bal[1] += need
+        bal[0] -= need
+        bal[1] += need
         self._open[o.id] = o
     return o
 
@@ -361,13 +394,16 @@ def place_order(self: MatchingEngine, p: dict) -> SimOrder:
 @patch
 def cancel_order(self: MatchingEngine, o: SimOrder) -> SimOrder:
     "Cancel the resting order `o`, unlocking its funds; the order."
-    if o.id not in self._open: raise BinanceError(-2011, 'Unknown order sent.')
+    if o.id not in self._open:
+        raise BinanceError(-2011, 'Unknown order sent.')
     r = self.markets[o.symbol].rules
     bal = self.balances[r.quote if o.side == 'BUY' else r.base]
-    bal[0] += o.locked; bal[1] -= o.locked
+    bal[0] += o.locked
+    bal[1] -= o.locked
     o.locked, o.status, o.update_time = 0.0, 'CANCELED', self.clock_ms
     del self._open[o.id]
     return o
+
 
 @patch
 def open_orders(self: MatchingEngine, symbol: str | None = None) -> list[SimOrder]:

@@ -6,7 +6,9 @@ Docs: https://botcore.github.io/botcore/simulator/rest.html.md"""
 
 # %% ../../nbs/simulator/02_rest.ipynb #e050c3a4
 from __future__ import annotations
-import json, secrets, time
+import json
+import secrets
+import time
 from ..core import Timeframe
 from .market import BinanceError, MatchingEngine, ReplayMarket, SimOrder, _missing, _s, symbol_filters
 

@@ -6,7 +6,16 @@ Docs: https://botcore.github.io/botcore/simulator/server.html.md"""
 
 # %% ../../nbs/simulator/03_server.ipynb #c43220ef
 from __future__ import annotations
-import asyncio, contextlib, hashlib, hmac, json, logging, math, re, socket, time
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import socket
+import time
 from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
@@ -17,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from ..core import Timeframe
+from ..core import Timeframe, utc_from_ms
 from .market import BinanceError, MatchingEngine, _missing
 from .rest import ENDPOINTS, _int, _kline_row, _wall_ms
 
@@ -60,7 +69,8 @@ def delay(self: BinanceSimulator, seconds: float):
 @patch
 def clear_faults(self: BinanceSimulator):
     "Answer normally again."
-    self.fail_next(0); self.delay(0)
+    self.fail_next(0)
+    self.delay(0)
 
 # %% ../../nbs/simulator/03_server.ipynb #cfc943e7
 def _unsigned(raw: str) -> str: return '&'.join(x for x in raw.split('&') if x and not x.startswith('signature=')) if raw else ''
@@ -242,7 +252,7 @@ def drop_streams(self: BinanceSimulator) -> int:
 def state(self: BinanceSimulator) -> dict:
     "Where the simulator stands: clock, prices, balances, orders, streams, faults."
     now = self.sync()
-    return dict(clock_ms=now, clock=pd.Timestamp(now, unit='ms', tz='UTC').isoformat(), speed=self.clock.speed, start_ms=self.clock.start_ms,
+    return dict(clock_ms=now, clock=utc_from_ms(now).isoformat(), speed=self.clock.speed, start_ms=self.clock.start_ms,
                 end_ms=self.clock.end_ms, ended=self.clock.ended, timeframe=self.timeframe.value, symbols=list(self.markets),
                 prices={s: m.price(now) for s, m in self.markets.items()}, balances={a: dict(free=f, locked=l) for a, (f, l) in self.balances.items()},
                 open_orders=len(self.open_orders()), orders=len(self.orders), trades=len(self.trades), streams=len(self._streams),
@@ -280,7 +290,8 @@ def _make_app(self: BinanceSimulator) -> Starlette:
         task = asyncio.create_task(ticker())
         try: yield
         finally:
-            task.cancel(); self.drop_streams()
+            task.cancel()
+            self.drop_streams()
     async def not_found(request, exc): return JSONResponse(dict(code=-1020, msg='This operation is not supported.'), 404)
     return Starlette(routes=[Route('/_sim/{what}', self._control, methods=['GET', 'POST']),
                              WebSocketRoute('/ws', self._ws), WebSocketRoute('/ws/{names:path}', self._ws), WebSocketRoute('/stream', self._ws),
@@ -330,7 +341,8 @@ def ccxt_urls(base_url: str) -> dict:
 
 def ccxt_client(base_url: str, api_key: str | None = None, secret: str | None = None, pro: bool = False, **config):
     "A `ccxt.async_support.binance` (or `ccxt.pro.binance`) whose URLs, and nothing else, point at the simulator at `base_url`."
-    import ccxt.async_support, ccxt.pro
+    import ccxt.async_support
+    import ccxt.pro
     keys = {k: v for k, v in dict(apiKey=api_key, secret=secret).items() if v is not None}
     ex = (ccxt.pro if pro else ccxt.async_support).binance(keys | config)
     ex.urls['api'] = ccxt_urls(base_url)

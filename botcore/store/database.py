@@ -6,8 +6,11 @@ Docs: https://botcore.github.io/botcore/store/database.html.md"""
 
 # %% ../../nbs/store/01_database.ipynb #e647d37d
 from __future__ import annotations
-import logging, sqlite3, threading, time
-from datetime import datetime, timedelta, timezone
+import logging
+import sqlite3
+import threading
+import time
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 import sqlalchemy as sa
@@ -18,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 import botcore
+from ..core import ms_from_utc
 
 # %% auto #0
 __all__ = ['metadata', 'orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state', 'SQLITE_PRAGMAS',
@@ -85,13 +89,9 @@ engine_state = sa.Table('engine_state', metadata,
     sa.Column('state', sa.Text, nullable=False), _ms('updated_ms'))
 
 # %% ../../nbs/store/01_database.ipynb #6ae85046
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 def to_ms(t: datetime | int | float) -> int:
     "Epoch milliseconds of `t`: a datetime (naive is UTC) or a number of ms."
-    if isinstance(t, datetime):
-        return (t.replace(tzinfo=t.tzinfo or timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
-    return int(t)
+    return ms_from_utc(t) if isinstance(t, datetime) else int(t)
 
 def now_ms() -> int:
     "The wall clock in epoch milliseconds."
@@ -191,4 +191,6 @@ class WalCheckpointer(threading.Thread):
         self.runs += 1
 
     def stop(self):
-        self.stopping.set(); self.dirty.set(); self.join()
+        self.stopping.set()
+        self.dirty.set()
+        self.join()

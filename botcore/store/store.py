@@ -6,7 +6,9 @@ Docs: https://botcore.github.io/botcore/store/store.html.md"""
 
 # %% ../../nbs/store/02_store.ipynb #296d1a9b
 from __future__ import annotations
-import inspect, json, threading
+import inspect
+import json
+import threading
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -33,7 +35,7 @@ class UnknownOrderError(LookupError):
 
 # %% ../../nbs/store/02_store.ipynb #239d6399
 class Store:
-    "The engine's persistence: writes in transactions (`Tx`), reads as dicts with times in epoch ms."
+    "The engine's persistence: writes in transactions (`Tx`), reads as dicts, times in epoch ms."
     def __init__(self, url: str, echo: bool = False, migrate: bool = True):
         self.engine = make_engine(url, echo)
         self.dialect = self.engine.dialect.name
@@ -43,9 +45,11 @@ class Store:
         try:
             if migrate: upgrade_schema(self.engine)
         except BaseException:
-            self.engine.dispose(); raise
+            self.engine.dispose()
+            raise
         db = self.engine.url.database if self.dialect == 'sqlite' else None
-        self._checkpointer = WalCheckpointer(db, self._write_lock) if db not in (None, '', ':memory:') else None
+        on_disk = db not in (None, '', ':memory:')
+        self._checkpointer = WalCheckpointer(db, self._write_lock) if on_disk else None
         if self._checkpointer: self._checkpointer.start()
 
     @classmethod
@@ -53,32 +57,41 @@ class Store:
         "The store `settings` name: `settings.database_url`, echoing SQL if `settings.store.echo`."
         return cls(settings.database_url, echo=settings.store.echo)
 
-    def close(self) -> None:
-        "Stop the checkpointer and close every connection."
-        if self._checkpointer and self._checkpointer.is_alive(): self._checkpointer.stop()
-        self.engine.dispose()
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
-    def __repr__(self): return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+# %% ../../nbs/store/02_store.ipynb #b5a6061f
+@patch
+def close(self: Store) -> None:
+    "Stop the checkpointer and close every connection."
+    if self._checkpointer and self._checkpointer.is_alive(): self._checkpointer.stop()
+    self.engine.dispose()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        "One commit for everything written through the `Tx`; a rollback if the block raises."
-        if (open_tx := self._open_tx()) is not None:
-            yield open_tx
-            return
-        with self._write_lock, self.engine.connect() as conn:
-            conn.execution_options(botcore_write=True)
-            with conn.begin():
-                token = self._tx.set(tx := Tx(self, conn))
-                try: yield tx
-                finally: self._tx.reset(token)
-        if self._checkpointer: self._checkpointer.dirty.set()
+@patch
+def __enter__(self: Store): return self
+@patch
+def __exit__(self: Store, *exc): self.close()
+@patch
+def __repr__(self: Store): return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
-    def _open_tx(self) -> Tx | None:
-        "The transaction open in this thread and task, if any."
-        tx = self._tx.get()
-        return tx if tx is not None and tx.thread == threading.get_ident() else None
+# %% ../../nbs/store/02_store.ipynb #dee19446
+@patch
+@contextmanager
+def transaction(self: Store) -> Iterator[Tx]:
+    "One commit for everything written through the `Tx`; a rollback if the block raises."
+    if (open_tx := self._open_tx()) is not None:
+        yield open_tx
+        return
+    with self._write_lock, self.engine.connect() as conn:
+        conn.execution_options(botcore_write=True)
+        with conn.begin():
+            token = self._tx.set(tx := Tx(self, conn))
+            try: yield tx
+            finally: self._tx.reset(token)
+    if self._checkpointer: self._checkpointer.dirty.set()
+
+@patch
+def _open_tx(self: Store) -> Tx | None:
+    "The transaction open in this thread and task, if any."
+    tx = self._tx.get()
+    return tx if tx is not None and tx.thread == threading.get_ident() else None
 
 # %% ../../nbs/store/02_store.ipynb #b8d4fe18
 def _statements(dialect: str) -> SimpleNamespace:
@@ -175,35 +188,44 @@ def add_signals(self: Tx, signals: list[Signal | dict]) -> None:
     if rows := [_signal_row(s, now_ms()) for s in signals]: self.conn.execute(metadata.tables['signals'].insert(), rows)
 
 # %% ../../nbs/store/02_store.ipynb #291f69d6
-SIGNAL_COLUMNS = ('symbol', 'timeframe', 'signal', 'confidence', 'probability', 'candle_ms', 'model_type', 'received_ms')
+SIGNAL_COLUMNS = ('symbol', 'timeframe', 'signal', 'confidence', 'probability', 'candle_ms', 'model_type',
+                  'received_ms')
 
 def _bulk_insert(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
     "Insert `rows` (tuples in `columns` order) with the DBAPI's own `executemany`."
     mark = {'qmark': '?', 'format': '%s', 'pyformat': '%s'}.get(conn.dialect.paramstyle)
-    if mark is None: conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows]); return
-    cursor = conn.connection.cursor()      # the DBAPI's own cursor, inside this transaction: no per-row work by SQLAlchemy
-    try: cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})", rows)
+    if mark is None:
+        conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows])
+        return
+    # the DBAPI's own cursor, inside this transaction: no per-row work by SQLAlchemy
+    cursor = conn.connection.cursor()
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    try: cursor.executemany(sql, rows)
     finally: cursor.close()
 
-ORDER_COLUMNS = ('client_order_id', 'symbol', 'side', 'type', 'quantity', 'price', 'status', 'reason', 'created_ms', 'updated_ms')
+# %% ../../nbs/store/02_store.ipynb #41f594d7
+ORDER_COLUMNS = ('client_order_id', 'symbol', 'side', 'type', 'quantity', 'price', 'status', 'reason',
+                 'created_ms', 'updated_ms')
 FILL_COLUMNS = ('client_order_id', 'symbol', 'side', 'quantity', 'price', 'fee', 'ts_ms')
 
 @patch
 def add_orders(self: Tx, orders: list[tuple[Order, str | None, str | None]]) -> None:
-    "Record new orders `(order, status, reason)` in one batch; a client order id already recorded fails the transaction."
-    rows = [(o.client_order_id, o.symbol, enum_value(o.side), enum_value(o.type), o.quantity, o.price, enum_value(status or o.status),
-             reason, ms := to_ms(o.created_at), ms) for o, status, reason in orders]
+    "Record new orders `(order, status, reason)` in one batch; a known client order id fails it all."
+    rows = [(o.client_order_id, o.symbol, enum_value(o.side), enum_value(o.type), o.quantity, o.price,
+             enum_value(status or o.status), reason, ms := to_ms(o.created_at), ms)
+            for o, status, reason in orders]
     if rows: _bulk_insert(self.conn, metadata.tables['orders'], ORDER_COLUMNS, rows)
 
 @patch
 def add_fills(self: Tx, fills: list[Fill]) -> None:
-    "Record executions of recorded orders in one batch (the database's foreign key refuses one of an unknown order)."
-    rows = [(f.client_order_id, f.symbol, enum_value(f.side), f.quantity, f.price, f.fee, to_ms(f.timestamp)) for f in fills]
+    "Record executions of recorded orders in one batch (the foreign key refuses an unknown order)."
+    rows = [(f.client_order_id, f.symbol, enum_value(f.side), f.quantity, f.price, f.fee, to_ms(f.timestamp))
+            for f in fills]
     if rows: _bulk_insert(self.conn, metadata.tables['fills'], FILL_COLUMNS, rows)
 
 @patch
 def add_signal_rows(self: Tx, rows: list[tuple]) -> None:
-    "Record AI signals given as tuples in `SIGNAL_COLUMNS` order, values plain (strings, numbers), unchecked."
+    "Record AI signals given as tuples in `SIGNAL_COLUMNS` order, values plain, unchecked."
     if rows: _bulk_insert(self.conn, metadata.tables['signals'], SIGNAL_COLUMNS, rows)
 
 # %% ../../nbs/store/02_store.ipynb #d6a0b2b0

@@ -1,4 +1,4 @@
-"""The seed's Python AI service: `POST /analyze` turns candles into a `Signal`; models are trained, hot-swapped and described over HTTP.
+"""The AI service's app: `POST /analyze` turns candles into a `Signal`; models are trained over HTTP.
 
 Docs: https://botcore.github.io/botcore/api/ai/app.html.md"""
 
@@ -6,13 +6,13 @@ Docs: https://botcore.github.io/botcore/api/ai/app.html.md"""
 
 # %% ../../../nbs/api/ai/04_app.ipynb #c894f333
 from __future__ import annotations
-import asyncio, gc, inspect, json, logging, math, threading, time, uuid
-from collections import OrderedDict
+import asyncio
+import inspect
+import json
+import logging
+import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -20,440 +20,25 @@ from fastapi.security import HTTPBearer
 from starlette.requests import ClientDisconnect
 import msgspec
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ValidationError
 import botcore
-from ...core import Signal, Timeframe
-from ...config import Settings, load_settings, tokens_match
-from ..http import Bearer, SettingsCORS, install_error_handlers, unauthorized, validation_errors
+from ...core import Timeframe
+from ...config import Settings, load_settings
+from ...secrets import tokens_match
+from ..http import Bearer, SettingsCORS, install_error_handlers, unauthorized
+from .schemas import (LAST_MS, AnalysisResponse, AnalysisSubject, AnalyzeRequest,
+                                    CacheStats, Health, ModelInfo, TrainJob, TrainRequest,
+                                    candle_columns, candle_errors, request_error, series_errors)
+from .serving import NO_MODEL, SignalService, cache_key, model_info
+from .training import TrainingBusy
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Price', 'LAST_MS', 'Symbol', 'NO_MODEL', 'Service', 'public', 'UNAUTHORIZED', 'protected', 'hot', 'app',
-           'CandleIn', 'AnalyzeRequest', 'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob',
-           'CacheStats', 'ScoringStats', 'Health', 'ModelInfo', 'candle_columns', 'series_errors', 'candle_errors',
-           'PredictionCache', 'cache_key', 'WindowBatcher', 'ServedModel', 'model_info', 'SignalService',
-           'TrainingBusy', 'TrainingJobs', 'get_service', 'token_role', 'require_token', 'authenticate', 'health',
-           'read_body', 'parse_body', 'analyze_input', 'json_body', 'analyze', 'serve_analyze', 'SignalApp',
-           'get_model_info', 'cache_stats', 'train', 'train_status', 'train_jobs', 'cors_origins', 'create_app']
-
-# %% ../../../nbs/api/ai/04_app.ipynb #f313ae07
-Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-LAST_MS = 253_402_300_799_999    # 9999-12-31T23:59:59.999Z
-
-class CandleIn(TypedDict):
-    "One OHLCV candle of a request: open time in ms UTC, finite prices > 0, finite volume >= 0."
-    timestamp: Annotated[int, Field(ge=0, le=LAST_MS, description='open time, ms since the epoch, UTC')]
-    open: Price
-    high: Price
-    low: Price
-    close: Price
-    volume: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-# %% ../../../nbs/api/ai/04_app.ipynb #d81d0625
-def _upper(s): return s.strip().upper() if isinstance(s, str) else s
-Symbol = Annotated[str, BeforeValidator(_upper), Field(min_length=2, max_length=20, pattern=r'^[A-Z0-9]+$', examples=['BTCUSDT'])]
-
-class _Head(BaseModel):
-    "What an analysis request asks about: a pair and its timeframe (`analyze_input` checks them apart from the candles)."
-    symbol: Symbol
-    timeframe: Timeframe
-
-class AnalyzeRequest(_Head):
-    "The seed's analysis request: a pair, its timeframe and at least 100 candles, oldest first."
-    candles: list[CandleIn]
-
-class AnalysisResponse(Signal):
-    "The seed's `Signal`, plus the model version that made it and whether it came from the cache."
-    model_version: str
-    cached: bool = False
-
-# %% ../../../nbs/api/ai/04_app.ipynb #52b5227e
-class TrainRequest(BaseModel):
-    "A training job: the series (bundled, or `candles`), the architecture and the number of epochs."
-    model_config = ConfigDict(protected_namespaces=())
-    symbol: Symbol = 'BTCUSDT'
-    timeframe: Timeframe = Timeframe.H1
-    model_type: Literal['lstm', 'gru'] = 'lstm'
-    retrain: bool = Field(False, description='replace a model that is already served')
-    candles: Optional[list[CandleIn]] = Field(None, description='training candles, oldest first; default: the bundled series')
-    epochs: Optional[int] = Field(None, ge=1, le=1000, description="default: TrainConfig's")
-    max_train_seconds: Optional[float] = Field(None, gt=0, description='stop after the epoch that passes it; default 240')
-
-class JobStatus(str, Enum):
-    "Where a training job is."
-    QUEUED='queued'; RUNNING='running'; SUCCEEDED='succeeded'; FAILED='failed'
-
-class TrainProgress(BaseModel):
-    "How far a job's training is: epochs done of the most it may run, and the last losses."
-    epoch: int = 0
-    epochs: int = 0
-    fraction: float = Field(0.0, ge=0, le=1)
-    train_loss: Optional[float] = None
-    val_loss: Optional[float] = None
-
-class TrainJob(BaseModel):
-    "A training job as `GET /train/{job_id}` reports it."
-    model_config = ConfigDict(protected_namespaces=())
-    job_id: str
-    status: JobStatus
-    symbol: str
-    timeframe: Timeframe
-    model_type: str
-    progress: TrainProgress = TrainProgress()
-    created_at: datetime
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    model_version: Optional[str] = None
-    metrics: Optional[dict[str, Any]] = None
-    error: Optional[str] = None
-
-# %% ../../../nbs/api/ai/04_app.ipynb #ebc93ee7
-class CacheStats(BaseModel):
-    "The prediction cache's settings and counters since start."
-    enabled: bool
-    ttl_seconds: float
-    size: int
-    hits: int
-    misses: int
-    hit_rate: Optional[float] = None
-
-class ScoringStats(BaseModel):
-    "The network's passes since start: how many, the windows they scored, and the most windows in one."
-    passes: int
-    windows: int
-    largest: int
-    mean_windows: Optional[float] = None
-
-class Health(BaseModel):
-    "Liveness: the service answers, and whether (and which) model it serves."
-    status: Literal['ok'] = 'ok'
-    model_loaded: bool
-    model_version: Optional[str] = None
-    uptime: float = Field(description='seconds since the service started')
-    version: str = Field(description='botcore version')
-
-class ModelInfo(BaseModel):
-    "The seed's model description plus version, test metrics and training time."
-    model_config = ConfigDict(protected_namespaces=())
-    model_type: Optional[str] = None
-    model_loaded: bool = False
-    training_samples: int = 0
-    validation_samples: int = 0
-    feature_count: int = 0
-    training_accuracy: Optional[float] = None
-    version: Optional[str] = None
-    test_samples: int = 0
-    test_metrics: dict[str, Any] = {}
-    baseline_metrics: dict[str, Any] = {}
-    training_seconds: Optional[float] = None
-    best_epoch: Optional[int] = None
-    stopped: Optional[str] = Field(None, description="why training ended: 'epochs', 'early stopping' or 'time limit'")
-    created_at: Optional[str] = None
-    symbols: list[str] = []
-    timeframe: Optional[str] = None
-    window: Optional[int] = None
-    horizon: Optional[int] = None
-    min_candles: Optional[int] = None
-    loaded_at: Optional[datetime] = None
-    cache: Optional[CacheStats] = None
-    scoring: Optional[ScoringStats] = Field(None, description="the network's passes: windows of concurrent requests are scored together")
-
-# %% ../../../nbs/api/ai/04_app.ipynb #65650423
-def _err(loc: tuple, msg: str, value) -> dict:
-    return {'type': 'value_error', 'loc': loc, 'msg': msg, 'input': value}
-
-def candle_columns(candles: list[CandleIn]) -> tuple[np.ndarray, ...]:
-    "Open times (int64 ms) and float64 open, high, low, close and volume of validated candles."
-    n = len(candles)
-    return (np.fromiter([c['timestamp'] for c in candles], np.int64, n),
-            *(np.fromiter([c[k] for c in candles], np.float64, n) for k in ('open', 'high', 'low', 'close', 'volume')))
-
-def series_errors(columns: tuple[np.ndarray, ...], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
-                  limit: int = 10) -> list[dict]:
-    "Pydantic-style errors (at most `limit`) for a candle series, given as `candle_columns`, that breaks a series rule; [] if sound."
-    t, o, h, l, c, _ = columns
-    if len(t) < min_candles: return [_err(loc, f'at least {min_candles} candles are needed (got {len(t)})', len(t))]
-    step = timeframe.ms
-    off_grid, back = t % step != 0, np.r_[False, t[1:] <= t[:-1]]
-    crossed = h < l
-    high_low, low_high = ~crossed & (h < np.maximum(o, c)), ~crossed & (l > np.minimum(o, c))
-    low_high &= ~high_low
-    errs = []
-    for i in np.flatnonzero(off_grid | back | crossed | high_low | low_high).tolist():   # only the broken rows, in order
-        ti, hi, li = int(t[i]), float(h[i]), float(l[i])
-        if off_grid[i]: errs.append(_err((*loc, i, 'timestamp'), f'{ti} is not on the {timeframe} grid (a multiple of {step} ms)', ti))
-        if back[i]:
-            prev = int(t[i - 1])
-            why = 'repeats the previous open time (duplicate)' if ti == prev else f'is before the previous open time {prev} (unsorted)'
-            errs.append(_err((*loc, i, 'timestamp'), f'{ti} {why}', ti))
-        if crossed[i]: errs.append(_err((*loc, i, 'high'), f'high {hi} is below low {li}', hi))
-        elif high_low[i]: errs.append(_err((*loc, i, 'high'), f'high {hi} is below open or close', hi))
-        elif low_high[i]: errs.append(_err((*loc, i, 'low'), f'low {li} is above open or close', li))
-        if len(errs) >= limit: break
-    return errs[:limit]
-
-def candle_errors(candles: list[CandleIn], timeframe: Timeframe, min_candles: int, loc: tuple = ('body', 'candles'),
-                  limit: int = 10) -> list[dict]:
-    "`series_errors` of validated candles."
-    return series_errors(candle_columns(candles), timeframe, min_candles, loc, limit)
-
-# %% ../../../nbs/api/ai/04_app.ipynb #2e5dd119
-class PredictionCache:
-    "A thread-safe time-to-live cache of signals with hit and miss counters; inactive when disabled or ttl is 0."
-    def __init__(self, ttl_seconds: float, enabled: bool = True, maxsize: int = 4096, clock=time.monotonic):
-        self.ttl, self.enabled, self.maxsize, self.clock = float(ttl_seconds), enabled, maxsize, clock
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    @property
-    def active(self) -> bool: return self.enabled and self.ttl > 0
-
-# %% ../../../nbs/api/ai/04_app.ipynb #4b9e8a8c
-def _cache_get(self: PredictionCache, key):
-    "The live value under `key`, or None (a miss)."
-    if not self.active: return None
-    with self._lock:
-        item = self._items.get(key)
-        if item is not None and item[0] > self.clock():
-            self._items.move_to_end(key); self.hits += 1
-            return item[1]
-        if item is not None: del self._items[key]
-        self.misses += 1
-
-def _cache_put(self: PredictionCache, key, value):
-    "Keep `value` under `key` for the ttl."
-    if not self.active: return
-    with self._lock:
-        self._items[key] = (self.clock() + self.ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.maxsize: self._items.popitem(last=False)
-
-def _cache_stats(self: PredictionCache) -> CacheStats:
-    "Counters since start."
-    n = self.hits + self.misses
-    return CacheStats(enabled=self.active, ttl_seconds=self.ttl, size=len(self._items), hits=self.hits,
-                      misses=self.misses, hit_rate=self.hits / n if n else None)
-
-def _cache_clear(self: PredictionCache):
-    with self._lock: self._items.clear()
-
-PredictionCache.get, PredictionCache.put, PredictionCache.stats, PredictionCache.clear = _cache_get, _cache_put, _cache_stats, _cache_clear
-
-# %% ../../../nbs/api/ai/04_app.ipynb #44e96d21
-def cache_key(symbol: str, timeframe: Timeframe, columns: tuple[np.ndarray, ...], model_version: str) -> tuple:
-    "What makes two analysis requests (their `candle_columns`) the same question to the same model."
-    t, *values = columns
-    return (symbol, timeframe.value, model_version, len(t), int(t[0]), int(t[-1]), *(float(v[-1]) for v in values))
-
-# %% ../../../nbs/api/ai/04_app.ipynb #58a8710c
-class WindowBatcher:
-    "Scores the windows queued during one turn of the event loop in one pass (`TrainedModel.predict_last_many`)."
-    def __init__(self):
-        self._queue: list[tuple[Any, np.ndarray, asyncio.Future]] = []
-        self.passes = self.windows = self.largest = 0
-
-    def score(self, model, rows: np.ndarray) -> asyncio.Future:
-        "A future of `model.predict_last(rows)`, resolved by the pass in the loop's next turn."
-        loop = asyncio.get_running_loop()
-        if not self._queue: loop.call_soon(self._pass)
-        self._queue.append((model, rows, future := loop.create_future()))
-        return future
-
-    def _pass(self):
-        queue, self._queue = self._queue, []
-        self.passes, self.windows, self.largest = self.passes + 1, self.windows + len(queue), max(self.largest, len(queue))
-        for model in {id(m): m for m, _, _ in queue}.values():
-            mine = [(rows, future) for m, rows, future in queue if m is model]
-            try: ps = model.predict_last_many([rows for rows, _ in mine]).tolist()
-            except Exception as e: ps = [e] * len(mine)
-            for (_, future), p in zip(mine, ps):
-                if future.done(): continue              # its request was cancelled (the client hung up)
-                if isinstance(p, Exception): future.set_exception(p)
-                else: future.set_result(p)
-
-    def stats(self) -> ScoringStats:
-        "Counters since start."
-        return ScoringStats(passes=self.passes, windows=self.windows, largest=self.largest,
-                            mean_windows=round(self.windows / self.passes, 3) if self.passes else None)
-
-# %% ../../../nbs/api/ai/04_app.ipynb #e13d7f3b
-@dataclass(frozen=True)
-class ServedModel:
-    "What /analyze serves: an immutable `Analyzer`, its model's version and metadata."
-    analyzer: Any
-    version: str
-    meta: dict
-    loaded_at: datetime
-
-    @classmethod
-    def of(cls, model, settings: Settings) -> ServedModel:
-        "Serve the `TrainedModel` `model` with the thresholds in `settings`."
-        from botcore.model.signals import Analyzer
-        analyzer = Analyzer(model, long_threshold=settings.ai.long_threshold, short_threshold=settings.ai.short_threshold)
-        return cls(analyzer, model.version, dict(model.meta), datetime.now(timezone.utc))
-
-# %% ../../../nbs/api/ai/04_app.ipynb #5afb6f03
-def model_info(served: ServedModel | None, cache: PredictionCache | None = None, batcher: WindowBatcher | None = None) -> ModelInfo:
-    "The seed's `/model/info` for `served` (or for no model)."
-    stats, scoring = cache.stats() if cache else None, batcher.stats() if batcher else None
-    if served is None: return ModelInfo(cache=stats, scoring=scoring)
-    m = served.meta
-    samples, metrics = m.get('samples', {}), m.get('metrics', {})
-    return ModelInfo(model_type=m.get('model_type'), model_loaded=True, training_samples=samples.get('train', 0),
-                     validation_samples=samples.get('val', 0), feature_count=m.get('feature_count', len(m.get('feature_names', []))),
-                     training_accuracy=m.get('training_accuracy'), version=served.version,
-                     test_samples=samples.get('test', 0), test_metrics=metrics.get('test', {}),
-                     baseline_metrics=metrics.get('baselines', {}), training_seconds=m.get('training_seconds'),
-                     best_epoch=m.get('best_epoch'), stopped=m.get('stopped'), created_at=m.get('created_at'),
-                     symbols=m.get('symbols', []), timeframe=m.get('timeframe'), window=m.get('window'),
-                     horizon=m.get('horizon'), min_candles=served.analyzer.min_candles, loaded_at=served.loaded_at, cache=stats,
-                     scoring=scoring)
-
-# %% ../../../nbs/api/ai/04_app.ipynb #44c9e703
-NO_MODEL = ("no model is trained yet: train one with `botcore train --symbol BTCUSDT --timeframe 1h` "
-            "or `POST /train` {\"symbol\": \"BTCUSDT\", \"timeframe\": \"1h\"}, then retry")
-
-class SignalService:
-    "The AI service's state: settings, model registry, served model, prediction cache and training jobs."
-    def __init__(self, settings: Settings, torch_threads: int | None = 1):
-        import torch
-        if torch_threads: torch.set_num_threads(torch_threads)
-        from botcore.model.training import ModelRegistry
-        from botcore.model.signals import MIN_CANDLES
-        self.settings, self.registry, self.min_candles = settings, ModelRegistry(settings.model_dir), MIN_CANDLES
-        self.cache = PredictionCache(settings.ai.cache_ttl_seconds, settings.ai.cache_predictions)
-        self.batcher = WindowBatcher()
-        self.served: ServedModel | None = None
-        self.jobs = TrainingJobs(self)
-        self.started = time.monotonic()
-        self._pointer, self._model_lock = 'unseen', threading.Lock()
-        self.warmed = threading.Event(); self.warmed.set()   # cleared while the lifespan's warm-up runs
-
-# %% ../../../nbs/api/ai/04_app.ipynb #66573c02
-def _swap(self: SignalService, served: ServedModel | None):
-    "Serve `served` from the next request on."
-    self.served = served
-    self.cache.clear()
-    log.info("serving model %s", served.version if served else None)
-
-def _pointer_stamp(self: SignalService):
-    "The current-model pointer's (mtime, inode, size), or None when no model was ever promoted."
-    try: st = self.registry.current_path.stat()
-    except FileNotFoundError: return None
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
-
-def _refresh(self: SignalService) -> bool:
-    "Load the registry's current model if it changed since the last look; True when the served model changed."
-    if not self._model_lock.acquire(blocking=False): return False   # a refresh or a promotion is under way
-    try:
-        stamp = self._pointer_stamp()
-        if stamp == self._pointer: return False
-        self._pointer = stamp
-        version = self.registry.current() or self.registry.latest()
-        if version is None or (self.served and self.served.version == version): return False
-        self.swap(ServedModel.of(self.registry.load(version), self.settings))
-        return True
-    except Exception:
-        log.exception("could not load the registry's current model; still serving %s", self.served and self.served.version)
-        return False
-    finally: self._model_lock.release()
-
-def _promote(self: SignalService, model) -> str:
-    "Promote the `TrainedModel` `model` in the registry and serve it; its version."
-    with self._model_lock:
-        version = self.registry.promote(model)
-        self.swap(ServedModel.of(model, self.settings))
-        self._pointer = self._pointer_stamp()
-    return version
-
-SignalService.swap, SignalService._pointer_stamp, SignalService.refresh, SignalService.promote = _swap, _pointer_stamp, _refresh, _promote
-
-# %% ../../../nbs/api/ai/04_app.ipynb #77843007
-def _warm_up(self: SignalService):
-    "Import vectorbt, then one analysis of the served model's own bundled series (or the first bundled one); sets `warmed`."
-    try:
-        import vectorbt  # noqa: F401  the slow import, done once here: two threads importing it at once can deadlock
-        if (served := self.served) is None: return
-        from botcore.data.candles import bundled_series, load_candles
-        series = bundled_series()
-        want = ((served.meta.get('symbols') or [None])[0], served.meta.get('timeframe'))
-        symbol, tf = next((s for s in series if (s[0], s[1].value) == want), series[0])
-        served.analyzer.analyze(load_candles(symbol, tf).iloc[-2 * served.analyzer.min_candles:], symbol, tf)
-    except Exception: log.warning("warm-up analysis failed; the first request will be slow", exc_info=True)
-    finally:
-        gc.collect(); gc.freeze()
-        self.warmed.set()
-
-SignalService.warm_up = _warm_up
-
-# %% ../../../nbs/api/ai/04_app.ipynb #6aabbe21
-class TrainingBusy(RuntimeError):
-    "A training job is already queued or running."
-
-class TrainingJobs:
-    "Runs training jobs one at a time on a worker thread and swaps the served model on success."
-    def __init__(self, service: SignalService, keep: int = 20):
-        self.service, self.keep = service, keep
-        self._jobs: OrderedDict[str, TrainJob] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, job_id: str) -> TrainJob | None:
-        "The job's latest state."
-        with self._lock: return self._jobs.get(job_id)
-
-    def list(self) -> list[TrainJob]:
-        with self._lock: return list(reversed(self._jobs.values()))
-
-    def _update(self, job_id: str, **kw):
-        with self._lock: self._jobs[job_id] = self._jobs[job_id].model_copy(update=kw)
-
-# %% ../../../nbs/api/ai/04_app.ipynb #34cb37b0
-def _submit(self: TrainingJobs, req: TrainRequest) -> TrainJob:
-    "Queue `req` and start it on a worker thread; `TrainingBusy` if a job is queued or running."
-    with self._lock:
-        busy = [j for j in self._jobs.values() if j.status in (JobStatus.QUEUED, JobStatus.RUNNING)]
-        if busy: raise TrainingBusy(f"training job {busy[0].job_id} is {busy[0].status.value}; one job at a time")
-        job = TrainJob(job_id=uuid.uuid4().hex[:12], status=JobStatus.QUEUED, symbol=req.symbol, timeframe=req.timeframe,
-                       model_type=req.model_type, created_at=datetime.now(timezone.utc))
-        self._jobs[job.job_id] = job
-        while len(self._jobs) > self.keep: self._jobs.popitem(last=False)
-        threading.Thread(target=self._run, args=(job.job_id, req), name=f'train-{job.job_id}', daemon=True).start()
-    return job
-
-TrainingJobs.submit = _submit
-
-# %% ../../../nbs/api/ai/04_app.ipynb #85277d58
-def _training_frame(req: TrainRequest):
-    "The candles a job trains on, as `botcore.data.candles` loads them."
-    from botcore.data.candles import candles_from_json, load_candles
-    if req.candles is None: return load_candles(req.symbol, req.timeframe)
-    return candles_from_json(req.candles, req.timeframe)
-
-def _run(self: TrainingJobs, job_id: str, req: TrainRequest):
-    "Train, promote and serve; or record why not."
-    from botcore.model.training import DEFAULT_MAX_TRAIN_SECONDS, TrainConfig, train_model
-    def on_epoch(epoch, epochs, train_loss, val_loss):
-        self._update(job_id, progress=TrainProgress(epoch=epoch, epochs=epochs, fraction=min(1.0, epoch / max(epochs, 1)),
-                                                    train_loss=train_loss, val_loss=val_loss))
-    try:
-        self.service.warmed.wait()        # the warm-up imports vectorbt first; a second importer at the same time could deadlock
-        self._update(job_id, status=JobStatus.RUNNING, started_at=datetime.now(timezone.utc))
-        config = TrainConfig(model_type=req.model_type, max_train_seconds=req.max_train_seconds or DEFAULT_MAX_TRAIN_SECONDS,
-                             **({'epochs': req.epochs} if req.epochs else {}))
-        model = train_model(_training_frame(req), config, req.symbol, req.timeframe, progress=False, on_epoch=on_epoch)
-        version = self.service.promote(model)
-        done = self.get(job_id).progress.model_copy(update={'fraction': 1.0})
-        self._update(job_id, status=JobStatus.SUCCEEDED, model_version=version, metrics=model.meta.get('metrics'),
-                     progress=done, finished_at=datetime.now(timezone.utc))
-    except Exception as e:
-        if isinstance(e, ValueError): log.warning("training job %s failed: %s", job_id, e)   # the data's fault
-        else: log.exception("training job %s failed", job_id)
-        self._update(job_id, status=JobStatus.FAILED, error=f"{type(e).__name__}: {e}", finished_at=datetime.now(timezone.utc))
-
-TrainingJobs._run = _run
+__all__ = ['log', 'Service', 'public', 'UNAUTHORIZED', 'protected', 'hot', 'app', 'get_service', 'token_role', 'require_token',
+           'authenticate', 'health', 'read_body', 'parse_body', 'analyze_input', 'json_body', 'analyze',
+           'serve_analyze', 'SignalApp', 'get_model_info', 'cache_stats', 'train', 'train_status', 'train_jobs',
+           'cors_origins', 'create_app']
 
 # %% ../../../nbs/api/ai/04_app.ipynb #8f960023
 async def get_service(request: Request) -> SignalService:
@@ -463,10 +48,12 @@ async def get_service(request: Request) -> SignalService:
 def token_role(service: SignalService, given: str | None) -> str:
     "Which token `given` is ('inter_service' or 'ai_api_key'); the 401 when none of them."
     auth = service.settings.auth
-    engine, operator = tokens_match(given, auth.inter_service_token), tokens_match(given, auth.ai_api_key)
+    engine = tokens_match(given, auth.inter_service_token)
+    operator = tokens_match(given, auth.ai_api_key)
     if engine or operator: return 'inter_service' if engine else 'ai_api_key'
     raise unauthorized(given)
 
+# %% ../../../nbs/api/ai/04_app.ipynb #95505f89
 Service = Annotated[SignalService, Depends(get_service)]
 async def require_token(service: Service, creds: Bearer) -> str:
     "Which token the caller presented ('inter_service' or 'ai_api_key'); 401 when none of them."
@@ -491,27 +78,32 @@ async def health(service: Service) -> Health:
 
 # %% ../../../nbs/api/ai/04_app.ipynb #b210dcaf
 def _body_errors(e: ValidationError) -> RequestValidationError:
-    return RequestValidationError([{**err, 'loc': ('body', *err['loc'])} for err in e.errors(include_url=False)])
+    errors = e.errors(include_url=False)
+    return RequestValidationError([{**err, 'loc': ('body', *err['loc'])} for err in errors])
 
 async def read_body(request: Request) -> bytes:
-    "The request's body; a 400, as FastAPI gives, when the client hangs up before it has all arrived."
+    "The request's body; a 400, as FastAPI gives, when the client hangs up before sending it all."
     try: return await request.body()
-    except ClientDisconnect: raise HTTPException(400, 'the client disconnected before sending the whole body') from None
+    except ClientDisconnect:
+        raise HTTPException(400, 'the client disconnected before sending the whole body') from None
 
+# %% ../../../nbs/api/ai/04_app.ipynb #1a382a5f
 def parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
     "`body` as a `model`, or the `RequestValidationError` FastAPI would raise for it."
     try: return model.model_validate_json(body)
     except ValidationError: pass                 # report it as FastAPI does, below
-    if not body: raise RequestValidationError([{'type': 'missing', 'loc': ('body',), 'msg': 'Field required', 'input': None}])
+    if not body:
+        raise RequestValidationError([{'type': 'missing', 'loc': ('body',), 'msg': 'Field required',
+                                       'input': None}])
     try: data = json.loads(body)
     except json.JSONDecodeError as e:
-        raise RequestValidationError([{'type': 'json_invalid', 'loc': ('body', e.pos), 'msg': 'JSON decode error', 'input': {},
+        raise RequestValidationError([{'type': 'json_invalid', 'loc': ('body', e.pos), 'input': {},
+                                       'msg': 'JSON decode error',
                                        'ctx': {'error': e.msg}}]) from None
     try: return model.model_validate(data)
     except ValidationError as e: raise _body_errors(e) from None
 
-_OWN_BODIES: list[type[BaseModel]] = []     # the models of bodies read by their endpoints, for `_openapi`
-
+# %% ../../../nbs/api/ai/04_app.ipynb #29305110
 class _Candle(msgspec.Struct, gc=False):
     "`CandleIn`'s constraints as msgspec checks them (finiteness apart: see `analyze_input`)."
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=LAST_MS)]
@@ -528,34 +120,49 @@ class _AnalyzeBody(msgspec.Struct):
 
 _decode_analyze = msgspec.json.Decoder(_AnalyzeBody).decode
 
+# %% ../../../nbs/api/ai/04_app.ipynb #d111c55a
+def _struct_columns(cs: list[_Candle]) -> tuple[np.ndarray, ...]:
+    "`candle_columns` of decoded structs."
+    n, f = len(cs), np.float64
+    return (np.fromiter([c.timestamp for c in cs], np.int64, n),
+            np.fromiter([c.open for c in cs], f, n), np.fromiter([c.high for c in cs], f, n),
+            np.fromiter([c.low for c in cs], f, n), np.fromiter([c.close for c in cs], f, n),
+            np.fromiter([c.volume for c in cs], f, n))
+
 def analyze_input(body: bytes) -> tuple[str, Timeframe, tuple[np.ndarray, ...]]:
-    "The symbol, timeframe and `candle_columns` of an `AnalyzeRequest` body, or the `RequestValidationError` FastAPI would raise."
+    "Symbol, timeframe and `candle_columns` of an `AnalyzeRequest` body, or FastAPI's 422 error."
     try:
         b = _decode_analyze(body)
-        head, cs, n = _Head(symbol=b.symbol, timeframe=b.timeframe), b.candles, len(b.candles)
-        columns = (np.fromiter([c.timestamp for c in cs], np.int64, n), np.fromiter([c.open for c in cs], np.float64, n),
-                   np.fromiter([c.high for c in cs], np.float64, n), np.fromiter([c.low for c in cs], np.float64, n),
-                   np.fromiter([c.close for c in cs], np.float64, n), np.fromiter([c.volume for c in cs], np.float64, n))
-        if np.isfinite(sum(columns[1:])).all(): return head.symbol, head.timeframe, columns   # all >= 0: no inf - inf
+        head = AnalysisSubject(symbol=b.symbol, timeframe=b.timeframe)
+        columns = _struct_columns(b.candles)
+        if np.isfinite(sum(columns[1:])).all():       # all >= 0: no inf - inf
+            return head.symbol, head.timeframe, columns
     except (msgspec.DecodeError, msgspec.ValidationError, ValidationError): pass
-    req = parse_body(body, AnalyzeRequest)           # pydantic: what it accepts is accepted, what it refuses, reported
+    req = parse_body(body, AnalyzeRequest)    # pydantic decides what is refused, and reports it
     return req.symbol, req.timeframe, candle_columns(req.candles)
+
+# %% ../../../nbs/api/ai/04_app.ipynb #d33ac9dd
+_OWN_BODIES: list[type[BaseModel]] = []     # bodies read by their endpoints, for `_openapi`
 
 def json_body(model: type[BaseModel]) -> dict:
     "`openapi_extra` that documents a JSON body of `model` read by the endpoint itself."
     if model not in _OWN_BODIES: _OWN_BODIES.append(model)
-    return {'requestBody': {'required': True, 'content': {'application/json': {'schema': {'$ref': f'#/components/schemas/{model.__name__}'}}}}}
+    schema = {'$ref': f'#/components/schemas/{model.__name__}'}
+    return {'requestBody': {'required': True, 'content': {'application/json': {'schema': schema}}}}
 
 # %% ../../../nbs/api/ai/04_app.ipynb #78287628
 UNAUTHORIZED = {401: {'description': 'missing or wrong bearer token'}}
 protected = APIRouter(dependencies=[Depends(require_token)], responses=UNAUTHORIZED)
 hot = APIRouter(responses=UNAUTHORIZED)       # endpoints that authenticate themselves
 
-def _json(model: BaseModel) -> Response: return Response(model.model_dump_json(), media_type='application/json')
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type='application/json')
 
+# %% ../../../nbs/api/ai/04_app.ipynb #a082adee
 @hot.post('/analyze', response_model=AnalysisResponse, tags=['signals'],
           openapi_extra=json_body(AnalyzeRequest) | {'security': [{'HTTPBearer': []}]},
-          responses={422: {'description': 'bad candles'}, 503: {'description': 'no model trained yet'}})
+          responses={422: {'description': 'bad candles'},
+                     503: {'description': 'no model trained yet'}})
 async def analyze(request: Request) -> Response:
     "The seed's trading signal for the last of at least 100 candles (body: `AnalyzeRequest`)."
     service, _ = await authenticate(request)
@@ -565,14 +172,18 @@ async def analyze(request: Request) -> Response:
     if errs := series_errors(columns, timeframe, needed): raise RequestValidationError(errs)
     if served is None: raise HTTPException(503, NO_MODEL)
     key = cache_key(symbol, timeframe, columns, served.version)
-    if (hit := service.cache.get(key)) is not None: return _json(hit.model_copy(update={'cached': True}))
-    if not service.warmed.is_set(): await asyncio.to_thread(service.warmed.wait)   # the start-up warm-up is still importing vectorbt
+    if (hit := service.cache.get(key)) is not None:
+        return _json(hit.model_copy(update={'cached': True}))
+    if not service.warmed.is_set():           # the warm-up still imports vectorbt
+        await asyncio.to_thread(service.warmed.wait)
     t, _, high, low, close, volume = columns
     an = served.analyzer
     try:
         rows = an.window_rows(t, high, low, close, volume, timeframe)      # on the loop: see above
-        signal = an.signal_for(await service.batcher.score(an.model, rows), t[-1], symbol, timeframe)
-    except ValueError as e: raise RequestValidationError([_err(('body', 'candles'), str(e), None)]) from e
+        p = await service.batcher.score(an.model, rows)
+        signal = an.signal_for(p, t[-1], symbol, timeframe)
+    except ValueError as e:
+        raise RequestValidationError([request_error(('body', 'candles'), str(e), None)]) from e
     out = AnalysisResponse(**signal.__dict__, model_version=served.version)
     service.cache.put(key, out)
     return _json(out)
@@ -593,9 +204,11 @@ def _limited(receive, limit: int, declared: int | None):
         return message
     return receive_within_limit
 
+# %% ../../../nbs/api/ai/04_app.ipynb #f37e5496
 async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:
     "The response the app's exception handler for `exc` gives."
-    handler = next(app.exception_handlers[c] for c in type(exc).__mro__ if c in app.exception_handlers)
+    handlers = app.exception_handlers
+    handler = next(handlers[c] for c in type(exc).__mro__ if c in handlers)
     response = handler(request, exc)
     return await response if inspect.isawaitable(response) else response
 
@@ -606,17 +219,22 @@ async def serve_analyze(app: FastAPI, scope, receive, send, declared: int | None
     except Exception as exc: response = await _handled(app, request, exc)
     await response(scope, receive, send)
 
+# %% ../../../nbs/api/ai/04_app.ipynb #cb331baf
 class SignalApp(FastAPI):
-    "FastAPI, with `POST /analyze` from servers (no `Origin` header) answered by `serve_analyze` directly."
+    "FastAPI; a `POST /analyze` from a server (no `Origin` header) goes straight to `serve_analyze`."
+
     async def __call__(self, scope, receive, send):
         if scope['type'] == 'http' and scope['method'] == 'POST' and scope['path'] == '/analyze':
             origin, declared = None, None
             for name, value in scope['headers']:
-                if name == b'origin': origin = value
-                elif name == b'content-length': declared = value
+                if name == b'origin':
+                    origin = value
+                elif name == b'content-length':
+                    declared = value
             if origin is None:
                 scope['app'] = self
-                return await serve_analyze(self, scope, receive, send, int(declared) if declared and declared.isdigit() else None)
+                length = int(declared) if declared and declared.isdigit() else None
+                return await serve_analyze(self, scope, receive, send, length)
         await super().__call__(scope, receive, send)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #51896b84
@@ -626,35 +244,46 @@ def get_model_info(service: Service) -> ModelInfo:
     service.refresh()
     return model_info(service.served, service.cache, service.batcher)
 
+# %% ../../../nbs/api/ai/04_app.ipynb #5be37466
 @protected.get('/cache/stats', response_model=CacheStats, tags=['model'])
 async def cache_stats(service: Service) -> CacheStats:
     "Prediction cache counters since start."
     return service.cache.stats()
 
 # %% ../../../nbs/api/ai/04_app.ipynb #8ac92700
+def _bundled_or_refused(req: TrainRequest):
+    "The 422 for a request without candles whose series is not bundled."
+    from botcore.data.candles import bundled_series
+    if (req.symbol, req.timeframe) in bundled_series(): return
+    have = ', '.join(f'{s} {t}' for s, t in bundled_series())
+    msg = (f'no bundled candles for {req.symbol} {req.timeframe}; '
+           f'send "candles" or use one of: {have}')
+    raise RequestValidationError([request_error(('body', 'symbol'), msg, req.symbol)])
+
 @protected.post('/train', status_code=202, response_model=TrainJob, tags=['model'],
-                responses={409: {'description': 'a job is running, or a model is served and retrain is false'}})
+                responses={409: {'description':
+                                 'a job is running, or a model is served and retrain is false'}})
 def train(req: TrainRequest, service: Service, request: Request) -> JSONResponse:
     "Start a training job; poll `GET /train/{job_id}`."
-    if req.candles is not None:
-        if errs := candle_errors(req.candles, req.timeframe, service.min_candles): raise RequestValidationError(errs)
-    else:
-        from botcore.data.candles import bundled_series
-        if (req.symbol, req.timeframe) not in bundled_series():
-            have = ', '.join(f'{s} {t}' for s, t in bundled_series())
-            raise RequestValidationError([_err(('body', 'symbol'), f'no bundled candles for {req.symbol} {req.timeframe}; '
-                                               f'send "candles" or use one of: {have}', req.symbol)])
+    if req.candles is None: _bundled_or_refused(req)
+    elif errs := candle_errors(req.candles, req.timeframe, service.min_candles):
+        raise RequestValidationError(errs)
     if not req.retrain and (served := service.served) is not None:
-        raise HTTPException(409, f'model {served.version} is already served; send "retrain": true to train and serve a new one')
+        raise HTTPException(409, f'model {served.version} is already served; '
+                                 'send "retrain": true to train and serve a new one')
     try: job = service.jobs.submit(req)
     except TrainingBusy as e: raise HTTPException(409, str(e)) from e
-    return JSONResponse(job.model_dump(mode='json'), status_code=202, headers={'Location': f'/train/{job.job_id}'})
+    headers = {'Location': f'/train/{job.job_id}'}
+    return JSONResponse(job.model_dump(mode='json'), status_code=202, headers=headers)
 
+# %% ../../../nbs/api/ai/04_app.ipynb #d8586734
 @protected.get('/train/{job_id}', response_model=TrainJob, tags=['model'])
 async def train_status(job_id: str, service: Service) -> TrainJob:
     "A training job's status, progress, and metrics or error."
-    if (job := service.jobs.get(job_id)) is None: raise HTTPException(404, f'no training job {job_id!r}')
+    if (job := service.jobs.get(job_id)) is None:
+        raise HTTPException(404, f'no training job {job_id!r}')
     return job
+
 
 @protected.get('/train', response_model=list[TrainJob], tags=['model'])
 async def train_jobs(service: Service) -> list[TrainJob]:
@@ -666,8 +295,6 @@ def cors_origins(settings: Settings) -> list[str]:
     "The origins a browser may call the AI service from."
     return list(getattr(settings.ai, 'cors_origins', None) or settings.api.cors_origins)
 
-
-
 # %% ../../../nbs/api/ai/04_app.ipynb #6aa2ed51
 async def _watch_registry(service: SignalService, every: float):
     "Pick up models promoted by other processes."
@@ -675,6 +302,7 @@ async def _watch_registry(service: SignalService, every: float):
         await asyncio.sleep(every)
         await asyncio.to_thread(service.refresh)
 
+# %% ../../../nbs/api/ai/04_app.ipynb #e98521ca
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     settings = app.state.settings or await asyncio.to_thread(load_settings)
@@ -682,31 +310,37 @@ async def _lifespan(app: FastAPI):
     await asyncio.to_thread(service.refresh)
     app.state.service = service
     service.warmed.clear()
-    warming = asyncio.create_task(asyncio.to_thread(service.warm_up))    # vectorbt's import and JIT: off the start path
+    warming = asyncio.create_task(
+        asyncio.to_thread(service.warm_up)
+    )  # vectorbt's import and JIT: off the start path
     watcher = asyncio.create_task(_watch_registry(service, app.state.reload_seconds))
-    try: yield
+    try:
+        yield
     finally:
         watcher.cancel()
         await asyncio.gather(warming, return_exceptions=True)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #560e6b63
 def _openapi(app: FastAPI) -> dict:
-    "FastAPI's OpenAPI document plus the schemas of the bodies the endpoints read themselves (`json_body`)."
+    "FastAPI's OpenAPI document plus the schemas of bodies endpoints read themselves (`json_body`)."
     if app.openapi_schema is None:
         doc = FastAPI.openapi(app)
         schemas = doc.setdefault('components', {}).setdefault('schemas', {})
         for model in _OWN_BODIES:
             own = model.model_json_schema(ref_template='#/components/schemas/{model}')
-            for name, schema in {**own.pop('$defs', {}), model.__name__: own}.items(): schemas.setdefault(name, schema)
+            for name, schema in {**own.pop('$defs', {}), model.__name__: own}.items():
+                schemas.setdefault(name, schema)
     return app.openapi_schema
 
-def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20, reload_seconds: float = 2.0,
-               torch_threads: int | None = 1) -> SignalApp:
+# %% ../../../nbs/api/ai/04_app.ipynb #2e4f104a
+def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20,
+               reload_seconds: float = 2.0, torch_threads: int | None = 1) -> SignalApp:
     "The AI service; `settings` default to `load_settings()` at startup."
-    app = SignalApp(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan, max_body_size=max_body_bytes,
-                    summary="Trading signals from an LSTM over real candles, the seed's AI service contract.")
-    app.state.settings, app.state.reload_seconds, app.state.max_body_bytes = settings, reload_seconds, max_body_bytes
-    app.state.torch_threads = torch_threads
+    summary = "Trading signals from an LSTM over real candles, the seed's AI service contract."
+    app = SignalApp(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan,
+                    max_body_size=max_body_bytes, summary=summary)
+    app.state.settings, app.state.reload_seconds = settings, reload_seconds
+    app.state.max_body_bytes, app.state.torch_threads = max_body_bytes, torch_threads
     app.include_router(public)
     app.include_router(hot)
     app.include_router(protected)

@@ -35,7 +35,9 @@ def run_offline(ctx=context) -> None:
 # %% ../../../nbs/store/03_migrations.ipynb #326f6e01
 def _under_alembic() -> bool:
     "True while an Alembic command runs this module."
-    try: context.is_offline_mode(); return True
+    try:
+        context.is_offline_mode()
+        return True
     except (NameError, AttributeError): return False   # AttributeError: a proxy left behind by an earlier run in this process
 
 if _under_alembic(): (run_offline if context.is_offline_mode() else run_online)()

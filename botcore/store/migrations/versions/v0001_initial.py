@@ -80,7 +80,9 @@ def _signals_equity_events_state():
 TABLES = ('orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state')
 
 def upgrade() -> None:
-    _orders_and_fills(); _positions_and_trades(); _signals_equity_events_state()
+    _orders_and_fills()
+    _positions_and_trades()
+    _signals_equity_events_state()
 
 def downgrade() -> None:
     for t in reversed(TABLES): op.drop_table(t)
