@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 nbtest: $(STAMP)
-	$(BIN)/nbdev-test --n-workers 2 --timing $(NBTEST_FLAGS)
+	$(BIN)/python .ci/nbtest.py --n-workers 2 --timing $(NBTEST_FLAGS)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

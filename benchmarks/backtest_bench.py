@@ -50,7 +50,8 @@ def main(repeat: int = 7):  # warm calls timed; the best and the median are repo
     "Time a backtest of the strategy over BTCUSDT-5m, after its one-time compile."
     took, _ = timed(__import__, 'vectorbt')
     print(f'import vectorbt: {took:.2f} s')
-    from botcore.research.backtest import backtest, buy_and_hold, decide_orders_nb, simulate, stats_table, trades_table
+    from botcore.research.backtest import backtest, buy_and_hold, decide_orders_nb, simulate, trades_table
+    from botcore.research.stats import stats_table
     from botcore.research.signals import signal_frame
     candles = load_candles('BTCUSDT', '5m')
     signals = rsi_band_signals(candles)

@@ -122,7 +122,7 @@ def first_divergence(ours: pd.DataFrame, peer: pd.DataFrame, index: pd.DatetimeI
 def main():
     "Speed ratio and trade-by-trade comparison of botcore and backtesting.py on BTCUSDT-5m."
     import backtesting
-    from botcore.research.backtest import stats_table
+    from botcore.research.stats import stats_table
     candles = load_candles('BTCUSDT', '5m')
     signals = rsi_band_signals(candles)
     print(f'backtesting.py {backtesting.__version__}; {len(candles):,} BTCUSDT 5m candles, rsi_band_signals')

@@ -46,7 +46,8 @@ def main(workers: int = 2,  # worker processes of the LocalCluster
     "Time a 1,000-combination sweep over BTCUSDT 1h on Dask, after the workers' warm-up."
     from distributed import Client, LocalCluster
     from botcore.data.candles import load_candles
-    from botcore.research.sweep import param_grid, sweep
+    from botcore.research.grid import param_grid
+    from botcore.research.sweep import sweep
     candles = load_candles('BTCUSDT', '1h')
     n = int(np.prod([len(v) for v in GRID.values()]))
     print(f"grid: {' x '.join(f'{len(v)} {k}' for k, v in GRID.items())} = {n:,} combinations; "
@@ -80,7 +81,8 @@ def main(workers: int = 2,  # worker processes of the LocalCluster
         if cluster is not None: cluster.close()
 
     if single:
-        from botcore.research.backtest import backtest, portfolio_stats
+        from botcore.research.backtest import backtest
+        from botcore.research.stats import portfolio_stats
         from botcore.research.signals import rsi_macd_signals
         sig, params = rsi_macd_signals(candles), param_grid(GRID)[:single + 1]
         backtest(candles, sig, params[0])  # compile/load once

@@ -54,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/90_cli.ipynb #36449f6e
 @command('config show')
-def config_show(config: str = None):  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+def config_show(
+    config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+):
     "Print the effective settings, secrets masked."
     from botcore.config import load_settings_or_exit, show_settings
+
     print(show_settings(load_settings_or_exit(config)))
 
 # %% ../nbs/90_cli.ipynb #8668c21b
@@ -74,18 +77,23 @@ def config_token(name: str = 'ai_api_key',  # inter_service_token, engine_api_ke
 
 # %% ../nbs/90_cli.ipynb #4a8212e3
 @command('data')
-def data_cmd(symbol: str = 'BTCUSDT',  # series whose features to sample
-             timeframe: str = '1h',  # its timeframe
-             rows: int = 5):  # how many feature rows to show
+def data_cmd(
+    symbol: str = 'BTCUSDT',  # series whose features to sample
+    timeframe: str = '1h',  # its timeframe
+    rows: int = 5,  # how many feature rows to show
+):
     "Summarise the bundled candles and sample the feature matrix."
     import pandas as pd
     from botcore.data.candles import bundled_summary, load_candles
     from botcore.data.features import feature_matrix
+
     with pd.option_context('display.width', 200, 'display.max_columns', 40):
         print("Bundled real Binance candles (see data/SOURCES.md):")
         print(bundled_summary().to_string(index=False))
         fm = feature_matrix(load_candles(symbol, timeframe)).dropna()
-        print(f"\nFeature matrix of {symbol} {timeframe}: {fm.shape[0]:,} rows x {fm.shape[1]} features; last {rows} rows:")
+        n, k = fm.shape
+        print(f"\nFeature matrix of {symbol} {timeframe}: {n:,} rows x {k} features; "
+              f"last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
 
 # %% ../nbs/90_cli.ipynb #a6bee24a
@@ -106,19 +114,22 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
     from botcore.config import load_settings_or_exit
     from botcore.jobs.pipelines import run_pipeline
     model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
-    params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type, window=window,
-                  horizon=horizon, epochs=epochs, seed=seed, max_train_seconds=max_train_seconds, model_dir=model_dir)
+    params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type,
+                  window=window, horizon=horizon, epochs=epochs, seed=seed,
+                  max_train_seconds=max_train_seconds, model_dir=model_dir)
     out = run_pipeline('train', params, runs_dir)
     print(f"report: {out}")
 
 # %% ../nbs/90_cli.ipynb #0decc1aa
 def _strategy_params(settings, overrides: dict, more: str | None):
-    "The settings' trading rules with `overrides` (None: unset) and `more` ('key=value;...') applied, checked."
+    "The settings' trading rules with `overrides` (None: unset) and `more` ('k=v;...'), checked."
     from botcore.strategy.params import StrategyParams
-    from botcore.research.sweep import GridError, checked_params, parse_grid
+    from botcore.research.grid import GridError, checked_params, parse_grid
+
     values = {}
     for key, vals in (parse_grid(more) if more else {}).items():
-        if len(vals) != 1: raise GridError(key, f"one value expected (got {len(vals)})")
+        if len(vals) != 1:
+            raise GridError(key, f"one value expected (got {len(vals)})")
         values[key] = vals[0]
     values |= {k: v for k, v in overrides.items() if v is not None}
     return checked_params(values, StrategyParams.from_settings(settings))
@@ -136,34 +147,13 @@ def _backtest_report(params: dict, runs_dir: str):
         print(pd.read_csv(table_path, index_col=0, dtype=str, keep_default_na=False).to_string())
     print(f"\nreport: {out}\nstatistics: {table_path}")
 
-# %% ../nbs/90_cli.ipynb #2686efce
-@command('backtest')
-def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a finer bundled timeframe is resampled)
-                 timeframe: str = '1h',  # its timeframe
-                 signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
-                 start: str = None,  # first candle's open time, e.g. 2024-01-01 (default: the first)
-                 end: str = None,  # last candle's open time, included (default: the last)
-                 data_path: str = None,  # backtest the candles of this CSV/Parquet file instead
-                 stop_loss_pct: float = None,  # stop this % against the entry (0: none; default: settings')
-                 take_profit_pct: float = None,  # target this percent in favour (0: no target)
-                 position_size_pct: float = None,  # percent of equity per position
-                 confidence_threshold: float = None,  # act on signals with confidence/100 at least this
-                 trailing_activation_pct: float = None,  # trail once the best price is this % in favour
-                 trailing_distance_pct: float = None,  # trail this percent behind the best price
-                 max_holding_candles: int = None,  # close after this many candles
-                 params: str = None,  # any StrategyParams fields: "key=value;key=value"
-                 init_cash: float = 10_000.0,  # starting cash, quote currency
-                 model_dir: str = None,  # model registry (default: the settings' model_dir)
-                 runs_dir: str = 'runs',  # where the executed notebook and its statistics are kept
-                 config: str = None):  # path to a botcore.toml
-    "Backtest the strategy beside buy-and-hold (pipelines/backtest.ipynb); print the statistics."
+# %% ../nbs/90_cli.ipynb #1eabfa3d
+def _backtest(symbol, timeframe, signals, start, end, data_path, flags: dict, params, init_cash,
+              model_dir, runs_dir, config) -> int | None:
+    "Check the backtest's arguments (status 2 naming the one refused), then run the pipeline."
     from botcore.config import load_settings_or_exit
     from botcore.research.sweep import check_signals, market_candles
     s = load_settings_or_exit(config)
-    flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
-                 position_size_pct=position_size_pct, confidence_threshold=confidence_threshold,
-                 trailing_activation_pct=trailing_activation_pct,
-                 trailing_distance_pct=trailing_distance_pct, max_holding_candles=max_holding_candles)
     model_dir = model_dir or str(s.model_dir)
     try:
         strategy = _strategy_params(s, flags, params)
@@ -172,10 +162,42 @@ def backtest_cmd(symbol: str = 'BTCUSDT',  # bundled symbol (a finer bundled tim
     except ValueError as e:
         print(f"botcore backtest: {e}", file=sys.stderr)
         return 2
-    _backtest_report(dict(symbol=symbol, timeframe=timeframe, data_path=data_path, start=start, end=end,
-                          signals=signals, model_dir=model_dir, long_threshold=s.ai.long_threshold,
-                          short_threshold=s.ai.short_threshold, params=strategy.model_dump(),
-                          init_cash=init_cash), runs_dir)
+    report = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, start=start, end=end,
+                  signals=signals, model_dir=model_dir, long_threshold=s.ai.long_threshold,
+                  short_threshold=s.ai.short_threshold, params=strategy.model_dump(),
+                  init_cash=init_cash)
+    _backtest_report(report, runs_dir)
+
+# %% ../nbs/90_cli.ipynb #2686efce
+@command('backtest')
+def backtest_cmd(
+    symbol: str = 'BTCUSDT',  # bundled symbol (a finer bundled timeframe is resampled)
+    timeframe: str = '1h',  # its timeframe
+    signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
+    start: str = None,  # first candle's open time, e.g. 2024-01-01 (default: the first)
+    end: str = None,  # last candle's open time, included (default: the last)
+    data_path: str = None,  # backtest the candles of this CSV/Parquet file instead
+    stop_loss_pct: float = None,  # stop this % against the entry (0: none; default: settings')
+    take_profit_pct: float = None,  # target this percent in favour (0: no target)
+    position_size_pct: float = None,  # percent of equity per position
+    confidence_threshold: float = None,  # act on signals with confidence/100 at least this
+    trailing_activation_pct: float = None,  # trail once the best price is this % in favour
+    trailing_distance_pct: float = None,  # trail this percent behind the best price
+    max_holding_candles: int = None,  # close after this many candles
+    params: str = None,  # any StrategyParams fields: "key=value;key=value"
+    init_cash: float = 10_000.0,  # starting cash, quote currency
+    model_dir: str = None,  # model registry (default: the settings' model_dir)
+    runs_dir: str = 'runs',  # where the executed notebook and its statistics are kept
+    config: str = None,  # path to a botcore.toml
+):
+    "Backtest the strategy beside buy-and-hold (pipelines/backtest.ipynb); print the statistics."
+    flags = dict(stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
+                 position_size_pct=position_size_pct, confidence_threshold=confidence_threshold,
+                 trailing_activation_pct=trailing_activation_pct,
+                 trailing_distance_pct=trailing_distance_pct,
+                 max_holding_candles=max_holding_candles)
+    return _backtest(symbol, timeframe, signals, start, end, data_path, flags, params, init_cash,
+                     model_dir, runs_dir, config)
 
 # %% ../nbs/90_cli.ipynb #590b7557
 def _print_sweep(res, top: int, out: str | None):
@@ -191,28 +213,14 @@ def _print_sweep(res, top: int, out: str | None):
     if out:
         print(f"\nall {len(res):,} rows: {out}")
 
-# %% ../nbs/90_cli.ipynb #9212f28e
-@command('sweep')
-def sweep_cmd(grid: str = None,  # e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4,6" (StrategyParams fields)
-              symbols: str = 'BTCUSDT',  # comma-separated bundled symbols
-              timeframes: str = '1h',  # comma-separated timeframes
-              signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
-              start: str = None,  # first candle's open time (default: the first)
-              end: str = None,  # last candle's open time, included (default: the last)
-              metric: str = 'sharpe_ratio',  # rank by: sharpe_ratio, total_return, win_rate, max_drawdown, ...
-              scheduler: str = None,  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: local)
-              workers: int = None,  # worker processes of the local cluster (default: one per CPU core)
-              chunk_size: int = None,  # parameter sets per task (default: sized to candles and workers)
-              init_cash: float = 10_000.0,  # starting cash of each backtest
-              top: int = 20,  # rows to print
-              out: str = None,  # write every row to this CSV file
-              progress: bool = True,  # progress bar of the backtests done (--no-progress: none)
-              model_dir: str = None,  # model registry (default: the settings' model_dir)
-              config: str = None):  # path to a botcore.toml
-    "Backtest every combination of a parameter grid on Dask; print the best."
+# %% ../nbs/90_cli.ipynb #5aa20adf
+def _sweep(grid, symbols, timeframes, signals, start, end, metric, scheduler, workers, chunk_size,
+           init_cash, top, out, progress, model_dir, config) -> int | None:
+    "Run the sweep of `botcore sweep`; status 2 naming what is refused."
     from botcore.config import load_settings_or_exit
     from botcore.strategy.params import StrategyParams
-    from botcore.research.sweep import parse_grid, sweep
+    from botcore.research.grid import parse_grid
+    from botcore.research.sweep import sweep
     if not grid:
         example = '--grid "stop_loss_pct=1,2,3;take_profit_pct=2,4,6"'
         print(f'botcore sweep: --grid is required, e.g. {example}', file=sys.stderr)
@@ -220,13 +228,39 @@ def sweep_cmd(grid: str = None,  # e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4
     s = load_settings_or_exit(config)
     split = lambda text: [x.strip() for x in text.split(',') if x.strip()]
     try:
-        res = sweep(parse_grid(grid), split(symbols), split(timeframes), signals, scheduler, workers,
-                    progress, metric, init_cash, start, end, StrategyParams.from_settings(s), chunk_size,
-                    model_dir or str(s.model_dir), s.ai.long_threshold, s.ai.short_threshold)
+        res = sweep(parse_grid(grid), split(symbols), split(timeframes), signals, scheduler,
+                    workers, progress, metric, init_cash, start, end,
+                    StrategyParams.from_settings(s), chunk_size, model_dir or str(s.model_dir),
+                    s.ai.long_threshold, s.ai.short_threshold)
     except ValueError as e:
         print(f"botcore sweep: {e}", file=sys.stderr)
         return 2
     _print_sweep(res, top, out)
+
+# %% ../nbs/90_cli.ipynb #9212f28e
+@command('sweep')
+def sweep_cmd(
+    grid: str = None,  # e.g. "stop_loss_pct=1,2,3;take_profit_pct=2,4,6" (StrategyParams fields)
+    symbols: str = 'BTCUSDT',  # comma-separated bundled symbols
+    timeframes: str = '1h',  # comma-separated timeframes
+    signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
+    start: str = None,  # first candle's open time (default: the first)
+    end: str = None,  # last candle's open time, included (default: the last)
+    # rank by: sharpe_ratio, total_return, win_rate, max_drawdown, ...
+    metric: str = 'sharpe_ratio',
+    scheduler: str = None,  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: local)
+    workers: int = None,  # worker processes of the local cluster (default: one per CPU core)
+    chunk_size: int = None,  # parameter sets per task (default: sized to candles and workers)
+    init_cash: float = 10_000.0,  # starting cash of each backtest
+    top: int = 20,  # rows to print
+    out: str = None,  # write every row to this CSV file
+    progress: bool = True,  # progress bar of the backtests done (--no-progress: none)
+    model_dir: str = None,  # model registry (default: the settings' model_dir)
+    config: str = None,  # path to a botcore.toml
+):
+    "Backtest every combination of a parameter grid on Dask; print the best."
+    return _sweep(grid, symbols, timeframes, signals, start, end, metric, scheduler, workers,
+                  chunk_size, init_cash, top, out, progress, model_dir, config)
 
 # %% ../nbs/90_cli.ipynb #16a14cda
 def ensure_default_model(settings) -> None:
@@ -245,18 +279,22 @@ def ensure_default_model(settings) -> None:
 
 # %% ../nbs/90_cli.ipynb #0a528376
 @command('serve ai')
-def serve_ai(host: str = None,  # interface to bind (default: settings' ai.host)
-             port: int = None,  # port (default: settings' ai.port)
-             train_if_missing: bool = False,  # train the default model first if the registry has none
-             config: str = None):  # path to a botcore.toml
+def serve_ai(
+    host: str = None,  # interface to bind (default: settings' ai.host)
+    port: int = None,  # port (default: settings' ai.port)
+    train_if_missing: bool = False,  # train the default model first if the registry has none
+    config: str = None,  # path to a botcore.toml
+):
     "Run the AI signal service (FastAPI on uvicorn)."
     import uvicorn
     from botcore.config import load_settings_or_exit
+
     s = load_settings_or_exit(config)
     if train_if_missing:
         ensure_default_model(s)
-    uvicorn.run('botcore.api.ai.app:app', host=host or s.ai.host, port=port or s.ai.port,
-                log_level='info')
+    uvicorn.run(
+        'botcore.api.ai.app:app', host=host or s.ai.host, port=port or s.ai.port, log_level='info'
+    )
 
 # %% ../nbs/90_cli.ipynb #e94793ef
 @command('serve engine')
@@ -303,37 +341,46 @@ def run_cmd(config: str = None,  # path to a botcore.toml
 
 # %% ../nbs/90_cli.ipynb #26d26275
 @command('simulator')
-def simulator(port: int = 9443,  # port to listen on (0: any free port)
-              host: str = '127.0.0.1',  # interface to bind
-              speed: float = 1.0,  # candles of the base timeframe replayed per second (0: paused)
-              symbols: str = 'BTCUSDT,ETHUSDT',  # comma-separated bundled symbols
-              timeframe: str = None,  # base timeframe (default: the finest every symbol has)
-              start: str = None,  # where the clock starts: 2024-12-01T00:00, or -N candles before the end
-              api_key: str = 'key',  # the API key clients sign with
-              secret: str = 'secret',  # its secret
-              cash: float = 10_000.0,  # starting USDT balance
-              fee: float = 0.001):  # trading fee, maker and taker
+def simulator(
+    port: int = 9443,  # port to listen on (0: any free port)
+    host: str = '127.0.0.1',  # interface to bind
+    speed: float = 1.0,  # candles of the base timeframe replayed per second (0: paused)
+    symbols: str = 'BTCUSDT,ETHUSDT',  # comma-separated bundled symbols
+    timeframe: str = None,  # base timeframe (default: the finest every symbol has)
+    start: str = None,  # where the clock starts: 2024-12-01T00:00, or -N candles before the end
+    api_key: str = 'key',  # the API key clients sign with
+    secret: str = 'secret',  # its secret
+    cash: float = 10_000.0,  # starting USDT balance
+    fee: float = 0.001,  # trading fee, maker and taker
+):
     "Run the local Binance-compatible exchange simulator until Ctrl-C."
     from botcore.simulator.server import simulator_cmd
+
     return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash, fee)
 
 # %% ../nbs/90_cli.ipynb #89091778
 @command('schedule')
-def schedule(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
-             once: str = None):  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
-    "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
+def schedule(
+    config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+    once: str = None,  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
+):
+    "Run the [schedule] pipelines on their cron times (UTC) until stopped (--once NAME: one, now)."
     from botcore.jobs.schedule import schedule_cmd
+
     return schedule_cmd(config, once)
 
 # %% ../nbs/90_cli.ipynb #38c03039
 @command('download')
-def download(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
-             timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
-             since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: after the file's last)
-             until: str = None,  # stop before this time, UTC (default: the last closed candle)
-             path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet)
-             no_progress: bool = False,  # no progress bar
-             config: str = None):  # path to a botcore.toml ([exchange] rest_url: e.g. the simulator)
+def download(
+    symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
+    timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
+    since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: after the file's last)
+    until: str = None,  # stop before this time, UTC (default: the last closed candle)
+    path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet)
+    no_progress: bool = False,  # no progress bar
+    config: str = None,  # path to a botcore.toml ([exchange] rest_url: e.g. the simulator)
+):
     "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
-    from botcore.exchange.download import download_cmd      # ccxt loads only when it is used
+    from botcore.exchange.download import download_cmd  # ccxt loads only when it is used
+
     return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)

@@ -32,12 +32,15 @@ __all__ = ['ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'config_pat
 # %% ../nbs/01_config.ipynb #4394f9cd
 class ConfigError(ValueError):
     "A refused setting: where it came from (`file`), which one (`key`, dotted) and why (`reason`)."
+
     def __init__(self, file, key: str | None, reason: str, more: tuple[ConfigError, ...] = ()):
         self.file, self.key, self.reason, self.more = str(file), key, reason, tuple(more)
         super().__init__(str(self))
 
     def __str__(self):
-        here = f"{self.file}: {self.key}: {self.reason}" if self.key else f"{self.file}: {self.reason}"
+        here = (
+            f"{self.file}: {self.key}: {self.reason}" if self.key else f"{self.file}: {self.reason}"
+        )
         return "\n".join([here, *map(str, self.more)])
 
 # %% ../nbs/01_config.ipynb #6d2d5f24
@@ -104,7 +107,10 @@ def project_root() -> Path:
     return here if (here / 'pipelines').is_dir() else Path.cwd()
 
 # %% ../nbs/01_config.ipynb #6499863d
-_reading: ContextVar[tuple[Path | None, Mapping[str, str]] | None] = ContextVar('_reading', default=None)
+_reading: ContextVar[tuple[Path | None, Mapping[str, str]] | None] = ContextVar(
+    '_reading', default=None
+)
+
 
 def _sources(settings_cls, path: Path | None, env: Mapping[str, str]) -> tuple:
     "The settings sources, strongest first: the seed's variables, BOTCORE_* variables, the file."

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from botcore.research.backtest import (BacktestResult, backtest, buy_and_hold, plot_drawdown, plot_equity, plot_trades,
-                                       stats_table)
+from botcore.research.backtest import (BacktestResult, backtest, buy_and_hold, plot_drawdown, plot_equity, plot_trades)
+from botcore.research.stats import stats_table
 from botcore.research.signals import SignalError, model_signals, rsi_macd_signals, signal_frame
 from botcore.research.walkforward import fold_windows, walk_forward
 from botcore.data.candles import load_candles

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from botcore.research.backtest import backtest, stats_table
+from botcore.research.backtest import backtest
+from botcore.research.stats import stats_table
 from botcore.research.signals import rsi_macd_signals
 from botcore.config import read_settings
 from botcore.strategy.params import StrategyParams

@@ -5,7 +5,7 @@
 - the notebooks in dashboards/ and pipelines/ use botcore's public API only, and the dashboards
   reach the services over HTTP only (they import botcore.config and botcore.dashboard.*).
 """
-import ast, importlib, importlib.util, json, os
+import ast, importlib, importlib.util, json, os, re
 from pathlib import Path
 
 import pytest
@@ -161,3 +161,32 @@ def test_notebooks_use_the_public_api(path):
     assert imports, f'{path.name} imports nothing from botcore'
     wrong = [w for module, names in imports for w in api_misuse(path.parent.name, module, names)]
     assert not wrong, f'{path.parent.name}/{path.name}: ' + '; '.join(wrong)
+
+
+# ---------------------------------------------------------------- the README's map
+
+def readme_map() -> dict[str, set[str]]:
+    "The README's notebook -> module table: each notebook path it names, with the modules of its row."
+    out = {}
+    for row in (ROOT / 'README.md').read_text().splitlines():
+        if not row.startswith('| `nbs/'): continue
+        notebooks, modules = row.split('|')[1:3]
+        first = re.search(r'`nbs/([^`]+)`', notebooks).group(1)
+        folder = first.rsplit('/', 1)[0] + '/' if '/' in first else ''
+        for nb in re.findall(r'`(?:nbs/)?([^`]+)`', notebooks):
+            path = nb if nb.startswith(folder) else folder + nb
+            out[path if path.endswith('.ipynb') else path + '.ipynb'] = set(re.findall(r'`(botcore[\w.]*)`', modules))
+    return out
+
+
+def test_readme_maps_every_notebook_to_its_module():
+    "Every notebook in nbs/ has a row, every row names a notebook that exists and the module it exports."
+    table = readme_map()
+    notebooks = {p.relative_to(ROOT / 'nbs').as_posix() for p in (ROOT / 'nbs').rglob('*.ipynb')
+                 if '.ipynb_checkpoints' not in p.parts}
+    assert notebooks - set(table) == set(), 'notebooks missing from the README table'
+    assert set(table) - notebooks == set(), 'README rows naming no notebook'
+    for nb, modules in table.items():
+        src = ''.join(''.join(c['source']) for c in json.loads((ROOT / 'nbs' / nb).read_text())['cells'])
+        exp = re.search(r'#\| default_exp (\S+)', src).group(1)
+        assert any(f'botcore.{exp}'.startswith(m) for m in modules), f'{nb} exports botcore.{exp}, not {modules}'

@@ -9,7 +9,8 @@ import pytest
 
 from botcore.data.candles import load_candles
 from botcore.engine.status import performance
-from botcore.research.backtest import YEAR_FREQ, backtest, stats_table
+from botcore.research.backtest import backtest
+from botcore.research.stats import YEAR_FREQ, stats_table
 from botcore.research.metrics import equity_metrics, periods_per_year, trade_metrics
 from botcore.research.signals import rsi_macd_signals
 from botcore.research.sweep import run_params

@@ -18,7 +18,8 @@ import pytest
 import websockets
 
 from botcore.data.candles import CANDLE_COLUMNS, load_candles, resample_candles
-from botcore.simulator.server import BinanceSimulator, ccxt_client
+from botcore.simulator.clients import ccxt_client
+from botcore.simulator.server import BinanceSimulator
 from support import clean_env, free_port
 
 pytestmark = pytest.mark.timeout(300)

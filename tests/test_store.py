@@ -16,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from botcore.config import read_settings
 from botcore.core import Fill, Order, OrderStatus, OrderType, Position, Side, Signal, Trade
 from botcore.store.database import metadata, schema_diff, schema_revision, to_ms
-from botcore.store.store import DuplicateOrderError, Store, UnknownOrderError
+from botcore.store.store import Store
+from botcore.store.writes import DuplicateOrderError, UnknownOrderError
 from support import unavailable
 
 PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'

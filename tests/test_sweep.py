@@ -11,11 +11,13 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
-from botcore.research.backtest import backtest, portfolio_stats
+from botcore.research.backtest import backtest
+from botcore.research.stats import portfolio_stats
 from botcore.research.signals import rsi_macd_signals
 from botcore.data.candles import load_candles
 from botcore.strategy.params import StrategyParams
-from botcore.research.sweep import SWEEP_STATS, GridError, market_candles, param_grid, sweep
+from botcore.research.grid import GridError, param_grid
+from botcore.research.sweep import SWEEP_STATS, market_candles, sweep
 from support import botcore_script, free_port
 
 GRID = {'stop_loss_pct': [1, 3], 'take_profit_pct': [2, 6]}

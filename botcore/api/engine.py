@@ -1,4 +1,4 @@
-"""The trading engine over HTTP and WebSocket: the seed's `/api/status`, `/api/positions`, `/close` and `/ws`, and what a dashboard and an operator need beyond them.
+"""The trading engine over HTTP and WebSocket: the seed's routes and what an operator needs.
 
 Docs: https://botcore.github.io/botcore/api/engine.html.md"""
 
@@ -13,7 +13,8 @@ import time
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal, Optional
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import (APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket,
+                     WebSocketDisconnect)
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 import botcore
 from ..config import Settings, load_settings
@@ -25,7 +26,8 @@ from ..engine.state import NoPosition
 from ..engine.status import EngineStatus, OpenPosition, performance, status_update
 from ..exchange.interfaces import OrderRejected
 from ..store.store import Store
-from .http import Bearer, SettingsCORS, install_error_handlers, unauthorized, validation_errors
+from .http import (Bearer, SettingsCORS, install_error_handlers, unauthorized,
+                              validation_errors)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def iso(ms: int | None) -> str | None:
     if ms is None: return None
     return utc_from_ms(ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
+# %% ../../nbs/api/02_engine.ipynb #620025e2
 def utc_iso(t: datetime) -> str:
     "An aware UTC datetime in ISO 8601 with a Z, as the status and the positions give their times."
     return t.isoformat().replace('+00:00', 'Z')
@@ -75,7 +78,8 @@ class Status(BaseModel):
         same = ('status', 'active_positions', 'total_trades', 'ai_service', 'symbols', 'timeframe',
                 'mode', 'source', 'candles_processed', 'finished')
         last = utc_iso(s.last_candle) if s.last_candle else None
-        return cls(uptime=int(s.uptime), last_candle=last, **{k: round(getattr(s, k), 8) for k in money},
+        rounded = {k: round(getattr(s, k), 8) for k in money}
+        return cls(uptime=int(s.uptime), last_candle=last, **rounded,
                    **{k: getattr(s, k) for k in same})
 
 # %% ../../nbs/api/02_engine.ipynb #b22a8706
@@ -133,9 +137,10 @@ class TradeOut(BaseModel):
     @classmethod
     def of(cls, r: dict) -> TradeOut:
         same = ('id', 'symbol', 'side', 'size', 'entry_price', 'exit_price', 'fees', 'pnl')
-        return cls(**{k: r[k] for k in same}, entry_time=iso(r['entry_ms']), exit_time=iso(r['exit_ms']),
-                   exit_reason=r['exit_reason'] or '')
+        return cls(**{k: r[k] for k in same}, entry_time=iso(r['entry_ms']),
+                   exit_time=iso(r['exit_ms']), exit_reason=r['exit_reason'] or '')
 
+# %% ../../nbs/api/02_engine.ipynb #568f8af8
 class TradePage(BaseModel):
     "One page of closed trades, newest first."
     trades: list[TradeOut]
@@ -154,6 +159,7 @@ class SignalOut(BaseModel):
     model_type: str
     received_at: str
 
+# %% ../../nbs/api/02_engine.ipynb #fb7b38c5
 class EquityPoint(BaseModel):
     timestamp: str
     equity: float
@@ -177,10 +183,12 @@ def get_engine(request: Request) -> Engine: return request.app.state.engine
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
+# %% ../../nbs/api/02_engine.ipynb #17ebae3a
 def authorized(settings: Settings, token: str | None) -> bool:
     "Is `token` the engine API key?"
     return tokens_match(token, settings.auth.engine_api_key)
 
+# %% ../../nbs/api/02_engine.ipynb #29a6cd78
 async def require_key(request: Request, creds: Bearer):
     "401 unless the bearer token is the engine API key."
     given = creds.credentials if creds else None
@@ -195,7 +203,8 @@ async def health(request: Request) -> Health:
     "Liveness and the engine's status; no auth."
     engine = getattr(request.app.state, 'engine', None)
     uptime = round(time.monotonic() - request.app.state.started, 3)
-    return Health(engine=engine.status if engine else 'starting', uptime=uptime, version=botcore.__version__)
+    state = engine.status if engine else 'starting'
+    return Health(engine=state, uptime=uptime, version=botcore.__version__)
 
 # %% ../../nbs/api/02_engine.ipynb #ea49eedb
 api = APIRouter(prefix='/api', dependencies=[Depends(require_key)],
@@ -203,6 +212,7 @@ api = APIRouter(prefix='/api', dependencies=[Depends(require_key)],
 Symbol = Annotated[str, BeforeValidator(lambda s: s.strip().upper() if isinstance(s, str) else s),
                    Field(pattern=r'^[A-Z0-9]{2,20}$')]
 
+# %% ../../nbs/api/02_engine.ipynb #ffa303db
 @api.get('/status', response_model=Status, tags=['bot'])
 async def status(engine: EngineDep) -> Status:
     "The seed's bot status: status, uptime, active positions, total trades, total PnL."
@@ -221,17 +231,21 @@ async def close_position(symbol: Symbol, engine: EngineDep) -> CloseResult:
     "Close a position now at market."
     try: trade = await engine.close_position(symbol)
     except NoPosition as e: raise HTTPException(404, f"symbol: {e}")
-    except OrderRejected as e: raise HTTPException(409, f"the exchange refused the close: {e.reason}")
-    return CloseResult(message='Position closed', symbol=symbol, exit_price=trade.exit_price, pnl=trade.pnl)
+    except OrderRejected as e:
+        raise HTTPException(409, f"the exchange refused the close: {e.reason}")
+    return CloseResult(message='Position closed', symbol=symbol, exit_price=trade.exit_price,
+                       pnl=trade.pnl)
 
 # %% ../../nbs/api/02_engine.ipynb #dbe3dbda
 @api.get('/trades', response_model=TradePage, tags=['history'])
 async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0, symbol: Optional[Symbol] = None) -> TradePage:
+                 offset: Annotated[int, Query(ge=0)] = 0,
+                 symbol: Optional[Symbol] = None) -> TradePage:
     "Closed trades, newest first, a page at a time."
     rows = await asyncio.to_thread(engine.store.trades, limit=limit, offset=offset, symbol=symbol)
     total = await asyncio.to_thread(engine.store.trade_count, symbol)
-    return TradePage(trades=[TradeOut.of(r) for r in rows], total=total, limit=limit, offset=offset)
+    out = [TradeOut.of(r) for r in rows]
+    return TradePage(trades=out, total=total, limit=limit, offset=offset)
 
 # %% ../../nbs/api/02_engine.ipynb #fcc67ab0
 @api.get('/signals', response_model=list[SignalOut], tags=['history'])
@@ -244,23 +258,28 @@ async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)]
     return [SignalOut(**{k: r[k] for k in same}, timestamp=iso(r['candle_ms'] + tf),
                       received_at=iso(r['received_ms'])) for r in rows]
 
+# %% ../../nbs/api/02_engine.ipynb #5b7fee60
 @api.get('/equity', response_model=list[EquityPoint], tags=['history'])
 async def equity(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-                 since: Annotated[Optional[int], Query(ge=0, description='epoch ms')] = None) -> list[EquityPoint]:
+                 since: Annotated[Optional[int], Query(ge=0, description='epoch ms')] = None
+                 ) -> list[EquityPoint]:
     "Equity after each candle, oldest first."
     rows = await asyncio.to_thread(engine.store.equity, limit=limit, since_ms=since)
-    return [EquityPoint(timestamp=iso(r['ts_ms']), equity=r['equity'], cash=r['cash'], unrealized=r['unrealized'])
-            for r in rows]
+    return [EquityPoint(timestamp=iso(r['ts_ms']), equity=r['equity'], cash=r['cash'],
+                        unrealized=r['unrealized']) for r in rows]
 
 # %% ../../nbs/api/02_engine.ipynb #ea4a94ca
 @api.get('/performance', response_model=Performance, tags=['history'])
 async def get_performance(engine: EngineDep) -> dict:
     "Win rate, profit factor, Sharpe ratio (annualised from the candles' equity) and maximum drawdown."
     def compute():
-        trades = engine.store.trades(limit=max(engine.store.trade_count(), 1), newest_first=False)
-        return performance(trades, engine.store.equity(limit=1_000_000), 365 * 86_400_000 / engine.tf.ms)
+        n = max(engine.store.trade_count(), 1)
+        trades = engine.store.trades(limit=n, newest_first=False)
+        per_year = 365 * 86_400_000 / engine.tf.ms
+        return performance(trades, engine.store.equity(limit=1_000_000), per_year)
     return await asyncio.to_thread(compute)
 
+# %% ../../nbs/api/02_engine.ipynb #37c49992
 @api.get('/events', tags=['history'])
 async def events(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
     "The bot's event log (status changes, rejected orders, AI service errors, settings changes), newest first."
@@ -286,6 +305,7 @@ async def get_config(engine: EngineDep) -> dict:
     "The trading and risk settings in force."
     return engine.config()
 
+# %% ../../nbs/api/02_engine.ipynb #346e6bf2
 @api.put('/config', tags=['config'],
          responses={422: {'description': 'a setting is unknown or its value is refused'}})
 async def put_config(change: dict[str, Any], engine: EngineDep) -> dict:
@@ -312,7 +332,8 @@ async def _pump(ws: WebSocket, engine: Engine, ping_seconds: float):
             try:  # (wait_for would start a task per message)
                 async with asyncio.timeout(ping_seconds): msg = await sub.get()
             except TimeoutError:
-                await ws.send_text(f'{{"type":"Ping","data":{{"timestamp":{int(time.time() * 1000)}}}}}')
+                now = int(time.time() * 1000)
+                await ws.send_text(f'{{"type":"Ping","data":{{"timestamp":{now}}}}}')
                 continue
             if msg is None:
                 await ws.close(code=1013, reason='too slow: events were dropped; reconnect')
@@ -345,7 +366,8 @@ async def _lifespan(app: FastAPI):
     store = await asyncio.to_thread(Store.from_settings, settings)
     make = app.state.engine_factory or Engine.create
     engine = app.state.engine = await asyncio.to_thread(make, settings, store)
-    # what start-up built (settings, candles, the engine) lives as long as the server: keep the GC off it
+    # what start-up built (settings, candles, the engine) lives as long as the server:
+    # keep the GC off it
     gc.collect()
     gc.freeze()
     if settings.trading.enabled: await engine.start()
@@ -356,7 +378,7 @@ async def _lifespan(app: FastAPI):
 
 # %% ../../nbs/api/02_engine.ipynb #9bd57a4e
 def create_app(settings: Settings | None = None, engine_factory=None) -> FastAPI:
-    "The engine's API: settings default to `load_settings()`, the engine to `Engine.create(settings, store)`."
+    "The engine's API; settings default to `load_settings()`, the engine to `Engine.create`."
     app = FastAPI(title='botcore trading engine', version=botcore.__version__, lifespan=_lifespan,
                   summary="AI-driven paper trading over HTTP and WebSocket, the seed's engine contract.")
     app.state.settings, app.state.engine_factory = settings, engine_factory

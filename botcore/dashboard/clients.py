@@ -1,4 +1,4 @@
-"""The Voila dashboards' plumbing: clients for the engine's and the AI service's APIs with the seed's backoff, and serving the pages with Voila.
+"""The dashboards' plumbing: API clients with the seed's backoff, pages served by Voila.
 
 Docs: https://botcore.github.io/botcore/dashboard/clients.html.md"""
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 import httpx
 import ipywidgets as W
+from fastcore.basics import patch
 from pydantic import ValidationError
 from ..config import Settings, config_path, load_settings, project_root
 
@@ -33,7 +34,7 @@ __all__ = ['log', 'one_line', 'Backoff', 'ServiceError', 'request_with_retry', '
 
 # %% ../../nbs/dashboard/01_clients.ipynb #0bcd0640
 def one_line(e: BaseException | str, limit: int = 240) -> str:
-    "An error as one short line for the page: its first line (each field for a validation error), or its type's name."
+    "An error as one short line for the page (each field for a validation error)."
     if isinstance(e, ValidationError):
         text = '; '.join(
             f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()[:3]
@@ -43,8 +44,8 @@ def one_line(e: BaseException | str, limit: int = 240) -> str:
     line = text.splitlines()[0].strip() if text else type(e).__name__
     return line if len(line) <= limit else line[: limit - 1] + '…'
 
-
-if not log.handlers:  # the kernel's stderr (Voila's log), never the page
+# %% ../../nbs/dashboard/01_clients.ipynb #f106599e
+if not log.handlers:
     _handler = logging.StreamHandler(sys.__stderr__)
     _handler.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s'))
     log.addHandler(_handler)
@@ -53,22 +54,24 @@ if not log.handlers:  # the kernel's stderr (Voila's log), never the page
 # %% ../../nbs/dashboard/01_clients.ipynb #7f17aff2
 @dataclass
 class Backoff:
-    "Exponential backoff: `first` seconds, doubling on each failure up to `cap`; `reset` after a success."
+    "Exponential backoff: `first` seconds, doubling up to `cap`; `reset` after a success."
+
     first: float = 1.0
     cap: float = 30.0
     attempt: int = 0
 
     def next(self) -> float:
         "The pause before the next attempt."
-        delay = min(self.cap, self.first * 2 ** self.attempt)
+        delay = min(self.cap, self.first * 2**self.attempt)
         self.attempt += 1
         return delay
 
-    def reset(self): self.attempt = 0
+    def reset(self):
+        self.attempt = 0
 
 # %% ../../nbs/dashboard/01_clients.ipynb #96244b28
 class ServiceError(Exception):
-    "A request to `service` that failed: HTTP `status` (None: unreachable) and the service's one-line `message`."
+    "A failed request to `service`: HTTP `status` (None: unreachable) and the one-line `message`."
     def __init__(self, service: str, message: str, status: int | None = None):
         self.service, self.message, self.status = service, message, status
         super().__init__(f"{service}: {message}")
@@ -76,14 +79,18 @@ class ServiceError(Exception):
     @property
     def retryable(self) -> bool: return self.status is None or self.status >= 500
 
+# %% ../../nbs/dashboard/01_clients.ipynb #4b88b87e
 def _error_message(r: httpx.Response) -> str:
     try: body = r.json()
     except ValueError: body = None
-    if isinstance(body, dict) and (m := body.get('message') or body.get('detail')): return one_line(m if isinstance(m, str) else json.dumps(m))
+    if isinstance(body, dict) and (m := body.get('message') or body.get('detail')):
+        return one_line(m if isinstance(m, str) else json.dumps(m))
     return f"HTTP {r.status_code} {r.reason_phrase}"
 
-async def request_with_retry(request: Callable[[], Awaitable], retries: int = 3, backoff: Backoff | None = None, sleep=asyncio.sleep):
-    "The seed's `requestWithRetry`: up to `retries` attempts with exponential backoff between them; a 4xx is not retried."
+# %% ../../nbs/dashboard/01_clients.ipynb #a1a90672
+async def request_with_retry(request: Callable[[], Awaitable], retries: int = 3,
+                             backoff: Backoff | None = None, sleep=asyncio.sleep):
+    "The seed's `requestWithRetry`: up to `retries` attempts, with backoff; no 4xx retry."
     backoff = backoff or Backoff(first=2.0)
     for attempt in range(1, retries + 1):
         try: return await request()
@@ -94,58 +101,93 @@ async def request_with_retry(request: Callable[[], Awaitable], retries: int = 3,
 # %% ../../nbs/dashboard/01_clients.ipynb #9a84b965
 class ServiceClient:
     "JSON over HTTP to one botcore service with its bearer token; every failure a `ServiceError`."
-    def __init__(self, name: str, base_url: str, token: str | None = None, timeout: float = 10.0, retries: int = 3,
-                 transport: httpx.AsyncBaseTransport | None = None):
-        self.name, self.base_url, self.token, self.timeout, self.retries = name, base_url.rstrip('/'), token, timeout, retries
-        self.retry_delay = 2.0                      # the seed's first pause: 2 ** 1 s
+    def __init__(self, name: str, base_url: str, token: str | None = None, timeout: float = 10.0,
+                 retries: int = 3, transport: httpx.AsyncBaseTransport | None = None):
+        self.name, self.base_url, self.token = name, base_url.rstrip('/'), token
+        self.timeout, self.retries = timeout, retries
+        self.retry_delay = 2.0  # the seed's first pause: 2 ** 1 s
         headers = {'Authorization': f'Bearer {token}'} if token else {}
-        self.http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
-
-    async def call(self, method: str, path: str, retries: int | None = None, **kw) -> Any:
-        "The JSON answer of one request, retried as the seed's client did."
-        async def once():
-            try: r = await self.http.request(method, path, **kw)
-            except httpx.HTTPError as e:
-                raise ServiceError(self.name, f"unreachable at {self.base_url} ({one_line(e)})") from None
-            if r.status_code >= 400: raise ServiceError(self.name, _error_message(r), r.status_code)
-            return r.json() if r.content else None
-        return await request_with_retry(once, retries or self.retries, Backoff(first=self.retry_delay))
+        self.http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout,
+                                      transport=transport)
 
     async def close(self): await self.http.aclose()
 
+# %% ../../nbs/dashboard/01_clients.ipynb #afd9381b
+@patch
+async def call(self: ServiceClient, method: str, path: str, retries: int | None = None,
+               **kw) -> Any:
+    "The JSON answer of one request, retried as the seed's client did."
+    async def once():
+        try: r = await self.http.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            why = f"unreachable at {self.base_url} ({one_line(e)})"
+            raise ServiceError(self.name, why) from None
+        if r.status_code >= 400: raise ServiceError(self.name, _error_message(r), r.status_code)
+        return r.json() if r.content else None
+    backoff = Backoff(first=self.retry_delay)
+    return await request_with_retry(once, retries or self.retries, backoff)
+
 # %% ../../nbs/dashboard/01_clients.ipynb #c43765d2
 class EngineClient(ServiceClient):
-    "The engine's API (port 8080): status, positions, history, bot control and settings; `ws_url` for live events."
-    def __init__(self, base_url: str, token: str | None = None, **kw): super().__init__('engine', base_url, token, **kw)
+    "The engine's API (port 8080): status, positions, history, bot control and settings."
+    def __init__(self, base_url: str, token: str | None = None, **kw):
+        super().__init__('engine', base_url, token, **kw)
+
     @property
     def ws_url(self) -> str: return re.sub(r'^http', 'ws', self.base_url) + '/ws'
     async def status(self, **kw) -> dict: return await self.call('GET', '/api/status', **kw)
     async def positions(self, **kw) -> list: return await self.call('GET', '/api/positions', **kw)
-    async def trades(self, limit: int = 25, **kw) -> dict: return await self.call('GET', '/api/trades', params={'limit': limit}, **kw)
-    async def signals(self, limit: int = 10, **kw) -> list: return await self.call('GET', '/api/signals', params={'limit': limit}, **kw)
-    async def equity(self, limit: int = 2000, since: int | None = None, **kw) -> list:
-        return await self.call('GET', '/api/equity', params={'limit': limit} | ({'since': since} if since is not None else {}), **kw)
     async def config(self, **kw) -> dict: return await self.call('GET', '/api/config', **kw)
-    async def update_config(self, change: dict) -> dict: return await self.call('PUT', '/api/config', json=change, retries=1)
     async def start(self) -> dict: return await self.call('POST', '/api/bot/start')
     async def stop(self) -> dict: return await self.call('POST', '/api/bot/stop')
-    async def close_position(self, symbol: str) -> dict: return await self.call('POST', f'/api/positions/{symbol}/close', retries=1)
 
+# %% ../../nbs/dashboard/01_clients.ipynb #a054f26b
+@patch
+async def trades(self: EngineClient, limit: int = 25, **kw) -> dict:
+    return await self.call('GET', '/api/trades', params={'limit': limit}, **kw)
+
+@patch
+async def signals(self: EngineClient, limit: int = 10, **kw) -> list:
+    return await self.call('GET', '/api/signals', params={'limit': limit}, **kw)
+
+@patch
+async def equity(self: EngineClient, limit: int = 2000, since: int | None = None, **kw) -> list:
+    params = {'limit': limit} | ({'since': since} if since is not None else {})
+    return await self.call('GET', '/api/equity', params=params, **kw)
+
+@patch
+async def update_config(self: EngineClient, change: dict) -> dict:
+    return await self.call('PUT', '/api/config', json=change, retries=1)
+
+@patch
+async def close_position(self: EngineClient, symbol: str) -> dict:
+    return await self.call('POST', f'/api/positions/{symbol}/close', retries=1)
+
+# %% ../../nbs/dashboard/01_clients.ipynb #6461c000
 class AIClient(ServiceClient):
     "The AI service's API (port 8000): health, the served model, training jobs."
-    def __init__(self, base_url: str, token: str | None = None, **kw): super().__init__('AI service', base_url, token, **kw)
+    def __init__(self, base_url: str, token: str | None = None, **kw):
+        super().__init__('AI service', base_url, token, **kw)
+
     async def health(self, **kw) -> dict: return await self.call('GET', '/health', **kw)
     async def model_info(self, **kw) -> dict: return await self.call('GET', '/model/info', **kw)
-    async def train(self, request: dict) -> dict: return await self.call('POST', '/train', json=request, retries=1)
-    async def train_job(self, job_id: str, **kw) -> dict: return await self.call('GET', f'/train/{job_id}', **kw)
+    async def train(self, request: dict) -> dict:
+        return await self.call('POST', '/train', json=request, retries=1)
+    async def train_job(self, job_id: str, **kw) -> dict:
+        return await self.call('GET', f'/train/{job_id}', **kw)
 
 # %% ../../nbs/dashboard/01_clients.ipynb #29db3ace
+_DASHBOARD_KEYS = ('engine_url', 'ai_url', 'refresh_seconds', 'request_timeout_seconds',
+                   'cull_idle_seconds')
+
 def kernel_environment(settings: Settings, config_file: str | Path | None = None) -> dict[str, str]:
     "The environment variables that give a dashboard kernel's `load_settings()` these settings."
-    d = settings.dashboard
-    env = {'BOTCORE_DATA_DIR': str(Path(settings.data_dir).absolute()), 'BOTCORE_AI__MODEL_DIR': str(Path(settings.model_dir).absolute()),
-           **{f'BOTCORE_DASHBOARD__{k.upper()}': str(getattr(d, k)) for k in ('engine_url', 'ai_url', 'refresh_seconds', 'request_timeout_seconds', 'cull_idle_seconds')},
-           'BOTCORE_AI__LONG_THRESHOLD': str(settings.ai.long_threshold), 'BOTCORE_AI__SHORT_THRESHOLD': str(settings.ai.short_threshold)}
+    d, ai = settings.dashboard, settings.ai
+    env = {'BOTCORE_DATA_DIR': str(Path(settings.data_dir).absolute()),
+           'BOTCORE_AI__MODEL_DIR': str(Path(settings.model_dir).absolute()),
+           **{f'BOTCORE_DASHBOARD__{k.upper()}': str(getattr(d, k)) for k in _DASHBOARD_KEYS},
+           'BOTCORE_AI__LONG_THRESHOLD': str(ai.long_threshold),
+           'BOTCORE_AI__SHORT_THRESHOLD': str(ai.short_threshold)}
     if config_file: env['BOTCORE_CONFIG'] = str(Path(config_file).absolute())
     for var, key in (('ENGINE_API_KEY', 'engine_api_key'), ('AI_API_KEY', 'ai_api_key')):
         if (tok := getattr(settings.auth, key)) is not None: env[var] = tok.get_secret_value()
@@ -156,16 +198,20 @@ def dashboards_dir() -> Path:
     "The project's `dashboards/` folder (see `project_root`)."
     return project_root() / 'dashboards'
 
+# %% ../../nbs/dashboard/01_clients.ipynb #f108ce46
 def voila_config(settings: Settings, port: int | None = None):
     "Voila's traitlets config: address, token, no tracebacks, kernel culling."
     from traitlets.config import Config
     d, c = settings.dashboard, Config()
     secret = settings.auth.dashboard_session_secret
-    if secret is None: raise ValueError("auth.dashboard_session_secret: not set; load the settings with load_settings() to have one generated")
-    c.Voila.ip, c.Voila.port, c.Voila.port_retries, c.Voila.open_browser = d.host, port or d.port, 0, False
-    c.Voila.token = secret.get_secret_value()
+    if secret is None:
+        raise ValueError("auth.dashboard_session_secret: not set; load the settings with "
+                         "load_settings() to have one generated")
+    c.Voila.ip, c.Voila.port, c.Voila.port_retries = d.host, port or d.port, 0
+    c.Voila.open_browser, c.Voila.token = False, secret.get_secret_value()
     c.VoilaConfiguration.show_tracebacks = False
-    c.VoilaConfiguration.extension_denylist = ['jupyterlab-jupytext']      # an editor extension that fails to load in Voila
+    # an editor extension that fails to load in Voila
+    c.VoilaConfiguration.extension_denylist = ['jupyterlab-jupytext']
     c.MappingKernelManager.cull_idle_timeout = d.cull_idle_seconds
     c.MappingKernelManager.cull_interval = max(5, d.cull_idle_seconds // 4)
     c.MappingKernelManager.cull_connected = True
@@ -173,7 +219,7 @@ def voila_config(settings: Settings, port: int | None = None):
 
 # %% ../../nbs/dashboard/01_clients.ipynb #b40d3096
 class Heartbeat:
-    "A hidden `Play` widget ticking in the browser while the page is open: kernel activity, so the culler spares the kernel, and a sign of life."
+    "A hidden `Play` widget ticking in the browser while the page is open: a sign of life."
 
     def __init__(self, every: float = 5.0, on_beat: Callable[[], None] | None = None):
         self.widget = W.Play(
@@ -192,13 +238,15 @@ class Heartbeat:
         if self.on_beat:
             self.on_beat()
 
-    async def nudge(self, every: float = 2.0, limit: float = 120.0):
-        "Start the ticking: toggle `playing` until the first beat (for at most `limit` seconds)."
-        t0 = time.monotonic()
-        while self.last is None and time.monotonic() - t0 < limit:
-            self.widget.playing = False
-            self.widget.playing = True
-            await asyncio.sleep(every)
+# %% ../../nbs/dashboard/01_clients.ipynb #6f1f064b
+@patch
+async def nudge(self: Heartbeat, every: float = 2.0, limit: float = 120.0):
+    "Start the ticking: toggle `playing` until the first beat (for at most `limit` seconds)."
+    t0 = time.monotonic()
+    while self.last is None and time.monotonic() - t0 < limit:
+        self.widget.playing = False
+        self.widget.playing = True
+        await asyncio.sleep(every)
 
 # %% ../../nbs/dashboard/01_clients.ipynb #65b0964a
 def _voila_app(notebook: str):
@@ -208,29 +256,36 @@ def _voila_app(notebook: str):
     import botcore
     target = f'/voila/render/{notebook}.ipynb'
     class ToDashboard(RequestHandler):
-        def get(self): self.redirect(target + (f'?{self.request.query}' if self.request.query else ''))
+        def get(self):
+            self.redirect(target + (f'?{self.request.query}' if self.request.query else ''))
     class Health(RequestHandler):
-        def get(self): self.finish({'status': 'ok', 'service': 'dashboard', 'version': botcore.__version__})
+        def get(self):
+            self.finish({'status': 'ok', 'service': 'dashboard', 'version': botcore.__version__})
     class BotcoreVoila(Voila):
-        def init_handlers(self): return [('/', ToDashboard), ('/health', Health), *super().init_handlers()]
+        def init_handlers(self):
+            return [('/', ToDashboard), ('/health', Health), *super().init_handlers()]
     return BotcoreVoila
 
-def serve_dashboard(settings: Settings | None = None, notebook: str = 'monitor', port: int | None = None, open_browser: bool = False,
+# %% ../../nbs/dashboard/01_clients.ipynb #f9404b34
+def serve_dashboard(settings: Settings | None = None, notebook: str = 'monitor',
+                    port: int | None = None, open_browser: bool = False,
                     root: str | Path | None = None):
-    "Serve the dashboards with Voila on `dashboard.host:port`, token-protected, culling idle kernels; blocks until stopped."
+    "Serve the dashboards with Voila, token-protected, culling idle kernels; blocks until stopped."
     settings = settings or load_settings()
     root = Path(root or dashboards_dir())
-    if not (root / f'{notebook}.ipynb').is_file(): raise ValueError(f"notebook: no {notebook}.ipynb in {root}")
+    if not (root / f'{notebook}.ipynb').is_file():
+        raise ValueError(f"notebook: no {notebook}.ipynb in {root}")
     try: file = config_path()
     except Exception: file = None
     os.environ.update(kernel_environment(settings, file))
     app = _voila_app(notebook)(config=voila_config(settings, port))
     app.initialize([str(root)])
     url = f'http://{settings.dashboard.host}:{app.port}/'
-    print(f"botcore dashboard on {url} (research: {url}voila/render/research.ipynb); "
-          f"open it with ?token=<`botcore config token --name dashboard_session_secret`>", flush=True)
+    print(f"botcore dashboard on {url} (research: {url}voila/render/research.ipynb); open it with "
+          f"?token=<`botcore config token --name dashboard_session_secret`>", flush=True)
     if open_browser:
-        threading.Timer(1.0, webbrowser.open, [f'{url}?token={settings.auth.dashboard_session_secret.get_secret_value()}']).start()
+        token = settings.auth.dashboard_session_secret.get_secret_value()
+        threading.Timer(1.0, webbrowser.open, [f'{url}?token={token}']).start()
     app.start()
 
 # %% ../../nbs/dashboard/01_clients.ipynb #ef71a079
@@ -239,8 +294,8 @@ def serve_dashboard_cmd(
     host: str = None,  # interface to bind (default: settings' dashboard.host, 127.0.0.1)
     port: int = None,  # port (default: settings' dashboard.port, 3000)
     open_browser: bool = False,  # open the page, token included, in a browser
-    config: str = None,
-):  # path to a botcore.toml
+    config: str = None,  # path to a botcore.toml
+):
     "Serve the Voila dashboards (monitor and research)."
     from botcore.config import load_settings_or_exit
 

@@ -14,15 +14,17 @@ from fastcore.basics import patch
 from ..config import Settings, load_settings
 from .clients import AIClient, Backoff, EngineClient, ServiceError, log, one_line
 from .monitor_page import MonitorPage
-from .widgets import (_html, clock, epoch_ms, esc, field_errors, history_html, model_html,
-                                       note, signals_html, signed, trade_rows)
+from .widgets import (_html, clock, epoch_ms, esc, field_errors, history_html,
+                                       model_html, note, signals_html, signed, trade_rows)
 
 # %% auto #0
 __all__ = ['Monitor', 'monitor_dashboard']
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #c602408d
-def _token(secret) -> str | None: return secret.get_secret_value() if secret is not None else None
+def _token(secret) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
+# %% ../../nbs/dashboard/04_monitor.ipynb #d39eeaa8
 class Monitor(MonitorPage):
     "The monitoring dashboard: the page fed by the engine's `/ws` and both services' HTTP APIs."
     def __init__(self, settings: Settings | None = None, engine: EngineClient | None = None,
@@ -30,7 +32,8 @@ class Monitor(MonitorPage):
         s = settings or load_settings()
         d = s.dashboard
         timeout = d.request_timeout_seconds
-        self.engine = engine or EngineClient(d.engine_url, _token(s.auth.engine_api_key), timeout=timeout)
+        self.engine = engine or EngineClient(d.engine_url, _token(s.auth.engine_api_key),
+                                             timeout=timeout)
         self.ai = ai or AIClient(d.ai_url, _token(s.auth.ai_api_key), timeout=timeout)
         self.backoff_cap = max(5.0, 4 * d.refresh_seconds)
         self.quiet_after = quiet_after or max(d.cull_idle_seconds, 3 * d.refresh_seconds)
@@ -117,7 +120,8 @@ async def close_position(self: Monitor, symbol: str):
     except ServiceError as e:
         self.position_note.value = note(f'{symbol} not closed: {e.message}', ok=False)
         return
-    done = f"{r.get('message', 'closed')}: {symbol} at {r['exit_price']:,.2f}, PnL {signed(r['pnl'])}"
+    pnl = signed(r['pnl'])
+    done = f"{r.get('message', 'closed')}: {symbol} at {r['exit_price']:,.2f}, PnL {pnl}"
     self.position_note.value = note(done)
     self.positions.pop(symbol, None)
     self.show_positions()
@@ -144,7 +148,8 @@ async def control(self: Monitor, action: str):
 @patch
 async def apply_settings(self: Monitor):
     "Send the changed trading settings to `PUT /api/config`; show the engine's verdict by field."
-    change = {k: w.value for k, w in self.setting_inputs.items() if w.value != (self.config.get(k) or 0)}
+    inputs = self.setting_inputs.items()
+    change = {k: w.value for k, w in inputs if w.value != (self.config.get(k) or 0)}
     for e in self.setting_errors.values():
         e.value = ''
     if not change:
@@ -160,7 +165,8 @@ async def apply_settings(self: Monitor):
         self.settings_note.value = note(f"not applied: {errors.get('', 'see the field')}", ok=False)
         return
     self.show_config(config)
-    self.settings_note.value = note('applied: ' + ', '.join(f'{k}={v:g}' for k, v in change.items()))
+    applied = ', '.join(f'{k}={v:g}' for k, v in change.items())
+    self.settings_note.value = note(f'applied: {applied}')
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #41c866e0
 @patch
@@ -171,6 +177,27 @@ async def load_model_info(self: Monitor):
     self.model_info.value = model_html(info)
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #f8f843fe
+@patch
+def show_progress(self: Monitor, job: dict, epochs: int):
+    "A running training job's epoch and validation loss."
+    p = job.get('progress') or {}
+    self.train_progress.value = p.get('fraction', 0.0)
+    loss = f", val loss {p['val_loss']:.4f}" if p.get('val_loss') is not None else ''
+    epochs = f"{p.get('epoch', 0)}/{p.get('epochs') or epochs}"
+    self.train_status.value = note(f"{job['status']}: epoch {epochs}{loss}")
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #db8a3d37
+@patch
+def show_trained(self: Monitor, job: dict):
+    "A succeeded training job: its model version and test metrics."
+    self.train_progress.value = 1.0
+    self.train_status.value = note(f"done: model {job.get('model_version')}")
+    test = (job.get('metrics') or {}).get('test') or {}
+    rows = ''.join(f'<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>'
+                   for k, v in test.items() if isinstance(v, (int, float)))
+    self.train_metrics.value = f'<table class="bc-table">{rows}</table>'
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #a53b3811
 @patch
 async def train(self: Monitor, poll: float = 1.0):
     "Train a new model on the AI service and follow the job to its end."
@@ -186,22 +213,13 @@ async def train(self: Monitor, poll: float = 1.0):
             return
         self.train_progress.layout.visibility = 'visible'
         while job['status'] in ('queued', 'running'):
-            p = job.get('progress') or {}
-            self.train_progress.value = p.get('fraction', 0.0)
-            loss = f", val loss {p['val_loss']:.4f}" if p.get('val_loss') is not None else ''
-            epochs = f"{p.get('epoch', 0)}/{p.get('epochs') or req['epochs']}"
-            self.train_status.value = note(f"{job['status']}: epoch {epochs}{loss}")
+            self.show_progress(job, req['epochs'])
             await asyncio.sleep(poll)
             job = await self.ai.train_job(job['job_id'])
         if job['status'] == 'failed':
             self.train_status.value = note(f"training failed: {job.get('error')}", ok=False)
             return
-        self.train_progress.value = 1.0
-        self.train_status.value = note(f"done: model {job.get('model_version')}")
-        test = (job.get('metrics') or {}).get('test') or {}
-        rows = ''.join(f'<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>'
-                       for k, v in test.items() if isinstance(v, (int, float)))
-        self.train_metrics.value = f'<table class="bc-table">{rows}</table>'
+        self.show_trained(job)
         await self.load_model_info()
     finally:
         self.train_button.disabled = False
@@ -221,7 +239,7 @@ def _outage(e: Exception, ws_url: str) -> str:
 # %% ../../nbs/dashboard/04_monitor.ipynb #c39181a7
 @patch
 async def engine_loop(self: Monitor):
-    "Follow the engine's `/ws`: snapshot on each connection, events as they come, reconnect with backoff."
+    "Follow the engine's `/ws`: a snapshot on each connection, then its events; reconnect."
     import websockets
     backoff = Backoff(first=1.0, cap=self.backoff_cap)
     headers = {'Authorization': f'Bearer {self.engine.token}'} if self.engine.token else {}
@@ -334,7 +352,10 @@ async def watch_page(self: Monitor, every: float = 2.0):
     "Pause the live tasks once the page's heartbeat has stopped for `quiet_after` seconds."
     while True:
         await asyncio.sleep(every)
-        if self.live and time.monotonic() - (self.heartbeat.last or self.started) > self.quiet_after:
+        if (
+            self.live
+            and time.monotonic() - (self.heartbeat.last or self.started) > self.quiet_after
+        ):
             self.pause()
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #75b80d47
@@ -346,4 +367,6 @@ def monitor_dashboard(settings: Settings | None = None, start: bool = True):
     except Exception as e:
         log.warning("dashboard not built: %s", e, exc_info=True)
         why = esc(one_line(e))
-        return _html('botcore-alert', f'<div class="bc-warn">⚠ The dashboard could not start: {why}</div>')
+        return _html(
+            'botcore-alert', f'<div class="bc-warn">⚠ The dashboard could not start: {why}</div>'
+        )

@@ -16,8 +16,9 @@ import ipywidgets as W
 from fastcore.basics import patch
 from ..config import Settings
 from .clients import Heartbeat
-from .widgets import (CSS, SETTING_FIELDS, PositionRow, _button, _html, clock, epoch_ms,
-                                       esc, execution_row, history_html, signals_html, status_html)
+from .widgets import (CSS, SETTING_FIELDS, PositionRow, _button, _html, clock,
+                                       epoch_ms, esc, execution_row, history_html, signals_html,
+                                       status_html)
 
 # %% auto #0
 __all__ = ['MonitorPage']
@@ -40,8 +41,8 @@ class MonitorPage:
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #8e2f344a
 @patch
-def _build(self: MonitorPage):
-    "The page, top to bottom."
+def _build_parts(self: MonitorPage):
+    "The status bar, positions, history, signal feed, bot controls and chart box."
     self.status_bar, self.alert = _html('botcore-status', status_html({})), _html('botcore-alert')
     self.no_positions = _html('bc-empty', '<div class="bc-empty">No open positions.</div>')
     self.position_box = W.VBox([self.no_positions])
@@ -53,25 +54,10 @@ def _build(self: MonitorPage):
     self.start_button = _button('Start bot', 'botcore-start', 'success', icon='play')
     self.stop_button = _button('Stop bot', 'botcore-stop', 'danger', icon='stop')
     self.control_note = _html('botcore-control-message')
-    self.chart = None                  # built by `load_chart` once the page is up
+    self.chart = None  # built by `load_chart` once the page is up
     loading = _html('bc-empty', '<div class="bc-empty">Loading the equity chart ...</div>')
     self.chart_box = W.VBox([loading], layout=W.Layout(min_height='300px'))
     self.chart_box.add_class('botcore-equity')
-    self._build_settings()
-    self._build_model()
-    self.heartbeat = Heartbeat(min(5.0, self.refresh), on_beat=lambda: self.on_beat())
-    def section(title, *ws, width='50%'):
-        return W.VBox([W.HTML(f'<h3>{title}</h3>'), *ws], layout=W.Layout(width=width, padding='0 8px'))
-    self.widget = W.VBox([
-        W.HTML(CSS + '<h2 style="margin:4px 0">botcore</h2>'), self.status_bar, self.alert,
-        W.HBox([section('Positions', self.position_box, self.position_note, self.chart_box, width='60%'),
-                section('Bot', W.HBox([self.start_button, self.stop_button]), self.control_note,
-                        W.HTML('<h3>AI signals</h3>'), self.feed, width='40%')]),
-        W.HBox([section('Trade history', self.history, width='60%'),
-                section('Trading settings', self.settings_box, W.HTML('<h3>Model</h3>'), self.model_box, width='40%')]),
-        self.heartbeat.widget])
-    self.widget.add_class('botcore-dashboard')
-    self.widget.add_class('botcore-monitor')
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #3cb2e59d
 @patch
@@ -97,26 +83,62 @@ def _build_settings(self: MonitorPage):
 @patch
 def _build_model(self: MonitorPage):
     "The model panel: what is served, and a form to train another."
-    self.model_info = _html('botcore-model-info', '<div class="bc-empty">Model: not known yet.</div>')
+    self.model_info = _html('botcore-model-info',
+                            '<div class="bc-empty">Model: not known yet.</div>')
     narrow = dict(layout=W.Layout(width='200px'))
     self.train_symbol = W.Text('BTCUSDT', description='symbol', **narrow)
     self.train_timeframe = W.Dropdown(options=['1m', '5m', '15m', '1h', '4h', '1d'], value='1h',
                                       description='timeframe', **narrow)
-    self.train_type = W.Dropdown(options=['lstm', 'gru'], value='lstm', description='model', **narrow)
+    self.train_type = W.Dropdown(options=['lstm', 'gru'], value='lstm', description='model',
+                                 **narrow)
     self.train_epochs = W.BoundedIntText(5, min=1, max=1000, description='epochs', **narrow)
-    self.train_seconds = W.BoundedFloatText(240, min=1, max=86400, description='time limit s', **narrow)
+    self.train_seconds = W.BoundedFloatText(240, min=1, max=86400, description='time limit s',
+                                            **narrow)
     for k in ('symbol', 'timeframe', 'type', 'epochs', 'seconds'):
         getattr(self, f'train_{k}').add_class(f'botcore-train-{k}')
+    self._build_training()
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #7a442864
+@patch
+def _build_training(self: MonitorPage):
+    "The Train button, a progress bar, and the job's status and metrics; the model box."
     self.train_button = _button('Train', 'botcore-train', 'primary', icon='cogs')
-    self.train_progress = W.FloatProgress(0, min=0, max=1, layout=W.Layout(width='200px', visibility='hidden'))
+    hidden = W.Layout(width='200px', visibility='hidden')
+    self.train_progress = W.FloatProgress(0, min=0, max=1, layout=hidden)
     self.train_progress.add_class('botcore-train-progress')
-    self.train_status, self.train_metrics = _html('botcore-train-status'), _html('botcore-train-metrics')
+    self.train_status = _html('botcore-train-status')
+    self.train_metrics = _html('botcore-train-metrics')
     run_row = W.HBox([self.train_button, self.train_progress, self.train_status],
                      layout=W.Layout(align_items='center', gap='8px'))
     self.model_box = W.VBox([self.model_info, W.HBox([self.train_symbol, self.train_timeframe]),
-                             W.HBox([self.train_type, self.train_epochs]), self.train_seconds, run_row,
-                             self.train_metrics])
+                             W.HBox([self.train_type, self.train_epochs]), self.train_seconds,
+                             run_row, self.train_metrics])
     self.model_box.add_class('botcore-model')
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #e3a7d2ea
+def _section(title, *ws, width='50%'):
+    return W.VBox([W.HTML(f'<h3>{title}</h3>'), *ws], layout=W.Layout(width=width, padding='0 8px'))
+
+@patch
+def _build(self: MonitorPage):
+    "The page, top to bottom."
+    self._build_parts()
+    self._build_settings()
+    self._build_model()
+    self.heartbeat = Heartbeat(min(5.0, self.refresh), on_beat=lambda: self.on_beat())
+    bot = W.HBox([self.start_button, self.stop_button])
+    self.widget = W.VBox([
+        W.HTML(CSS + '<h2 style="margin:4px 0">botcore</h2>'), self.status_bar, self.alert,
+        W.HBox([_section('Positions', self.position_box, self.position_note, self.chart_box,
+                         width='60%'),
+                _section('Bot', bot, self.control_note, W.HTML('<h3>AI signals</h3>'), self.feed,
+                         width='40%')]),
+        W.HBox([_section('Trade history', self.history, width='60%'),
+                _section('Trading settings', self.settings_box, W.HTML('<h3>Model</h3>'),
+                         self.model_box, width='40%')]),
+        self.heartbeat.widget])
+    self.widget.add_class('botcore-dashboard')
+    self.widget.add_class('botcore-monitor')
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #e309a66a
 @patch
@@ -133,8 +155,9 @@ async def load_chart(self: MonitorPage):
         [go.Scatter(x=self.equity_x, y=self.equity_y, mode='lines', name='equity'),
          go.Scatter(x=self.pnl_x, y=self.pnl_y, mode='lines', line_shape='hv', name='realised PnL',
                     yaxis='y2')],
-        layout=dict(height=300, margin=dict(l=60, r=60, t=30, b=30), title='Equity and realised PnL',
-                    yaxis=dict(title='equity'), legend=dict(orientation='h', y=-0.15),
+        layout=dict(height=300, margin=dict(l=60, r=60, t=30, b=30),
+                    title='Equity and realised PnL', yaxis=dict(title='equity'),
+                    legend=dict(orientation='h', y=-0.15),
                     yaxis2=dict(title='realised PnL', overlaying='y', side='right')))
     self.chart_box.children = (self.chart,)
 
@@ -189,19 +212,6 @@ def show_status(self: MonitorPage, data: dict | None = None):
         shown['status'] = 'unreachable'        # the last status known is stale
     self.status_bar.value = status_html(shown, self.ai_state, self.link, self.lag)
 
-# %% ../../nbs/dashboard/03_monitor_page.ipynb #47e5db95
-@patch
-def on_position(self: MonitorPage, data: dict):
-    "A position's live PnL; a new one gets a row, a closed one (size 0) loses it."
-    sym = data['symbol']
-    if not data.get('size'):
-        self.positions.pop(sym, None)
-    else:
-        new = dict(symbol=sym, side=data.get('side'), size=data['size'], entry_price=data.get('price', 0.0))
-        p = self.positions.setdefault(sym, new)
-        p.update(current_price=data.get('price', p.get('current_price', 0.0)), unrealized_pnl=data.get('pnl'))
-    self.show_positions()
-
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #fbd33c2c
 @patch
 def show_positions(self: MonitorPage, positions: list[dict] | None = None):
@@ -214,9 +224,25 @@ def show_positions(self: MonitorPage, positions: list[dict] | None = None):
         if sym not in self.position_rows:
             self.position_rows[sym] = PositionRow(sym, lambda s: self.close_clicked(s))
         self.position_rows[sym].show(p)
-    rows = tuple(self.position_rows[s].box for s in sorted(self.position_rows)) or (self.no_positions,)
+    rows = tuple(self.position_rows[s].box for s in sorted(self.position_rows))
+    rows = rows or (self.no_positions,)
     if rows != self.position_box.children:
         self.position_box.children = rows
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #47e5db95
+@patch
+def on_position(self: MonitorPage, data: dict):
+    "A position's live PnL; a new one gets a row, a closed one (size 0) loses it."
+    sym = data['symbol']
+    if not data.get('size'):
+        self.positions.pop(sym, None)
+    else:
+        new = dict(symbol=sym, side=data.get('side'), size=data['size'],
+                   entry_price=data.get('price', 0.0))
+        p = self.positions.setdefault(sym, new)
+        p.update(current_price=data.get('price', p.get('current_price', 0.0)),
+                 unrealized_pnl=data.get('pnl'))
+    self.show_positions()
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #79e131bf
 @patch

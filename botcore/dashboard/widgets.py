@@ -1,4 +1,4 @@
-"""What a dashboard page shows: the services' JSON as HTML (status bar, trade history, signals, model), the pages' styles, a position's row and the settings form's fields.
+"""What a page shows: the services' JSON as HTML, the styles, position rows, settings fields.
 
 Docs: https://botcore.github.io/botcore/dashboard/widgets.html.md"""
 
@@ -10,6 +10,7 @@ import html
 from datetime import datetime
 from typing import Callable
 import ipywidgets as W
+from fastcore.basics import patch
 from ..core import ms_from_utc, utc_from_ms
 from .clients import one_line
 
@@ -37,156 +38,196 @@ def duration(seconds: float) -> str:
     "An uptime: `42s`, `5m 03s`, `2h 05m`, `3d 04h`."
     s = int(max(0, seconds or 0))
     d, h, m = s // 86400, s // 3600 % 24, s // 60 % 60
-    return f"{d}d {h:02d}h" if d else f"{h}h {m:02d}m" if h else f"{m}m {s % 60:02d}s" if m else f"{s}s"
+    if d: return f"{d}d {h:02d}h"
+    if h: return f"{h}h {m:02d}m"
+    return f"{m}m {s % 60:02d}s" if m else f"{s}s"
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #411495d7
 def signed(x: float | None, digits: int = 2) -> str:
     "Money with its sign, or an em dash."
     return '—' if x is None else f"{x:+,.{digits}f}"
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #109ee78a
 def tone(x: float | None) -> str:
     "The CSS class of a gain or a loss."
     return 'bc-gain' if x and x > 0 else 'bc-loss' if x and x < 0 else 'bc-flat'
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #af292ee4
 def esc(v) -> str:
     "`v` as text safe inside HTML and attribute values."
     return html.escape(str(v), quote=True)
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #e7b3aed8
-def status_html(status: dict, ai: str = 'unknown', link: str = 'connecting', lag: float | None = None) -> str:
-    "The status bar's HTML from the engine's status, the AI service's health and the live link's state."
+def _field(label: str, cls: str, value, tone_: str = '') -> str:
+    return f'<span class="bc-field">{label} <b class="{cls} {tone_}">{esc(value)}</b></span>'
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #e7106a97
+def status_html(status: dict, ai: str = 'unknown', link: str = 'connecting',
+                lag: float | None = None) -> str:
+    "The status bar's HTML: the engine's status, the AI service's health, the live link's state."
     s = status.get('status', 'unknown')
     pnl = status.get('total_pnl')
-    field = lambda label, cls, value, tone_='': f'<span class="bc-field">{label} <b class="{cls} {tone_}">{esc(value)}</b></span>'
     lag_text = f' ({lag * 1000:.0f} ms)' if lag is not None and link == 'live' else ''
-    return ('<div class="bc-bar">' + field('Bot', 'botcore-bot-status', s, f'bc-{esc(s)}')
-            + field('Uptime', 'botcore-uptime', duration(status.get('uptime', 0)))
-            + field('Positions', 'botcore-active-positions', status.get('active_positions', '—'))
-            + field('Trades', 'botcore-total-trades', status.get('total_trades', '—'))
-            + field('PnL', 'botcore-total-pnl', signed(pnl), tone(pnl))
-            + field('AI service', 'botcore-ai-health', ai, 'bc-up' if ai.startswith('up') else 'bc-down' if ai != 'unknown' else '')
-            + field('Engine link', 'botcore-connection', link + lag_text, 'bc-up' if link == 'live' else 'bc-down')
+    ai_tone = 'bc-up' if ai.startswith('up') else 'bc-down' if ai != 'unknown' else ''
+    link_tone = 'bc-up' if link == 'live' else 'bc-down'
+    return ('<div class="bc-bar">' + _field('Bot', 'botcore-bot-status', s, f'bc-{esc(s)}')
+            + _field('Uptime', 'botcore-uptime', duration(status.get('uptime', 0)))
+            + _field('Positions', 'botcore-active-positions', status.get('active_positions', '—'))
+            + _field('Trades', 'botcore-total-trades', status.get('total_trades', '—'))
+            + _field('PnL', 'botcore-total-pnl', signed(pnl), tone(pnl))
+            + _field('AI service', 'botcore-ai-health', ai, ai_tone)
+            + _field('Engine link', 'botcore-connection', link + lag_text, link_tone)
             + '</div>')
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #f5229cf9
-def _execution(symbol, action, side, quantity, price, time_, pnl=None, reason='', sent=None) -> dict:
-    return dict(key=f'{symbol}-{action}-{time_}-{price:.10g}', time=time_, symbol=symbol, action=action, side=side, quantity=quantity,
-                price=price, pnl=pnl, reason=reason or '', sent=sent)
+def _execution(symbol, action, side, quantity, price, time_, pnl=None, reason='',
+               sent=None) -> dict:
+    return dict(key=f'{symbol}-{action}-{time_}-{price:.10g}', time=time_, symbol=symbol,
+                action=action, side=side, quantity=quantity, price=price, pnl=pnl,
+                reason=reason or '', sent=sent)
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #eb4efbd7
 def trade_rows(trade: dict) -> list[dict]:
     "The two executions (close, open) of a closed trade from `/api/trades`."
     side, sym, size = trade['side'], trade['symbol'], trade['size']
-    return [_execution(sym, 'close', 'SELL' if side == 'BUY' else 'BUY', size, trade['exit_price'], epoch_ms(trade['exit_time']), trade['pnl'], trade.get('exit_reason')),
-            _execution(sym, 'open', side, size, trade['entry_price'], epoch_ms(trade['entry_time']))]
+    exit_side = 'SELL' if side == 'BUY' else 'BUY'
+    return [_execution(sym, 'close', exit_side, size, trade['exit_price'],
+                       epoch_ms(trade['exit_time']), trade['pnl'], trade.get('exit_reason')),
+            _execution(sym, 'open', side, size, trade['entry_price'],
+                       epoch_ms(trade['entry_time']))]
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #77c66739
 def execution_row(data: dict, sent: float | None = None) -> dict:
     "One execution from a `TradeExecuted` event."
-    return _execution(data['symbol'], data.get('action', ''), data['side'], data['quantity'], data['price'], epoch_ms(data['timestamp']),
-                      data.get('pnl'), data.get('reason'), sent)
+    return _execution(data['symbol'], data.get('action', ''), data['side'], data['quantity'],
+                      data['price'], epoch_ms(data['timestamp']), data.get('pnl'),
+                      data.get('reason'), sent)
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #b0e52478
 def history_html(rows) -> str:
     "The trade history table."
     if not rows: return '<div class="bc-empty">No trades yet.</div>'
-    head = ''.join(f'<th>{h}</th>' for h in ('time (UTC)', 'symbol', 'action', 'side', 'quantity', 'price', 'PnL', 'reason'))
-    body = ''.join(f'<tr class="botcore-trade" data-sent="{r.get("sent") or ""}"><td>{clock(r["time"])}</td><td>{esc(r["symbol"])}</td>'
-                   f'<td>{esc(r["action"])}</td><td>{esc(r["side"])}</td><td>{r["quantity"]:.6g}</td><td>{r["price"]:,.2f}</td>'
-                   f'<td class="{tone(r["pnl"])}">{signed(r["pnl"]) if r["pnl"] is not None else ""}</td><td>{esc(r["reason"])}</td></tr>' for r in rows)
+    names = ('time (UTC)', 'symbol', 'action', 'side', 'quantity', 'price', 'PnL', 'reason')
+    head = ''.join(f'<th>{h}</th>' for h in names)
+    body = ''.join(
+        f'<tr class="botcore-trade" data-sent="{r.get("sent") or ""}"><td>{clock(r["time"])}</td>'
+        f'<td>{esc(r["symbol"])}</td><td>{esc(r["action"])}</td><td>{esc(r["side"])}</td>'
+        f'<td>{r["quantity"]:.6g}</td><td>{r["price"]:,.2f}</td>'
+        f'<td class="{tone(r["pnl"])}">{signed(r["pnl"]) if r["pnl"] is not None else ""}</td>'
+        f'<td>{esc(r["reason"])}</td></tr>' for r in rows)
     return f'<table class="bc-table"><tr>{head}</tr>{body}</table>'
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #fd536797
 def signals_html(signals) -> str:
     "The AI signals feed: symbol, signal, confidence and the candle it is for."
-    if not signals: return '<div class="bc-empty">No AI signals yet.</div>'
+    if not signals:
+        return '<div class="bc-empty">No AI signals yet.</div>'
     kind = {'long': 'bc-gain', 'short': 'bc-loss'}
-    body = ''.join(f'<tr class="botcore-signal" data-sent="{s.get("sent") or ""}"><td>{clock(s.get("timestamp"))}</td><td>{esc(s.get("symbol", ""))}</td>'
-                   f'<td class="{kind.get(s.get("signal"), "bc-flat")}">{esc(s.get("signal", ""))}</td><td>{float(s.get("confidence") or 0):.1f}%</td></tr>'
-                   for s in signals)
-    return f'<table class="bc-table"><tr><th>candle (UTC)</th><th>symbol</th><th>signal</th><th>confidence</th></tr>{body}</table>'
+    body = ''.join(
+        f'<tr class="botcore-signal" data-sent="{s.get("sent") or ""}">'
+        f'<td>{clock(s.get("timestamp"))}</td><td>{esc(s.get("symbol", ""))}</td>'
+        f'<td class="{kind.get(s.get("signal"), "bc-flat")}">{esc(s.get("signal", ""))}</td>'
+        f'<td>{float(s.get("confidence") or 0):.1f}%</td></tr>'
+        for s in signals
+    )
+    head = '<th>candle (UTC)</th><th>symbol</th><th>signal</th><th>confidence</th>'
+    return f'<table class="bc-table"><tr>{head}</tr>{body}</table>'
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #3fa39b8b
 def model_html(info: dict) -> str:
     "The served model in a few lines: type, version, samples, accuracy and the test metrics."
-    if not info.get('model_loaded'): return '<div class="bc-empty">No model is served yet: train one.</div>'
+    if not info.get('model_loaded'):
+        return '<div class="bc-empty">No model is served yet: train one.</div>'
     test = info.get('test_metrics') or {}
     metrics = ', '.join(f'{k} {v:.3f}' for k, v in test.items() if isinstance(v, (int, float)))
     acc = info.get('training_accuracy')
-    return (f'<div><b>{esc(info.get("model_type") or "?")}</b> <span class="botcore-model-version">{esc(info.get("version"))}</span>'
-            f' on {esc(", ".join(info.get("symbols") or []))} {esc(info.get("timeframe") or "")}<br>'
-            f'{info.get("training_samples", 0):,} training, {info.get("validation_samples", 0):,} validation, {info.get("test_samples", 0):,} test samples'
-            + (f'; training accuracy {acc:.3f}' if acc is not None else '') + f'<br>test: {esc(metrics) or "—"}</div>')
+    version = f'<span class="botcore-model-version">{esc(info.get("version"))}</span>'
+    return (
+        f'<div><b>{esc(info.get("model_type") or "?")}</b> {version}'
+        f' on {esc(", ".join(info.get("symbols") or []))} {esc(info.get("timeframe") or "")}<br>'
+        f'{info.get("training_samples", 0):,} training, '
+        f'{info.get("validation_samples", 0):,} validation, '
+        f'{info.get("test_samples", 0):,} test samples'
+        + (f'; training accuracy {acc:.3f}' if acc is not None else '')
+        + f'<br>test: {esc(metrics) or "—"}</div>'
+    )
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #4d7c92ed
 CSS = """<style>
 .botcore-dashboard { font-size: 13px; }
 .botcore-dashboard h3 { margin: 10px 0 4px; font-size: 15px; }
-.bc-bar { display: flex; flex-wrap: wrap; gap: 6px 20px; padding: 6px 10px; background: #f3f5f7; border-radius: 6px; }
+.bc-bar { display: flex; flex-wrap: wrap; gap: 6px 20px; padding: 6px 10px; background: #f3f5f7;
+          border-radius: 6px; }
 .bc-field b { margin-left: 3px; }
 .bc-running, .bc-up, .bc-gain { color: #0a7d32; } .bc-stopped, .bc-flat { color: #555; }
 .bc-degraded, .bc-error, .bc-down, .bc-loss, .bc-unreachable { color: #b3261e; }
-.bc-warn { background: #fff4ce; border: 1px solid #d9b300; border-radius: 4px; padding: 4px 8px; margin: 3px 0; }
+.bc-warn { background: #fff4ce; border: 1px solid #d9b300; border-radius: 4px; padding: 4px 8px;
+           margin: 3px 0; }
 .bc-note { color: #0a7d32; } .bc-fail { color: #b3261e; } .bc-empty { color: #777; padding: 4px 0; }
-table.bc-table { border-collapse: collapse; } .bc-table th, .bc-table td { padding: 2px 8px; text-align: right; }
-.bc-table th { border-bottom: 1px solid #ccc; } .bc-table tr:nth-child(even) td { background: #f8f9fa; }
+table.bc-table { border-collapse: collapse; }
+.bc-table th, .bc-table td { padding: 2px 8px; text-align: right; }
+.bc-table th { border-bottom: 1px solid #ccc; }
+.bc-table tr:nth-child(even) td { background: #f8f9fa; }
 </style>"""
 
-
+# %% ../../nbs/dashboard/02_widgets.ipynb #d2c322f9
 def _html(cls: str, value: str = '', **kw) -> W.HTML:
     w = W.HTML(value, **kw)
     w.add_class(cls)
     return w
 
-
+# %% ../../nbs/dashboard/02_widgets.ipynb #3e575222
 def _button(description: str, cls: str, style: str = '', **kw) -> W.Button:
     b = W.Button(description=description, button_style=style, **kw)
     b.add_class(cls)
     return b
 
-
+# %% ../../nbs/dashboard/02_widgets.ipynb #8e2605b6
 def note(text: str, ok: bool = True) -> str:
     "A one-line result for the page: green when it worked, red when not."
     return f'<span class="{"bc-note" if ok else "bc-fail"}">{esc(one_line(text))}</span>'
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #6ab5cc65
 class PositionRow:
-    "One open position: symbol, side, size, entry and current price, live PnL, and Close with a confirmation step."
-
+    "One open position: its figures, live PnL, and Close with a confirmation step."
     def __init__(self, symbol: str, on_confirm: Callable[[str], None]):
         self.symbol = symbol
         self.info, self.pnl = _html('botcore-position-info'), _html('botcore-position-pnl')
-        self.close = _button(
-            'Close', 'botcore-close', 'warning', tooltip=f'close {symbol} at market'
-        )
+        self.close = _button('Close', 'botcore-close', 'warning',
+                             tooltip=f'close {symbol} at market')
         self.confirm = _button(f'Confirm close {symbol}', 'botcore-confirm-close', 'danger')
         self.cancel = _button('Cancel', 'botcore-cancel-close')
         self.close.on_click(lambda _: self.ask(True))
         self.cancel.on_click(lambda _: self.ask(False))
         self.confirm.on_click(lambda _: (self.ask(False), on_confirm(symbol)))
-        self.box = W.HBox(
-            [self.info, self.pnl, self.close], layout=W.Layout(align_items='center', gap='12px')
-        )
+        self.box = W.HBox([self.info, self.pnl, self.close],
+                          layout=W.Layout(align_items='center', gap='12px'))
         self.box.add_class('botcore-position')
         self.box.add_class(f'botcore-position-{symbol}')
 
-    def ask(self, asking: bool):
-        "Show the confirmation (or the Close button again)."
-        self.box.children = (
-            (self.info, self.pnl, self.confirm, self.cancel)
-            if asking
-            else (self.info, self.pnl, self.close)
-        )
+# %% ../../nbs/dashboard/02_widgets.ipynb #8d6b7dfe
+@patch
+def ask(self: PositionRow, asking: bool):
+    "Show the confirmation (or the Close button again)."
+    self.box.children = ((self.info, self.pnl, self.confirm, self.cancel) if asking
+                         else (self.info, self.pnl, self.close))
 
-    def show(self, p: dict):
-        "The position's figures."
-        side = p.get('side', '')
-        self.info.value = (
-            f'<b>{esc(self.symbol)}</b> <span class="{"bc-gain" if side == "BUY" else "bc-loss"}">{esc(side)}</span> '
-            f'{p.get("size", 0):.6g} @ {p.get("entry_price", 0):,.2f} → {p.get("current_price", 0):,.2f}'
-        )
-        pnl = p.get('unrealized_pnl')
-        self.pnl.value = f'PnL <b class="{tone(pnl)}">{signed(pnl)}</b>'
+# %% ../../nbs/dashboard/02_widgets.ipynb #4d3d5eb5
+@patch
+def show(self: PositionRow, p: dict):
+    "The position's figures."
+    side = p.get('side', '')
+    self.info.value = (
+        f'<b>{esc(self.symbol)}</b> '
+        f'<span class="{"bc-gain" if side == "BUY" else "bc-loss"}">{esc(side)}</span> '
+        f'{p.get("size", 0):.6g} @ {p.get("entry_price", 0):,.2f} '
+        f'→ {p.get("current_price", 0):,.2f}'
+    )
+    pnl = p.get('unrealized_pnl')
+    self.pnl.value = f'PnL <b class="{tone(pnl)}">{signed(pnl)}</b>'
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #4e485b60
-SETTING_FIELDS = {   # engine setting -> (label, widget class, step)
+SETTING_FIELDS = {  # engine setting -> (label, widget class, step)
     'confidence_threshold': ('Confidence threshold', W.FloatText, 0.05),
     'position_size_pct': ('Position size %', W.FloatText, 1.0),
     'stop_loss_pct': ('Stop-loss % (0: off)', W.FloatText, 0.5),
@@ -194,12 +235,15 @@ SETTING_FIELDS = {   # engine setting -> (label, widget class, step)
     'max_open_positions': ('Maximum positions', W.IntText, 1),
 }
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #506e069c
 def field_errors(message: str, fields=SETTING_FIELDS) -> dict[str, str]:
-    "The API's one-line error split by field: `{'take_profit_pct': 'Input should be ...'}`; the rest under ''."
+    "The API's one-line error split by field, `{'take_profit_pct': 'Input ...'}`; the rest: ''."
     out: dict[str, str] = {}
     for part in message.split('; '):
         name, sep, why = part.partition(': ')
         key = name.split('.')[0].split('[')[0] if sep else ''
-        if key in fields: out[key] = why
-        else: out[''] = f"{out[''] + '; ' if '' in out else ''}{part}"
+        if key in fields:
+            out[key] = why
+        else:
+            out[''] = f"{out[''] + '; ' if '' in out else ''}{part}"
     return out

@@ -1,4 +1,4 @@
-"""The research bench: backtest the strategy on the bundled real candles with a model's or the rules' signals and parameters set with widgets.
+"""The research bench: backtests of the bundled candles, with signals and rules set by widgets.
 
 Docs: https://botcore.github.io/botcore/dashboard/workbench.html.md"""
 
@@ -100,17 +100,21 @@ def backtest_now(self: Research):
     long, short = self.long.value, self.short.value
     if long <= short:
         raise ValueError(f"long threshold {long} must be above the short threshold {short}")
-    from botcore.research.backtest import backtest, stats_table
+    from botcore.research.backtest import backtest
+    from botcore.research.stats import stats_table
     from botcore.strategy.params import StrategyParams
     from botcore.research.sweep import market_candles, named_signals
+
     symbol, tf = self.market.value
-    candles = market_candles(symbol, tf).iloc[-self.candles.value:]
+    candles = market_candles(symbol, tf).iloc[-self.candles.value :]
     s = self.settings
     sig = named_signals(candles, self.signals.value, tf, s.model_dir, long, short)
     rules = s.trading.model_dump(include=set(StrategyParams.model_fields))
     params = StrategyParams(**(rules | {k: w.value for k, w in self.params.items()}))
     result = backtest(candles, sig, params, self.cash.value, tf)
-    importlib.import_module('plotly.graph_objs._figurewidget')  # the slow import, in the worker thread
+    importlib.import_module(
+        'plotly.graph_objs._figurewidget'
+    )  # the slow import, in the worker thread
     return result, stats_table(result)
 
 # %% ../../nbs/dashboard/05_workbench.ipynb #ef17b154
@@ -119,9 +123,12 @@ def show(self: Research, result, table):
     "Show the statistics table and the trades and equity charts of `result`."
     import plotly.graph_objects as go
     from botcore.research.backtest import plot_equity, plot_trades
+
     shown = table.map(lambda v: f'{v:,.4f}' if isinstance(v, float) else esc(v))
     self.stats.value = shown.to_html(classes='bc-table', escape=False, border=0)
-    size = dict(width=1200, margin=dict(l=60, r=20, t=50, b=40))  # a widget's figure cannot fit its box
+    size = dict(
+        width=1200, margin=dict(l=60, r=20, t=50, b=40)
+    )  # a widget's figure cannot fit its box
     start = result.candles.index[-min(self.window, len(result.candles))]
     trades = go.FigureWidget(plot_trades(result, start=start).update_layout(height=450, **size))
     equity = go.FigureWidget(plot_equity(result).update_layout(height=350, **size))
@@ -141,10 +148,12 @@ async def run(self: Research):
         result, table = await asyncio.to_thread(self.backtest_now)
         self.show(result, table)
         took = time.monotonic() - t0
-        self.outcome = f'{len(result.trades):,} trades over {len(result.candles):,} candles in {took:.1f} s'
+        self.outcome = (
+            f'{len(result.trades):,} trades over {len(result.candles):,} candles in {took:.1f} s'
+        )
         self.note.value = note(self.outcome)
     except Exception as e:
-        if isinstance(e, ValueError):      # the user's input: the note says it all
+        if isinstance(e, ValueError):  # the user's input: the note says it all
             log.info("backtest refused: %s", e)
         else:
             log.warning("backtest failed: %s", e, exc_info=True)
@@ -172,4 +181,7 @@ def research_dashboard(settings: Settings | None = None, **kw):
     except Exception as e:
         log.warning("research dashboard not built: %s", e, exc_info=True)
         why = esc(one_line(e))
-        return _html('botcore-alert', f'<div class="bc-warn">⚠ The research dashboard could not start: {why}</div>')
+        return _html(
+            'botcore-alert',
+            f'<div class="bc-warn">⚠ The research dashboard could not start: {why}</div>',
+        )

@@ -75,19 +75,26 @@ def candle_frame(raw: pd.DataFrame, name: str = 'candles') -> pd.DataFrame:
     "Candles indexed by UTC `open_time` from a table of timestamp (ms), open, high, low, close, volume"
     missing = [c for c in ('timestamp',) + CANDLE_COLUMNS if c not in raw.columns]
     if missing:
-        raise CandleDataError(f"{name}: missing column(s) {', '.join(missing)}; expected "
-                              f"timestamp, {', '.join(CANDLE_COLUMNS)}", field=missing[0])
+        raise CandleDataError(
+            f"{name}: missing column(s) {', '.join(missing)}; expected "
+            f"timestamp, {', '.join(CANDLE_COLUMNS)}",
+            field=missing[0],
+        )
     cols = {}
     for c in ('timestamp',) + CANDLE_COLUMNS:
-        try: cols[c] = pd.to_numeric(raw[c]).to_numpy('float64' if c != 'timestamp' else None)
+        try:
+            cols[c] = pd.to_numeric(raw[c]).to_numpy('float64' if c != 'timestamp' else None)
         except (ValueError, TypeError) as e:
             raise CandleDataError(f"{name}: column {c}: {e}", field=c) from None
     ts = cols.pop('timestamp')
     bad = np.flatnonzero(~np.isfinite(ts) | (ts % 1 != 0)) if ts.dtype.kind == 'f' else []
     if len(bad):
         v = _py(raw['timestamp'].iloc[bad[0]])
-        raise CandleDataError(f"{name}: timestamp={v!r} in row {bad[0]} is not an integer of "
-                              "milliseconds", 'timestamp', v)
+        raise CandleDataError(
+            f"{name}: timestamp={v!r} in row {bad[0]} is not an integer of milliseconds",
+            'timestamp',
+            v,
+        )
     return pd.DataFrame(cols, index=_index_from_ms(ts))
 
 # %% ../../nbs/data/01_candles.ipynb #0495485c
@@ -313,14 +320,17 @@ def bundle_candles(src_dir: str | Path, dst_dir: str | Path, pattern: str = '*.c
     written = []
     for csv in sorted(src.glob(pattern)):
         tf = (_split_series_name(csv.stem) or (None, None))[1]
-        if tf is None: raise ValueError(f"{csv.name}: expected a name like BTCUSDT-1h.csv")
+        if tf is None:
+            raise ValueError(f"{csv.name}: expected a name like BTCUSDT-1h.csv")
         raw = pd.read_csv(csv).astype({k: 'float64' for k in CANDLE_COLUMNS})
         validate_candles(candle_frame(raw, csv.name), tf, name=csv.name)
-        out = dst/f'{csv.stem}.parquet'
-        raw[['timestamp', *CANDLE_COLUMNS]].to_parquet(out, compression='zstd', compression_level=19,
-                                                       index=False)
+        out = dst / f'{csv.stem}.parquet'
+        raw[['timestamp', *CANDLE_COLUMNS]].to_parquet(
+            out, compression='zstd', compression_level=19, index=False
+        )
         written.append(out)
-    if (src/'SOURCES.md').exists(): shutil.copyfile(src/'SOURCES.md', dst/'SOURCES.md')
+    if (src / 'SOURCES.md').exists():
+        shutil.copyfile(src / 'SOURCES.md', dst / 'SOURCES.md')
     return written
 
 # %% ../../nbs/data/01_candles.ipynb #e62743db

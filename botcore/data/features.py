@@ -52,7 +52,12 @@ def _kernels(package: str):
 # %% ../../nbs/data/02_features.ipynb #a8aa3912
 def _series(a: np.ndarray) -> np.ndarray:
     "`a` as a writable, contiguous float64 array, copied only where it is not one already."
-    if type(a) is np.ndarray and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
+    if (
+        type(a) is np.ndarray
+        and a.dtype == np.float64
+        and a.flags.c_contiguous
+        and a.flags.writeable
+    ):
         return a
     return np.require(a, np.float64, ['C_CONTIGUOUS', 'WRITEABLE'])
 
@@ -84,20 +89,25 @@ def momentum_features(close: np.ndarray) -> dict[str, np.ndarray]:
             'macd_signal': signal / close, 'macd_hist': (line - signal) / close}
 
 # %% ../../nbs/data/02_features.ipynb #a0d03562
-def volatility_features(high: np.ndarray, low: np.ndarray,
-                        close: np.ndarray) -> dict[str, np.ndarray]:
+def volatility_features(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray
+) -> dict[str, np.ndarray]:
     "Bollinger position and width, ATR / close and the rolling std of one-candle log returns."
     middle, spread = moving_average(close, BB_WINDOW), BB_STDS * moving_std(close, BB_WINDOW)
     upper, lower = middle + spread, middle - spread
     width = upper - lower
     with np.errstate(invalid='ignore', divide='ignore'):
         position = np.where(width == 0, 0.5, (close - lower) / width)
-    columns = (_series(a).reshape(-1, 1) for a in (high, low, close))   # the kernel takes 2-D arrays
+    columns = (_series(a).reshape(-1, 1) for a in (high, low, close))  # the kernel takes 2-D arrays
     true_range = _kernels('indicators').true_range_nb(*columns)[:, 0]
     atr = moving_average(true_range, wilder_span(ATR_WINDOW), ewm=True)
     rv = moving_std(log_returns(close, 1), VOLATILITY_WINDOW)
-    return {'bb_position': position, 'bb_width': width / middle,
-            f'atr_{ATR_WINDOW}': atr / close, f'realized_vol_{VOLATILITY_WINDOW}': rv}
+    return {
+        'bb_position': position,
+        'bb_width': width / middle,
+        f'atr_{ATR_WINDOW}': atr / close,
+        f'realized_vol_{VOLATILITY_WINDOW}': rv,
+    }
 
 # %% ../../nbs/data/02_features.ipynb #383c623a
 def log_returns(close: np.ndarray, h: int) -> np.ndarray:
@@ -144,8 +154,12 @@ def calendar_features(index: pd.DatetimeIndex | np.ndarray) -> dict[str, np.ndar
     days, second_of_day = np.divmod(seconds, 86_400)
     weekday = (days + 3) % 7
     (day_sin, day_cos), (week_sin, week_cos) = _unit_circle(86_400), _unit_circle(7)
-    return {'time_of_day_sin': day_sin[second_of_day], 'time_of_day_cos': day_cos[second_of_day],
-            'day_of_week_sin': week_sin[weekday], 'day_of_week_cos': week_cos[weekday]}
+    return {
+        'time_of_day_sin': day_sin[second_of_day],
+        'time_of_day_cos': day_cos[second_of_day],
+        'day_of_week_sin': week_sin[weekday],
+        'day_of_week_cos': week_cos[weekday],
+    }
 
 # %% ../../nbs/data/02_features.ipynb #a42b8e97
 def _candle_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:

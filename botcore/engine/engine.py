@@ -1,4 +1,4 @@
-"""The trading engine: closed candles in, signals, the strategy's decisions executed, every fill persisted before it is announced.
+"""The trading engine: closed candles in, decisions executed, every fill persisted first.
 
 Docs: https://botcore.github.io/botcore/engine/engine.html.md"""
 

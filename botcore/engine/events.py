@@ -1,4 +1,4 @@
-"""The engine's live events in the seed's four message types, fanned out to every WebSocket client without ever waiting for one.
+"""The seed's four live message types, fanned out to WebSocket clients without waiting.
 
 Docs: https://botcore.github.io/botcore/engine/events.html.md"""
 
@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MESSAGE_FIELDS', 'message', 'Subscription', 'EventBus']
@@ -23,6 +24,7 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     'BotStatusUpdate': ('status', 'active_positions', 'total_pnl'),
 }
 
+# %% ../../nbs/engine/01_events.ipynb #03737cda
 def message(type: str, **data: Any) -> str:
     "One event as the JSON text sent to clients, stamped with the wall time it was sent."
     if type not in MESSAGE_FIELDS:
@@ -30,7 +32,8 @@ def message(type: str, **data: Any) -> str:
         raise ValueError(f"type: unknown event type {type!r} (expected one of {known})")
     if missing := [k for k in MESSAGE_FIELDS[type] if k not in data]:
         raise ValueError(f"{type}: missing field(s) {', '.join(missing)}")
-    return json.dumps({'type': type, 'data': data, 'sent': round(time.time(), 6)}, separators=(',', ':'))
+    event = {'type': type, 'data': data, 'sent': round(time.time(), 6)}
+    return json.dumps(event, separators=(',', ':'))
 
 # %% ../../nbs/engine/01_events.ipynb #32cd97e8
 @dataclass(eq=False)
@@ -47,6 +50,7 @@ class Subscription:
         if msg is not None: self.received += 1
         return msg
 
+# %% ../../nbs/engine/01_events.ipynb #cf6c1761
 class EventBus:
     "Publish events to every subscriber without blocking; drop the laggards."
     def __init__(self, maxsize: int = 1000):
@@ -59,19 +63,23 @@ class EventBus:
 
     def unsubscribe(self, sub: Subscription): self.subscribers.discard(sub)
 
-    def publish(self, type: str, **data: Any) -> str | None:
-        "Send one event to every subscriber; the JSON text (None when nobody listens: no need to serialise it)."
-        self.published += 1
-        if not self.subscribers: return None
-        text = message(type, **data)
-        for sub in tuple(self.subscribers):
-            try: sub.queue.put_nowait(text)
-            except asyncio.QueueFull: self._drop(sub)
-        return text
+# %% ../../nbs/engine/01_events.ipynb #656ff99d
+@patch
+def _drop(self: EventBus, sub: Subscription):
+    sub.dropped = True
+    self.dropped += 1
+    self.subscribers.discard(sub)
+    while not sub.queue.empty(): sub.queue.get_nowait()  # free the memory
+    sub.queue.put_nowait(None)  # the reader sees None next
 
-    def _drop(self, sub: Subscription):
-        sub.dropped = True
-        self.dropped += 1
-        self.subscribers.discard(sub)
-        while not sub.queue.empty(): sub.queue.get_nowait()   # free the memory; the reader sees None next
-        sub.queue.put_nowait(None)
+# %% ../../nbs/engine/01_events.ipynb #a5953f70
+@patch
+def publish(self: EventBus, type: str, **data: Any) -> str | None:
+    "Send one event to every subscriber; its JSON text, or None when nobody listens."
+    self.published += 1
+    if not self.subscribers: return None  # nobody listens: no need to serialise it
+    text = message(type, **data)
+    for sub in tuple(self.subscribers):
+        try: sub.queue.put_nowait(text)
+        except asyncio.QueueFull: self._drop(sub)
+    return text

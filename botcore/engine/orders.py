@@ -1,4 +1,4 @@
-"""How the engine executes a candle's decisions: orders sent once, fills staged, trades and positions kept.
+"""A candle's decisions executed: orders sent once, fills staged, trades and positions kept.
 
 Docs: https://botcore.github.io/botcore/engine/orders.html.md"""
 
@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from ..core import Fill, Order, OrderStatus, Position, Side, Trade, ms_from_utc, utc_from_ms
 from ..strategy.live import Decision
 from ..exchange.interfaces import ExchangeAuthError, ExchangeError, OrderRejected
-from ..store.store import DuplicateOrderError
+from ..store.writes import DuplicateOrderError
 from .state import NoPosition, TradedSymbol, position_from_row
 from .persist import (AddEvent, AddFill, AddOrder, AddTrade, DeletePosition, Engine,
                                     UpdateOrder, UpsertPosition)

@@ -1,4 +1,4 @@
-"""The engine's writes, staged as typed records and committed with its checkpoint; the restart from the store.
+"""The engine's writes as typed records, committed with its checkpoint; restart recovery.
 
 Docs: https://botcore.github.io/botcore/engine/persist.html.md"""
 
@@ -13,7 +13,7 @@ from ..core import Candle, Fill, Order, OrderStatus, Position, Trade
 from ..data.candles import index_ms
 from ..strategy.rules import ACCOUNT_DT
 from ..strategy.live import record_from_dict, record_to_dict
-from ..store.store import Tx
+from ..store.writes import Tx
 from .state import position_from_row
 from .status import Engine  # with its status and settings
 

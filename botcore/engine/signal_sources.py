@@ -1,4 +1,4 @@
-"""Where the engine's signals come from: the AI service over HTTP with the seed's retries, or a signal frame computed beforehand.
+"""The engine's signals: the AI service with the seed's retries, or computed beforehand.
 
 Docs: https://botcore.github.io/botcore/engine/signal_sources.html.md"""
 
@@ -11,6 +11,7 @@ import logging
 import httpx
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from ..core import Signal, SignalKind, Timeframe, utc_from_ms
 from ..data.candles import index_ms
 from ..config import Settings
@@ -24,28 +25,31 @@ log = logging.getLogger('botcore.engine.signal_sources')
 class AIServiceError(RuntimeError):
     "The AI service could not give a signal (after the retries)."
 
+# %% ../../nbs/engine/02_signal_sources.ipynb #760a8de3
 class AIClient:
     "The AI service over HTTP: `/analyze` with retries, `/health`."
     def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3,
                  retry_delay: float = 5.0):
         self.url, self.retries, self.retry_delay = url.rstrip('/'), retries, retry_delay
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout,
-                                      headers={'Authorization': f'Bearer {token}',
-                                               'User-Agent': 'botcore-engine/1.0'})
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> AIClient:
-        t = s.trading
-        return cls(s.market_data.ai_service_url, s.auth.inter_service_token.get_secret_value(),
-                   t.signal_timeout_seconds, t.signal_retries, t.signal_retry_delay_seconds)
+        headers = {'Authorization': f'Bearer {token}', 'User-Agent': 'botcore-engine/1.0'}
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers)
 
     async def close(self): await self.http.aclose()
 
-    async def healthy(self) -> bool:
-        "Does `/health` answer 200?"
-        timeout = min(5.0, self.http.timeout.read or 5.0)
-        try: return (await self.http.get('/health', timeout=timeout)).status_code == 200
-        except httpx.HTTPError: return False
+# %% ../../nbs/engine/02_signal_sources.ipynb #f72f1ec7
+@patch(cls_method=True)
+def from_settings(cls: AIClient, s: Settings) -> AIClient:
+    t = s.trading
+    return cls(s.market_data.ai_service_url, s.auth.inter_service_token.get_secret_value(),
+               t.signal_timeout_seconds, t.signal_retries, t.signal_retry_delay_seconds)
+
+# %% ../../nbs/engine/02_signal_sources.ipynb #45815fdc
+@patch
+async def healthy(self: AIClient) -> bool:
+    "Does `/health` answer 200?"
+    timeout = min(5.0, self.http.timeout.read or 5.0)
+    try: return (await self.http.get('/health', timeout=timeout)).status_code == 200
+    except httpx.HTTPError: return False
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #af490b72
 def candles_json(candles) -> list[dict]:
@@ -53,17 +57,20 @@ def candles_json(candles) -> list[dict]:
     return [dict(timestamp=c.timestamp, open=c.open, high=c.high, low=c.low, close=c.close,
                  volume=c.volume) for c in candles]
 
+# %% ../../nbs/engine/02_signal_sources.ipynb #fcf3460c
 _RETRYABLE = {408, 429}
 
-async def _analyze(self: AIClient, symbol: str, timeframe: Timeframe | str, candles) -> Signal:
-    "The signal for the last of `candles`, with the seed's retries; `AIServiceError` when they run out."
+@patch
+async def analyze(self: AIClient, symbol: str, timeframe: Timeframe | str, candles) -> Signal:
+    "The signal for the last of `candles`, with the seed's retries (`AIServiceError` after them)."
     body = dict(symbol=symbol, timeframe=str(timeframe), candles=candles_json(candles))
     for attempt in range(self.retries + 1):
         try:
             r = await self.http.post('/analyze', json=body)
             if r.status_code == 200: return Signal.model_validate(r.json())
             error = f"HTTP {r.status_code}: {r.text[:300]}"
-            if 400 <= r.status_code < 500 and r.status_code not in _RETRYABLE: raise AIServiceError(error)
+            if 400 <= r.status_code < 500 and r.status_code not in _RETRYABLE:
+                raise AIServiceError(error)
         except httpx.HTTPError as e: error = f"{type(e).__name__}: {e}"
         if attempt < self.retries:
             log.warning("AI service request failed (attempt %d/%d): %s", attempt + 1, self.retries,
@@ -71,11 +78,9 @@ async def _analyze(self: AIClient, symbol: str, timeframe: Timeframe | str, cand
             await asyncio.sleep(self.retry_delay)
     raise AIServiceError(f"AI service request failed after {self.retries} retries: {error}")
 
-AIClient.analyze = _analyze
-
 # %% ../../nbs/engine/02_signal_sources.ipynb #6c0970d2
 class PrecomputedSignals:
-    "Signals looked up by (symbol, candle open time) from frames of signal, confidence[, probability]."
+    "Signals by (symbol, candle open time) from frames of signal, confidence[, probability]."
     def __init__(self, frames: dict[str, pd.DataFrame], timeframe: Timeframe | str,
                  model_type: str = 'precomputed'):
         self.tf, self.model_type, self.table = Timeframe.parse(timeframe), model_type, {}
@@ -93,9 +98,12 @@ class PrecomputedSignals:
                                       timestamp=utc_from_ms(open_ms + self.tf.ms),
                                       symbol=symbol, timeframe=self.tf)
 
-    async def __call__(self, symbol: str, timeframe, window) -> Signal | None:
-        return self.lookup(symbol, window[-1].timestamp)
+# %% ../../nbs/engine/02_signal_sources.ipynb #50ffd8fa
+@patch
+def lookup(self: PrecomputedSignals, symbol: str, open_ms: int) -> Signal | None:
+    "The signal for `symbol`'s candle that opened at `open_ms`."
+    return self.table.get(symbol, {}).get(open_ms)
 
-    def lookup(self, symbol: str, open_ms: int) -> Signal | None:
-        "The signal for `symbol`'s candle that opened at `open_ms`, without a coroutine (the fast path)."
-        return self.table.get(symbol, {}).get(open_ms)
+@patch
+async def __call__(self: PrecomputedSignals, symbol: str, timeframe, window) -> Signal | None:
+    return self.lookup(symbol, window[-1].timestamp)

@@ -1,4 +1,4 @@
-"""The engine's state: what it keeps per traded symbol, and the `Engine` it builds from the settings.
+"""The engine's state: what it keeps per traded symbol, and the `Engine` built from settings.
 
 Docs: https://botcore.github.io/botcore/engine/state.html.md"""
 

@@ -1,4 +1,4 @@
-"""What the engine shows: its status, open positions and performance; its trading settings, changed live.
+"""What the engine shows: status, open positions, performance; trading settings changed live.
 
 Docs: https://botcore.github.io/botcore/engine/status.html.md"""
 

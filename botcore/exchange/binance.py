@@ -1,4 +1,4 @@
-"""Orders on Binance through ccxt that are never sent twice, the balance and positions, live trading.
+"""Orders on Binance through ccxt, never sent twice; the balance, positions, live trading.
 
 Docs: https://botcore.github.io/botcore/exchange/binance.html.md"""
 
@@ -55,7 +55,7 @@ async def _price(self: BinanceExchange, symbol: str, market_price: float | None)
     t = await self.connection.call(f"fetch {symbol} ticker", self.rest.fetch_ticker, m['symbol'])
     return float(t['last'])
 
-
+# %% ../../nbs/exchange/06_binance.ipynb #95fb7fea
 @patch
 async def _sized(self: BinanceExchange, order: Order, market_price: float | None) -> Order:
     "`order` within the symbol's filters; a spot sell of a little more than is held trimmed."
@@ -81,6 +81,7 @@ async def _find(self: BinanceExchange, symbol: str, client_order_id: str) -> dic
                                           None, m['symbol'], {'origClientOrderId': client_order_id})
     except OrderNotFound: return None
 
+# %% ../../nbs/exchange/06_binance.ipynb #ef08a04f
 def _duplicate(e: Exception) -> bool:
     return isinstance(e, ccxt.DuplicateOrderId) or 'duplicate' in str(e).lower()
 
@@ -89,15 +90,17 @@ def _duplicate(e: Exception) -> bool:
 async def _submit(self: BinanceExchange, order: Order) -> dict:
     "Send `order`; after a network error, send again only if Binance does not have its client id."
     m, con, cid = await self.market(order.symbol), self.connection, order.client_order_id
-    params = {'newClientOrderId': cid} | ({'timeInForce': 'GTC'} if order.type is OrderType.LIMIT else {})
+    params = {'newClientOrderId': cid}
+    if order.type is OrderType.LIMIT: params |= {'timeInForce': 'GTC'}
     kind, side = order.type.value.lower(), order.side.value.lower()
+    args = (m['symbol'], kind, side, order.quantity, order.price, params)
     for attempt in range(con.max_retries + 1):
-        try: return await self.rest.create_order(m['symbol'], kind, side, order.quantity, order.price, params)
+        try: return await self.rest.create_order(*args)
         except ccxt.NetworkError as e:
             if attempt == con.max_retries:
-                raise ExchangeError(f"order {cid}: no answer from Binance after {attempt + 1} attempts "
-                                    f"({con.redact(e)}); whether it was placed is unknown: "
-                                    "look it up with fetch_order") from None
+                raise ExchangeError(f"order {cid}: no answer from Binance after {attempt + 1} "
+                                    f"attempts ({con.redact(e)}); whether it was placed is "
+                                    "unknown: look it up with fetch_order") from None
             wait = con.retry_delay * 2 ** attempt
             log.warning("order %s: %s; looking it up in %.2f s before sending again",
                         cid, con.redact(e)[:300], wait)
@@ -107,19 +110,25 @@ async def _submit(self: BinanceExchange, order: Order) -> dict:
             if not _duplicate(e): raise con.mapped(e, f"order {cid}", order) from None
             log.info("order %s: Binance already has this client id; fetching it", cid)
             if (found := await self._find(order.symbol, cid)) is not None: return found
-            raise ExchangeError(f"order {cid}: Binance calls the id a duplicate but does not find it: "
-                                f"{con.redact(e)}") from None
+            raise ExchangeError(f"order {cid}: Binance calls the id a duplicate but does not "
+                                f"find it: {con.redact(e)}") from None
+
+# %% ../../nbs/exchange/06_binance.ipynb #325b2b35
+def _when(ms: int | None) -> datetime:
+    return utc_from_ms(ms) if ms else datetime.now(timezone.utc)
 
 # %% ../../nbs/exchange/06_binance.ipynb #54356d11
 @patch
 async def _result(self: BinanceExchange, placed: dict, order: Order) -> OrderResult:
-    "The `OrderResult` of ccxt's `placed` order, with its fills and their fees in the quote currency."
+    "The `OrderResult` of ccxt's `placed` order: its fills, their fees in the quote currency."
     m = await self.market(order.symbol)
     o = order_from_ccxt(placed, order.symbol, order.client_order_id)
     filled, trades = float(placed.get('filled') or 0), placed.get('trades') or []
     if filled > 0 and not trades and placed.get('id'):
-        try: trades = await self.connection.call(f"fetch fills of {o.client_order_id}",
-                                                  self.rest.fetch_order_trades, placed['id'], m['symbol'])
+        try:
+            trades = await self.connection.call(f"fetch fills of {o.client_order_id}",
+                                                self.rest.fetch_order_trades, placed['id'],
+                                                m['symbol'])
         except ExchangeAuthError: raise
         except ExchangeError as e:
             log.warning("order %s: could not fetch its fills (%s); using the order's average price",
@@ -127,17 +136,15 @@ async def _result(self: BinanceExchange, placed: dict, order: Order) -> OrderRes
     if filled > 0 and not trades:
         price = placed.get('average') or placed.get('price')
         trades = [dict(price=price, amount=filled, fee=placed.get('fee'))]
-    at = placed.get('lastTradeTimestamp') or placed.get('timestamp')   # FULL fills carry no time
+    at = placed.get('lastTradeTimestamp') or placed.get('timestamp')
     fills = [Fill(client_order_id=o.client_order_id, symbol=order.symbol, side=o.side,
                   quantity=float(t['amount']), price=float(t['price']),
                   fee=fee_in_quote(t.get('fee'), m, float(t['price']), float(t['amount'])),
                   timestamp=_when(t.get('timestamp') or at))
              for t in trades if t.get('amount')]
     dead = o.status in (OrderStatus.REJECTED, OrderStatus.CANCELED)
-    return OrderResult(order=o, fills=fills, reason=f"Binance {placed.get('status')}" if dead else None)
-
-def _when(ms: int | None) -> datetime:
-    return utc_from_ms(ms) if ms else datetime.now(timezone.utc)
+    reason = f"Binance {placed.get('status')}" if dead else None
+    return OrderResult(order=o, fills=fills, reason=reason)
 
 # %% ../../nbs/exchange/06_binance.ipynb #16df1af6
 @patch
@@ -166,6 +173,7 @@ async def fetch_order(self: BinanceExchange, symbol: str, client_order_id: str) 
     placed = await self._find(symbol, client_order_id)
     return None if placed is None else order_from_ccxt(placed, symbol.upper(), client_order_id)
 
+# %% ../../nbs/exchange/06_binance.ipynb #1a3039f7
 @patch
 async def cancel_order(self: BinanceExchange, symbol: str, client_order_id: str) -> Order:
     "Cancel a resting order; the order, `CANCELED`."
@@ -175,6 +183,7 @@ async def cancel_order(self: BinanceExchange, symbol: str, client_order_id: str)
     self._results.pop(client_order_id, None)
     return order_from_ccxt(o, m['id'], client_order_id)
 
+# %% ../../nbs/exchange/06_binance.ipynb #a460b9bd
 @patch
 async def fetch_open_orders(self: BinanceExchange, symbol: str | None = None) -> list[Order]:
     "The orders resting on the book (of `symbol`, or all)."
@@ -197,6 +206,7 @@ async def _holdings(self: BinanceExchange, balance: dict) -> list[Position]:
             out.append(Position(symbol=sym, side=Side.BUY, size=size, entry_price=price))
     return out
 
+# %% ../../nbs/exchange/06_binance.ipynb #41083519
 def _futures_balance(b: dict, quote: str) -> dict:
     "Binance futures' own figures for the `quote` asset, in the shape of `Exchange.fetch_balance`."
     a = next((x for x in (b.get('info') or {}).get('assets', []) if x.get('asset') == quote), {})
@@ -207,22 +217,25 @@ def _futures_balance(b: dict, quote: str) -> dict:
 # %% ../../nbs/exchange/06_binance.ipynb #8c7e2f41
 @patch
 async def fetch_balance(self: BinanceExchange) -> dict:
-    "{'cash', 'equity', 'used_margin', 'free', 'unrealized_pnl'} in the quote currency, and `balances`."
+    "The `Exchange` balance in the quote currency, and every asset held under `balances`."
     b = await self.connection.call('fetch balance', self.rest.fetch_balance)
     balances = {a: v for a, v in b.items()
                 if isinstance(v, dict) and 'total' in v and (v.get('total') or 0) > 0}
-    if self.connection.market_type == 'futures': return _futures_balance(b, self.quote) | dict(balances=balances)
+    if self.connection.market_type == 'futures':
+        return _futures_balance(b, self.quote) | dict(balances=balances)
     q = b.get(self.quote) or {}
     held = sum(p.size * p.entry_price for p in await self._holdings(b))
     cash = float(q.get('total') or 0)
     return dict(cash=cash, equity=cash + held, used_margin=held + float(q.get('used') or 0),
                 free=float(q.get('free') or 0), unrealized_pnl=0.0, balances=balances)
 
+# %% ../../nbs/exchange/06_binance.ipynb #fb6577c0
 @patch
 async def fetch_positions(self: BinanceExchange) -> list[Position]:
-    "The open positions: futures' as Binance reports them; on spot, the holdings of the traded symbols."
+    "The open positions: futures' as Binance reports them; spot's, the traded symbols' holdings."
     if self.connection.market_type == 'spot':
-        return await self._holdings(await self.connection.call('fetch balance', self.rest.fetch_balance))
+        balance = await self.connection.call('fetch balance', self.rest.fetch_balance)
+        return await self._holdings(balance)
     syms = [(await self.market(s))['symbol'] for s in self.symbols] or None
     out = []
     for p in await self.connection.call('fetch positions', self.rest.fetch_positions, syms):
@@ -230,35 +243,28 @@ async def fetch_positions(self: BinanceExchange) -> list[Position]:
         if size <= 0: continue
         out.append(Position(symbol=self.rest.market(p['symbol'])['id'], size=size,
                             side=Side.BUY if p.get('side') == 'long' else Side.SELL,
-                            entry_price=float(p['entryPrice']), opened_at=_when(p.get('timestamp'))))
+                            entry_price=float(p['entryPrice']),
+                            opened_at=_when(p.get('timestamp'))))
     return out
 
 concrete(BinanceExchange)
 
 # %% ../../nbs/exchange/06_binance.ipynb #ec886e86
 def live_exchange(settings) -> BinanceExchange:
-    "The Binance exchange `trading.mode = 'live'` sends orders to; refused unless switched on on purpose."
+    "The Binance exchange `trading.mode = 'live'` sends orders to, refused unless switched on."
     ex, md = settings.exchange, settings.market_data
-    where = (
-        'the Binance spot testnet'
-        if md.source == 'binance-testnet'
-        else f'Binance ({ex.market_type})'
-    )
+    testnet = md.source == 'binance-testnet'
+    where = 'the Binance spot testnet' if testnet else f'Binance ({ex.market_type})'
     missing = [n for n, v in (('api_key', ex.api_key), ('api_secret', ex.api_secret)) if v is None]
     problems = []
     if missing:
-        problems.append(
-            f"[exchange] {' and '.join(missing)} not set (or BINANCE_API_KEY / BINANCE_API_SECRET)"
-        )
-    if not ex.confirm_live:
-        problems.append("[exchange] confirm_live is not true")
+        problems.append(f"[exchange] {' and '.join(missing)} not set "
+                        "(or BINANCE_API_KEY / BINANCE_API_SECRET)")
+    if not ex.confirm_live: problems.append("[exchange] confirm_live is not true")
     if md.source == 'replay':
-        problems.append(
-            "market_data.source is 'replay': live orders need live candles "
-            "('binance' or 'binance-testnet')"
-        )
+        problems.append("market_data.source is 'replay': live orders need live candles "
+                        "('binance' or 'binance-testnet')")
     if problems:
-        raise LiveTradingRefused(
-            f"trading.mode = 'live' sends real orders to {where}; refused: {'; '.join(problems)}"
-        )
+        raise LiveTradingRefused(f"trading.mode = 'live' sends real orders to {where}; "
+                                 f"refused: {'; '.join(problems)}")
     return BinanceExchange.from_settings(settings)

@@ -1,4 +1,4 @@
-"""Binance's closed candles through ccxt: history, and a live stream that never misses or repeats one.
+"""Binance's closed candles through ccxt: history, and a stream that misses or repeats none.
 
 Docs: https://botcore.github.io/botcore/exchange/binance_data.html.md"""
 
@@ -82,25 +82,19 @@ class BinanceMarketData(_Binance, MarketData):
 
 # %% ../../nbs/exchange/05_binance_data.ipynb #c0c8e971
 @patch
-async def klines(
-    self: BinanceMarketData,
-    symbol: str,
-    limit: int = PAGE,
-    since: int | None = None,
-    until: int | None = None,
-) -> list[list]:
-    "One klines request: ccxt rows `[open ms, o, h, l, c, v]` of `symbol` opening in [since, until]."
+async def klines(self: BinanceMarketData, symbol: str, limit: int = PAGE,
+                 since: int | None = None, until: int | None = None) -> list[list]:
+    "One klines request: ccxt's rows `[open ms, o, h, l, c, v]` of `symbol` in [since, until]."
     m = await self.market(symbol)
     what = f"fetch {symbol} {self.timeframe} candles"
     params = {} if until is None else {'until': int(until)}
-    return await self.connection.call(
-        what, self.rest.fetch_ohlcv, m['symbol'], self.timeframe.value, since, limit, params
-    )
+    return await self.connection.call(what, self.rest.fetch_ohlcv, m['symbol'],
+                                      self.timeframe.value, since, limit, params)
 
-
+# %% ../../nbs/exchange/05_binance_data.ipynb #d7775ca2
 @patch
 async def forming_open(self: BinanceMarketData, symbol: str) -> int:
-    "Open time of `symbol`'s candle still forming: the last one Binance returns without an end time."
+    "Open time of `symbol`'s forming candle: the last Binance returns without an end time."
     rows = await self.klines(symbol, 1)
     if not rows:
         raise ExchangeError(f"Binance returns no {self.timeframe} candles for {symbol}")
@@ -119,6 +113,7 @@ async def pages(self: BinanceMarketData, symbol: str, start_ms: int,
         yield page
         cursor = int(page[-1][0]) + tf
 
+# %% ../../nbs/exchange/05_binance_data.ipynb #a0212a7e
 @patch
 async def candles_between(self: BinanceMarketData, symbol: str, start_ms: int,
                           end_ms: int) -> list[list]:
@@ -146,7 +141,7 @@ async def fetch_candles(self: BinanceMarketData, symbol: str, limit: int,
 
 # %% ../../nbs/exchange/05_binance_data.ipynb #6693c84e
 def _due(ready: dict[str, deque], next_ms: dict[str, int]) -> list[tuple[str, list]]:
-    "Pop the candles that can go out in time order: a head goes once no empty symbol can precede it."
+    "Pop the candles due, in time order: a head goes once no empty symbol can precede it."
     out = []
     while heads := [(q[0][0], s) for s, q in ready.items() if q]:
         t, s = min(heads)
@@ -159,12 +154,13 @@ def _due(ready: dict[str, deque], next_ms: dict[str, int]) -> list[tuple[str, li
 @patch
 def stream(self: BinanceMarketData,
            after_ms: dict[str, int] | None = None) -> AsyncIterator[tuple[str, Candle]]:
-    "(symbol, candle) as each candle closes, in time order across symbols; after `after_ms[symbol]`."
+    "(symbol, candle) as each closes, in time order across symbols; after `after_ms[symbol]`."
     after = {k.upper(): int(v) for k, v in (after_ms or {}).items()}
     if unknown := sorted(set(after) - set(self.symbols)):
         raise ValueError(f"after_ms: unknown symbol(s) {', '.join(unknown)}")
     return self._stream(after)
 
+# %% ../../nbs/exchange/05_binance_data.ipynb #fdaa0727
 @patch
 async def _catch_up(self: BinanceMarketData, symbol: str, bound: int, ready: dict, next_ms: dict):
     "Queue `symbol`'s closed candles from its next one up to `bound`: the socket's, else REST's."
@@ -184,7 +180,8 @@ async def _catch_up(self: BinanceMarketData, symbol: str, bound: int, ready: dic
 
 # %% ../../nbs/exchange/05_binance_data.ipynb #56bb7cde
 @patch
-async def _stream(self: BinanceMarketData, after: dict[str, int]):
+async def _start(self: BinanceMarketData, after: dict[str, int]) -> tuple[dict, dict, list]:
+    "Queue each symbol's candles up to the forming one: the queues, next open times, ccxt pairs."
     tf, ready = self.timeframe.ms, {s: deque() for s in self.symbols}
     forming = {s: await self.forming_open(s) for s in self.symbols}
     latest = {s: after.get(s, self._latest.get(s)) for s in self.symbols}
@@ -195,6 +192,12 @@ async def _stream(self: BinanceMarketData, after: dict[str, int]):
     pairs = [[(await self.market(s))['symbol'], self.timeframe.value] for s in self.symbols]
     for s in self.symbols:
         if forming[s] > next_ms[s]: await self._catch_up(s, forming[s], ready, next_ms)
+    return ready, next_ms, pairs
+
+# %% ../../nbs/exchange/05_binance_data.ipynb #6736578d
+@patch
+async def _stream(self: BinanceMarketData, after: dict[str, int]):
+    ready, next_ms, pairs = await self._start(after)
     task, failures = None, 0
     try:
         while not self._closed:
@@ -203,7 +206,8 @@ async def _stream(self: BinanceMarketData, after: dict[str, int]):
             done, _ = await asyncio.wait({task}, timeout=self.idle_seconds)
             if self._closed: return
             if not done:
-                log.warning("no candle update from Binance for %g s; reconnecting", self.idle_seconds)
+                log.warning("no candle update from Binance for %g s; reconnecting",
+                            self.idle_seconds)
                 await self.ws.close_ws_clients()
                 continue
             finished, task = task, None
@@ -228,6 +232,7 @@ async def _after_failure(self: BinanceMarketData, finished: asyncio.Future, fail
     log.warning("candle stream: %s; reconnecting in %.2f s", why, wait)
     await asyncio.sleep(wait)
 
+# %% ../../nbs/exchange/05_binance_data.ipynb #be8180ee
 @patch
 async def _advance(self: BinanceMarketData, ready: dict, next_ms: dict):
     "Catch each symbol up to the newest candle the socket has seen closed."
@@ -239,7 +244,8 @@ async def _advance(self: BinanceMarketData, ready: dict, next_ms: dict):
         if bound <= next_ms[s]: continue
         try: await self._catch_up(s, bound, ready, next_ms)
         except ExchangeAuthError: raise
-        except ExchangeError as e: log.warning("%s: could not fetch missed candles (%s); trying again", s, e)
+        except ExchangeError as e:
+            log.warning("%s: could not fetch missed candles (%s); trying again", s, e)
 
 concrete(BinanceMarketData)
 

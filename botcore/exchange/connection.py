@@ -1,4 +1,4 @@
-"""How botcore reaches Binance through ccxt: clients, URLs, retries, errors, filters, keys kept out of logs.
+"""How botcore reaches Binance through ccxt: clients, URLs, retries, errors, filters, quiet keys.
 
 Docs: https://botcore.github.io/botcore/exchange/connection.html.md"""
 
@@ -34,12 +34,9 @@ __all__ = ['log', 'ccxt_log', 'UnknownSymbol', 'LiveTradingRefused', 'redact', '
 class UnknownSymbol(ExchangeError):
     "A symbol Binance does not list (for the market type in use)."
 
-
+# %% ../../nbs/exchange/04_connection.ipynb #b9970ecc
 class LiveTradingRefused(ExchangeError):
-    "`trading.mode = 'live'` without API keys, without `[exchange] confirm_live = true`, or on replayed candles."
-
-
-log = logging.getLogger('botcore.exchange.binance')
+    "Live trading asked for without API keys, without `confirm_live`, or on replayed candles."
 
 # %% ../../nbs/exchange/04_connection.ipynb #07f1ac49
 _SIGNATURE = re.compile(r'(signature=)[0-9A-Za-z%+/=_-]+')
@@ -53,7 +50,7 @@ def redact(text, secrets: Iterable[str | None] = ()) -> str:
 
 # %% ../../nbs/exchange/04_connection.ipynb #67d6e48b
 class _Redacting(logging.Filter):
-    "Scrubs the keys and secrets of every client made here from the records logged through a logger."
+    "Scrubs the keys and secrets of the clients made here from each record it sees."
 
     def __init__(self):
         super().__init__()
@@ -68,7 +65,8 @@ class _Redacting(logging.Filter):
             record.msg, record.args = '(a message that could not be checked for secrets)', None
         return True
 
-
+# %% ../../nbs/exchange/04_connection.ipynb #438da3be
+log = logging.getLogger('botcore.exchange.binance')
 _redacting = _Redacting()
 ccxt_log = logging.getLogger('botcore.exchange.binance.ccxt')
 for _l in (log, ccxt_log):
@@ -79,9 +77,9 @@ def _rebase(url: str, base: str) -> str:
     parts = urlsplit(url)
     return base.rstrip('/') + parts.path + (f'?{parts.query}' if parts.query else '')
 
-
+# %% ../../nbs/exchange/04_connection.ipynb #25867fa5
 def point_urls(urls: dict, rest_url: str | None = None, ws_url: str | None = None) -> dict:
-    "ccxt's `urls['api']` with every http(s) URL moved to `rest_url` and every ws(s) URL to `ws_url`, paths kept."
+    "ccxt's `urls['api']`, http(s) URLs moved to `rest_url` and ws(s) URLs to `ws_url`, paths kept."
     if rest_url and not ws_url:
         ws_url = re.sub(r'^http', 'ws', rest_url)
 
@@ -99,7 +97,7 @@ def point_urls(urls: dict, rest_url: str | None = None, ws_url: str | None = Non
 # %% ../../nbs/exchange/04_connection.ipynb #c09d8530
 @dataclass
 class BinanceConnection:
-    "How to reach Binance: market type, mainnet or spot testnet, API keys, URL overrides and retries."
+    "How to reach Binance: market type, mainnet or testnet, API keys, URL overrides, retries."
     market_type: str = 'spot'                     # 'spot' or 'futures' (USD-M)
     testnet: bool = False
     api_key: str | None = field(default=None, repr=False)
@@ -107,17 +105,20 @@ class BinanceConnection:
     rest_url: str | None = None
     ws_url: str | None = None
     max_retries: int = 5
-    retry_delay: float = 1.0                      # seconds before the first retry; doubles each time
+    # seconds before the first retry; the wait doubles with each retry
+    retry_delay: float = 1.0
 
     def __post_init__(self):
-        if self.market_type not in ('spot', 'futures'): raise ValueError(f"market_type={self.market_type!r}: expected 'spot' or 'futures'")
+        if self.market_type not in ('spot', 'futures'):
+            raise ValueError(f"market_type={self.market_type!r}: expected 'spot' or 'futures'")
         _redacting.secrets.update(s for s in (self.api_key, self.api_secret) if s)
 
     @classmethod
     def from_settings(cls, settings) -> BinanceConnection:
-        "The connection `[exchange]` describes; the testnet when `market_data.source` is binance-testnet."
+        "`[exchange]`'s connection; the testnet when `market_data.source` is binance-testnet."
         ex, secret = settings.exchange, lambda v: None if v is None else v.get_secret_value()
-        return cls(ex.market_type, settings.market_data.source == 'binance-testnet', secret(ex.api_key), secret(ex.api_secret),
+        testnet = settings.market_data.source == 'binance-testnet'
+        return cls(ex.market_type, testnet, secret(ex.api_key), secret(ex.api_secret),
                    ex.rest_url, ex.ws_url, ex.max_retries, ex.retry_delay_seconds)
 
     @property
@@ -126,13 +127,12 @@ class BinanceConnection:
 
 # %% ../../nbs/exchange/04_connection.ipynb #ba921bb7
 class _KlineWatcher(ccxt_pro.binance):
-    "ccxt.pro's Binance client, also keeping each kline Binance marks closed and the newest open time per market."
+    "ccxt.pro's Binance client that also keeps the closed klines and the newest open times."
 
     def __init__(self, config=None):
         super().__init__(config or {})
-        self.closed_klines: dict[
-            str, dict[int, list]
-        ] = {}  # market id -> {open ms: [t, o, h, l, c, v]}
+        # market id -> {open ms: [t, o, h, l, c, v]}
+        self.closed_klines: dict[str, dict[int, list]] = {}
         self.newest_open: dict[str, int] = {}
 
     def handle_ohlcv(self, client, message):
@@ -149,49 +149,63 @@ class _KlineWatcher(ccxt_pro.binance):
 def client(self: BinanceConnection, pro: bool = False):
     "A ccxt Binance client for this connection: REST (`ccxt.async_support`), or `pro` for streams."
     spot = self.market_type == 'spot'
+    options = {'defaultType': 'spot' if spot else 'swap',
+               'fetchMarkets': {'types': ['spot' if spot else 'linear']},
+               'fetchCurrencies': False, 'fetchMargins': False,
+               'warnOnFetchOpenOrdersWithoutSymbol': False,
+               'fetchOpenOrders': {'warnWithoutSymbol': False}}
     c = (_KlineWatcher if pro else ccxt_async.binance)({
-        'enableRateLimit': True, 'apiKey': self.api_key, 'secret': self.api_secret, 'logger': ccxt_log,
-        'options': {'defaultType': 'spot' if spot else 'swap', 'fetchMarkets': {'types': ['spot' if spot else 'linear']},
-                    'fetchCurrencies': False, 'fetchMargins': False, 'warnOnFetchOpenOrdersWithoutSymbol': False,
-                    'fetchOpenOrders': {'warnWithoutSymbol': False}}})
+        'enableRateLimit': True, 'apiKey': self.api_key, 'secret': self.api_secret,
+        'logger': ccxt_log, 'options': options})
     if self.testnet and spot: c.set_sandbox_mode(True)
-    elif self.testnet: c.enable_demo_trading(True)      # ccxt: Binance retired the futures testnet for its demo trading
-    if self.rest_url or self.ws_url: c.urls['api'] = point_urls(c.urls['api'], self.rest_url, self.ws_url)
+    elif self.testnet: c.enable_demo_trading(True)  # Binance retired its futures testnet for this
+    if self.rest_url or self.ws_url:
+        c.urls['api'] = point_urls(c.urls['api'], self.rest_url, self.ws_url)
     return c
 
 # %% ../../nbs/exchange/04_connection.ipynb #a09d9956
-_KIND = ((ccxt.InsufficientFunds, 'insufficient funds'), (ccxt.BadSymbol, 'unknown symbol'), (ccxt.InvalidOrder, 'invalid order'),
-         (ccxt.BadRequest, 'bad request'), (ccxt.OperationRejected, 'refused'))
-
 def _binance_words(text: str) -> str:
-    "Binance's `msg` (and code) from a ccxt error's text, else the text without ccxt's `binance` prefix."
+    "Binance's `msg` and code in a ccxt error's text, else the text less ccxt's `binance` prefix."
     m = re.search(r'"code"\s*:\s*(-?\d+)\s*,\s*"msg"\s*:\s*"([^"]*)"', text)
     return f"{m[2]} (Binance {m[1]})" if m else re.sub(r'^binance\s+', '', text)
 
+# %% ../../nbs/exchange/04_connection.ipynb #83f63482
+_KIND = ((ccxt.InsufficientFunds, 'insufficient funds'), (ccxt.BadSymbol, 'unknown symbol'),
+         (ccxt.InvalidOrder, 'invalid order'), (ccxt.BadRequest, 'bad request'),
+         (ccxt.OperationRejected, 'refused'))
+
 @patch
-def mapped(self: BinanceConnection, e: Exception, what: str, order: Order | None = None) -> Exception:
-    "The `botcore` error for ccxt's `e` raised while doing `what` (for `order`, refusals are `OrderRejected`)."
+def mapped(self: BinanceConnection, e: Exception, what: str,
+           order: Order | None = None) -> Exception:
+    "The `botcore` error for ccxt's `e` raised doing `what`; for an `order`, an `OrderRejected`."
     text = self.redact(e)
     if isinstance(e, ccxt.AuthenticationError):
-        return ExchangeAuthError(f"{what}: Binance refused the API key: {_binance_words(text)}; check [exchange] api_key and api_secret "
-                                 "(or BINANCE_API_KEY / BINANCE_API_SECRET) and the key's permissions")
+        return ExchangeAuthError(
+            f"{what}: Binance refused the API key: {_binance_words(text)}; "
+            "check [exchange] api_key and api_secret "
+            "(or BINANCE_API_KEY / BINANCE_API_SECRET) and the key's permissions")
     if order is not None and not isinstance(e, ccxt.OrderNotFound):
         for cls, kind in _KIND:
-            if isinstance(e, cls): return OrderRejected(order.client_order_id, f"{kind}: {_binance_words(text)}", order)
+            if isinstance(e, cls):
+                return OrderRejected(order.client_order_id, f"{kind}: {_binance_words(text)}",
+                                     order)
     if isinstance(e, ccxt.OrderNotFound): return OrderNotFound(f"{what}: {_binance_words(text)}")
-    if isinstance(e, ccxt.NetworkError): return ExchangeError(f"{what}: no answer from Binance after {self.max_retries} retries: {text}")
+    if isinstance(e, ccxt.NetworkError):
+        return ExchangeError(
+            f"{what}: no answer from Binance after {self.max_retries} retries: {text}")
     return ExchangeError(f"{what}: {text}")
 
 # %% ../../nbs/exchange/04_connection.ipynb #0010433a
 @patch
 async def call(self: BinanceConnection, what: str, fn, *args, **kwargs):
-    "`await fn(*args, **kwargs)`, retrying network errors and rate limits with exponential backoff; ccxt's errors `mapped`."
+    "`await fn(*args, **kwargs)`, retrying network errors and rate limits; ccxt's errors `mapped`."
     for attempt in range(self.max_retries + 1):
         try: return await fn(*args, **kwargs)
         except ccxt.NetworkError as e:
             if attempt == self.max_retries: raise self.mapped(e, what) from None
             wait = self.retry_delay * 2 ** attempt
-            log.warning("%s: %s; retry %d/%d in %.2f s", what, self.redact(e)[:300], attempt + 1, self.max_retries, wait)
+            log.warning("%s: %s; retry %d/%d in %.2f s", what, self.redact(e)[:300], attempt + 1,
+                        self.max_retries, wait)
             await asyncio.sleep(wait)
         except ccxt.BaseError as e: raise self.mapped(e, what) from None
 
@@ -200,14 +214,16 @@ def _num(x) -> float | None:
     try: return float(x) if x is not None and float(x) > 0 else None
     except (TypeError, ValueError): return None
 
+# %% ../../nbs/exchange/04_connection.ipynb #eb57f048
 def _round(x: float, step: float | None, rounding) -> float:
     if not step: return float(x)
     s = Decimal(repr(step))
     return float((Decimal(repr(x)) / s).to_integral_value(rounding) * s)
 
+# %% ../../nbs/exchange/04_connection.ipynb #d32e7b01
 @dataclass(frozen=True)
 class SymbolFilters:
-    "A symbol's trading rules as Binance states them: tick size, step size, minimum quantity, minimum notional."
+    "A symbol's trading rules from Binance: tick size, step size, minimum quantity and notional."
     symbol: str
     tick_size: float | None = None
     step_size: float | None = None
@@ -217,49 +233,63 @@ class SymbolFilters:
 
     @classmethod
     def from_market(cls, market: dict) -> SymbolFilters:
-        "The filters of a ccxt market, from Binance's own `filters` list (ccxt's parsed limits where it lacks one)."
+        "The filters of a ccxt market."
         f = {x.get('filterType'): x for x in (market.get('info') or {}).get('filters', [])}
         notional = 'NOTIONAL' if 'NOTIONAL' in f else 'MIN_NOTIONAL'
-        nf = f.get(notional, {})
-        return cls(market['id'], _num(f.get('PRICE_FILTER', {}).get('tickSize')) or _num(market['precision'].get('price')),
-                   _num(f.get('LOT_SIZE', {}).get('stepSize')) or _num(market['precision'].get('amount')),
-                   _num(f.get('LOT_SIZE', {}).get('minQty')) or _num(market['limits']['amount'].get('min')),
-                   _num(nf.get('minNotional', nf.get('notional'))) or _num(market['limits']['cost'].get('min')), notional)
+        nf, lot = f.get(notional, {}), f.get('LOT_SIZE', {})
+        tick = f.get('PRICE_FILTER', {}).get('tickSize')
+        min_cost = nf.get('minNotional', nf.get('notional'))
+        return cls(market['id'],
+                   _num(tick) or _num(market['precision'].get('price')),
+                   _num(lot.get('stepSize')) or _num(market['precision'].get('amount')),
+                   _num(lot.get('minQty')) or _num(market['limits']['amount'].get('min')),
+                   _num(min_cost) or _num(market['limits']['cost'].get('min')),
+                   notional)
 
 # %% ../../nbs/exchange/04_connection.ipynb #dcc1a5e4
 @patch
 def apply(self: SymbolFilters, order: Order, price: float | None = None) -> Order:
-    "`order` rounded to the step size and tick; `OrderRejected` naming the filter it still breaks (`price`: the market price)."
+    "`order` on step and tick, else `OrderRejected` naming the filter it breaks (`price`: market)."
     reject = lambda why: OrderRejected(order.client_order_id, why, order)
     qty = _round(order.quantity, self.step_size, ROUND_DOWN)
     if qty <= 0 or (self.min_qty and qty < self.min_qty):
-        raise reject(f"LOT_SIZE: quantity {order.quantity:.8g} rounds down to {qty:.8g} (step size {self.step_size or 0:g}), "
-                     f"below the minimum quantity {self.min_qty or self.step_size or 0:g} of {self.symbol}")
-    limit = None if order.price is None else _round(order.price, self.tick_size, ROUND_DOWN if order.side is Side.BUY else ROUND_UP)
-    if limit is not None and limit <= 0: raise reject(f"PRICE_FILTER: price {order.price:g} rounds to 0 at tick size {self.tick_size or 0:g}")
+        raise reject(f"LOT_SIZE: quantity {order.quantity:.8g} rounds down to {qty:.8g} "
+                     f"(step size {self.step_size or 0:g}), below the minimum quantity "
+                     f"{self.min_qty or self.step_size or 0:g} of {self.symbol}")
+    safe_side = ROUND_DOWN if order.side is Side.BUY else ROUND_UP
+    limit = None if order.price is None else _round(order.price, self.tick_size, safe_side)
+    if limit is not None and limit <= 0:
+        raise reject(f"PRICE_FILTER: price {order.price:g} rounds to 0 "
+                     f"at tick size {self.tick_size or 0:g}")
     ref = limit if limit is not None else price
     if self.min_notional and ref is not None and qty * ref < self.min_notional:
-        raise reject(f"{self.notional_filter}: {qty:.8g} {self.symbol} at {ref:,.8g} is worth {qty * ref:,.4f}, "
+        raise reject(f"{self.notional_filter}: {qty:.8g} {self.symbol} at {ref:,.8g} "
+                     f"is worth {qty * ref:,.4f}, "
                      f"below the minimum notional {self.min_notional:g} of {self.symbol}")
     return order.model_copy(update=dict(quantity=qty, price=limit))
 
 # %% ../../nbs/exchange/04_connection.ipynb #ff56cb9a
-_STATUS = {'open': OrderStatus.NEW, 'closed': OrderStatus.FILLED, 'canceled': OrderStatus.CANCELED, 'cancelled': OrderStatus.CANCELED,
+_STATUS = {'open': OrderStatus.NEW, 'closed': OrderStatus.FILLED,
+           'canceled': OrderStatus.CANCELED, 'cancelled': OrderStatus.CANCELED,
            'expired': OrderStatus.CANCELED, 'rejected': OrderStatus.REJECTED}
 
 def order_from_ccxt(o: dict, symbol: str, client_order_id: str | None = None) -> Order:
-    "A `botcore` `Order` from ccxt's order `o` of Binance symbol `symbol` (and `client_order_id`: a cancel's answer carries a new one)."
+    "A `botcore` `Order` from ccxt's order `o` on `symbol`, its id `client_order_id` if given."
     status = _STATUS.get(o.get('status'), OrderStatus.NEW)
-    if status is OrderStatus.NEW and (o.get('filled') or 0) > 0: status = OrderStatus.PARTIALLY_FILLED
+    if status is OrderStatus.NEW and (o.get('filled') or 0) > 0:
+        status = OrderStatus.PARTIALLY_FILLED
     kind = OrderType.MARKET if (o.get('type') or 'market').lower() == 'market' else OrderType.LIMIT
-    return Order(client_order_id=client_order_id or o.get('clientOrderId'), symbol=symbol, side=Side(o['side'].upper()), type=kind,
-                 quantity=o['amount'], price=o.get('price') if kind is OrderType.LIMIT else None, status=status,
-                 created_at=utc_from_ms(ts) if (ts := o.get('timestamp')) else datetime.now(timezone.utc))
+    ts = o.get('timestamp')
+    return Order(client_order_id=client_order_id or o.get('clientOrderId'), symbol=symbol,
+                 side=Side(o['side'].upper()), type=kind, quantity=o['amount'],
+                 price=o.get('price') if kind is OrderType.LIMIT else None, status=status,
+                 created_at=utc_from_ms(ts) if ts else datetime.now(timezone.utc))
 
 # %% ../../nbs/exchange/04_connection.ipynb #c99fcc55
 def fee_in_quote(fee: dict | None, market: dict, price: float, quantity: float) -> float:
-    "A fill's fee in the quote currency: as is, valued at `price` if paid in the base asset, else estimated at the taker rate."
+    "A fill's fee in the quote currency (a base-asset fee at `price`, another at the taker rate)."
     cost = (fee or {}).get('cost')
-    if cost is not None and fee.get('currency') in (None, market.get('quote'), market.get('settle')): return float(cost)
+    in_quote = (None, market.get('quote'), market.get('settle'))
+    if cost is not None and fee.get('currency') in in_quote: return float(cost)
     if cost is not None and fee.get('currency') == market.get('base'): return float(cost) * price
     return (market.get('taker') or 0.001) * price * quantity

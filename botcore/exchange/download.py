@@ -1,4 +1,4 @@
-"""Binance's candle history into Parquet files in the bundled format: resumable, saved as it goes, each file credited in `SOURCES.md`; `botcore download`.
+"""`botcore download`: Binance's candle history into Parquet, resumable and credited.
 
 Docs: https://botcore.github.io/botcore/exchange/download.html.md"""
 
@@ -37,9 +37,9 @@ def _ms(when) -> int | None:
         return int(when)
     return ms_from_utc(pd.Timestamp(when).to_pydatetime())
 
-
+# %% ../../nbs/exchange/07_download.ipynb #13ee2b3a
 def _save_candles(path: Path, df: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
-    "Write `df` to `path` atomically in the bundled format (timestamp + OHLCV columns, zstd Parquet)."
+    "Write `df` to `path` atomically in the bundled format (timestamp + OHLCV, zstd Parquet)."
     validate_candles(df, timeframe, name=path.name)
     out = pd.DataFrame(
         {'timestamp': open_times_ms(df)} | {k: df[k].to_numpy('float64') for k in CANDLE_COLUMNS}
@@ -51,17 +51,25 @@ def _save_candles(path: Path, df: pd.DataFrame, timeframe: Timeframe) -> pd.Data
 
 # %% ../../nbs/exchange/07_download.ipynb #7babd80a
 _SECTION = "## Downloaded with `botcore download`"
-_HEADER = "| file | rows | first (UTC) | last (UTC) | missing candles | source | fetched (UTC) |\n|---|---:|---|---|---|---|---|"
+_HEADER = ("| file | rows | first (UTC) | last (UTC) | missing candles | source | fetched (UTC) |\n"
+           "|---|---:|---|---|---|---|---|")
 
-def attribute(path: Path, df: pd.DataFrame, timeframe: Timeframe, source: str) -> Path:
-    "Add or update `path`'s row in the `SOURCES.md` beside it: rows, range, missing candles and where they came from."
-    sources, name = path.parent / 'SOURCES.md', path.name
+def _source_row(name: str, df: pd.DataFrame, timeframe: Timeframe, source: str) -> str:
+    "The `SOURCES.md` row of file `name`: rows, first and last candle, missing ones, source, now."
     gaps, fmt = find_gaps(df, timeframe), (lambda t: t.strftime('%Y-%m-%d %H:%M'))
     missing = f"{int(gaps.missing.sum()):,} in {len(gaps)} gaps" if len(gaps) else '0'
-    row = (f"| {name} | {len(df):,} | {fmt(df.index[0])} | {fmt(df.index[-1])} | {missing} | {source} | "
-           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} |")
+    return (f"| {name} | {len(df):,} | {fmt(df.index[0])} | {fmt(df.index[-1])} | {missing} | "
+            f"{source} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} |")
+
+# %% ../../nbs/exchange/07_download.ipynb #7dda4281
+def attribute(path: Path, df: pd.DataFrame, timeframe: Timeframe, source: str) -> Path:
+    "Add or update `path`'s row in the `SOURCES.md` beside it; that file."
+    sources, name = path.parent / 'SOURCES.md', path.name
+    row = _source_row(name, df, timeframe, source)
     text = sources.read_text() if sources.exists() else "# Candle sources\n"
-    if _SECTION not in text: text = text.rstrip('\n') + f"\n\n{_SECTION}\nCandles fetched from Binance's public market data by `botcore download`.\n\n{_HEADER}\n"
+    if _SECTION not in text:
+        intro = "Candles fetched from Binance's public market data by `botcore download`."
+        text = text.rstrip('\n') + f"\n\n{_SECTION}\n{intro}\n\n{_HEADER}\n"
     head, _, tail = text.partition(_SECTION)
     lines = tail.split('\n')
     at = next((i for i, l in enumerate(lines) if l.startswith(f"| {name} |")), None)
@@ -74,62 +82,86 @@ def attribute(path: Path, df: pd.DataFrame, timeframe: Timeframe, source: str) -
     return sources
 
 # %% ../../nbs/exchange/07_download.ipynb #77022391
-async def download_candles_async(symbol: str, timeframe: Timeframe | str, since=None, path: str | Path | None = None, until=None,
-                                 progress: bool = True, market: BinanceMarketData | None = None, settings=None,
-                                 checkpoint_seconds: float = 30.0) -> Path:
-    "`download_candles` in a running event loop; `market` (default: from `settings`) is the Binance to ask."
-    from tqdm.auto import tqdm
-    tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
-    path = Path(path).expanduser() if path else bundled_dir() / f"{sym}-{tf}.parquet"
+def _resume(path: Path, tf: Timeframe, since) -> tuple[pd.DataFrame | None, int]:
+    "The candles already in `path` (or None) and the open time to download from."
     have = load_candles(path=path, timeframe=tf) if path.exists() else None
     start = _ms(since)
     if have is not None and len(have): start = max(start or 0, int(open_times_ms(have)[-1]) + tf.ms)
-    if start is None: raise ValueError(f"since: give the first candle's date, e.g. 2024-01-01 (there is no {path} to resume)")
+    if start is None:
+        raise ValueError(f"since: give the first candle's date, e.g. 2024-01-01 "
+                         f"(there is no {path} to resume)")
+    return have, start
+
+# %% ../../nbs/exchange/07_download.ipynb #6f678b1d
+async def _download(market: BinanceMarketData, sym: str, tf: Timeframe, start: int, end: int,
+                    path: Path, have: pd.DataFrame | None, checkpoint_seconds: float, bar) -> None:
+    "Page `sym`'s candles in [start, end) into `path` after `have`, saving them as it goes."
+    frames, fetched, saved_at = [] if have is None else [have], 0, time.monotonic()
+    try:
+        cursor = start
+        async for page in market.pages(sym, start, end):
+            frames.append(ohlcv_frame(page))
+            fetched += len(page)
+            bar.update((int(page[-1][0]) + tf.ms - cursor) // tf.ms)
+            cursor = int(page[-1][0]) + tf.ms
+            if time.monotonic() - saved_at >= checkpoint_seconds:
+                frames = [_save_candles(path, pd.concat(frames), tf)]
+                saved_at = time.monotonic()
+    finally:
+        if fetched:
+            frames = [_save_candles(path, pd.concat(frames), tf)]
+            attribute(path, frames[0], tf, market.source_name())
+
+# %% ../../nbs/exchange/07_download.ipynb #510b32c1
+async def download_candles_async(symbol: str, timeframe: Timeframe | str, since=None,
+                                 path: str | Path | None = None, until=None, progress: bool = True,
+                                 market: BinanceMarketData | None = None, settings=None,
+                                 checkpoint_seconds: float = 30.0) -> Path:
+    "`download_candles` in a running event loop, asking `market` (default: from `settings`)."
+    from tqdm.auto import tqdm
+    tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
+    path = Path(path).expanduser() if path else bundled_dir() / f"{sym}-{tf}.parquet"
+    have, start = _resume(path, tf, since)
     own = market is None
     if own:
         from botcore.config import read_settings
         market = BinanceMarketData.from_settings(settings or read_settings(), [sym], tf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames, fetched, saved_at = [] if have is None else [have], 0, time.monotonic()
     try:
-        end = await market.forming_open(sym) if until is None else min(await market.forming_open(sym), _ms(until))
-        with tqdm(total=max(0, (end - start) // tf.ms), unit='candle', desc=f"{sym} {tf}", disable=not progress) as bar:
-            try:
-                cursor = start
-                async for page in market.pages(sym, start, end):
-                    frames.append(ohlcv_frame(page))
-                    fetched += len(page)
-                    bar.update((int(page[-1][0]) + tf.ms - cursor) // tf.ms)
-                    cursor = int(page[-1][0]) + tf.ms
-                    if time.monotonic() - saved_at >= checkpoint_seconds:
-                        frames, saved_at = [_save_candles(path, pd.concat(frames), tf)], time.monotonic()
-            finally:
-                if fetched:
-                    frames = [_save_candles(path, pd.concat(frames), tf)]
-                    attribute(path, frames[0], tf, market.source_name())
+        forming = await market.forming_open(sym)
+        end = forming if until is None else min(forming, _ms(until))
+        total = max(0, (end - start) // tf.ms)
+        with tqdm(total=total, unit='candle', desc=f"{sym} {tf}", disable=not progress) as bar:
+            await _download(market, sym, tf, start, end, path, have, checkpoint_seconds, bar)
     finally:
         if own: await market.close()
     return path
 
 # %% ../../nbs/exchange/07_download.ipynb #38f9e781
-def download_candles(symbol: str, timeframe: Timeframe | str, since=None, path: str | Path | None = None, until=None,
-                     progress: bool = True, settings=None) -> Path:
-    "Fetch `symbol`'s `timeframe` candles from `since` (default: after the file's last) until `until` (default: now) into Parquet; the file."
-    return asyncio.run(download_candles_async(symbol, timeframe, since, path, until, progress, settings=settings))
+def download_candles(symbol: str, timeframe: Timeframe | str, since=None,
+                     path: str | Path | None = None, until=None, progress: bool = True,
+                     settings=None) -> Path:
+    "Fetch `symbol`'s candles from `since` (or the file's end) until `until` (or now); the file."
+    return asyncio.run(download_candles_async(symbol, timeframe, since, path, until, progress,
+                                              settings=settings))
 
+# %% ../../nbs/exchange/07_download.ipynb #973a758f
 def download_cmd(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
                  timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
-                 since: str = None,  # first candle's open time, UTC, e.g. 2024-01-01 (default: continue the file after its last candle)
+                 since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: file's end)
                  until: str = None,  # stop before this time, UTC (default: the last closed candle)
-                 path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet, beside the bundled series)
+                 path: str = None,  # Parquet file (default: data/SYMBOL-TIMEFRAME.parquet)
                  progress: bool = True,  # progress bar (--no-progress: none)
-                 config: str = None):  # path to a botcore.toml ([exchange] rest_url points at another host)
+                 config: str = None):  # a botcore.toml ([exchange] rest_url: another host)
     "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
     from botcore.config import ConfigError, read_settings
     try:
-        p = download_candles(symbol, timeframe, since, path, until, progress, settings=read_settings(config))
+        p = download_candles(symbol, timeframe, since, path, until, progress,
+                             settings=read_settings(config))
         df = load_candles(path=p, timeframe=timeframe)
     except (ConfigError, ValueError, ExchangeError) as e:
         print(f"botcore download: {e}", file=sys.stderr)
         return 2 if isinstance(e, (ConfigError, ValueError)) else 1
-    print(f"{p}: {len(df):,} candles, {df.index[0]:%Y-%m-%d %H:%M} to {df.index[-1]:%Y-%m-%d %H:%M} UTC" if len(df) else f"{p}: no candles")
+    if not len(df): return print(f"{p}: no candles")
+    print(f"{p}: {len(df):,} candles, "
+          f"{df.index[0]:%Y-%m-%d %H:%M} to {df.index[-1]:%Y-%m-%d %H:%M} UTC")

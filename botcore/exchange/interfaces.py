@@ -1,4 +1,4 @@
-"""The interfaces the engine trades through: where candles come from, where orders go, their errors.
+"""The interfaces the engine trades through: where candles come from, where orders go.
 
 Docs: https://botcore.github.io/botcore/exchange/interfaces.html.md"""
 
@@ -31,13 +31,13 @@ class OrderRejected(ExchangeError):
         self.client_order_id, self.reason, self.order = client_order_id, reason, order
         super().__init__(f"order {client_order_id} rejected: {reason}")
 
-
+# %% ../../nbs/exchange/01_interfaces.ipynb #a5405a4b
 class OrderNotFound(ExchangeError):
     "An order id the exchange does not know."
 
-
+# %% ../../nbs/exchange/01_interfaces.ipynb #509066cd
 class ExchangeAuthError(ExchangeError):
-    "The exchange refused the API key or its permissions: retrying cannot help, so the engine stops."
+    "The exchange refused the API key or its permissions: the engine stops."
 
 # %% ../../nbs/exchange/01_interfaces.ipynb #f525b21d
 class OrderResult(BaseModel):
@@ -59,28 +59,22 @@ class OrderResult(BaseModel):
 # %% ../../nbs/exchange/01_interfaces.ipynb #f05d2637
 class MarketData(ABC):
     "Where closed candles come from: history on request, then each candle as it closes."
-
     timeframe: Timeframe
     symbols: list[str]
 
     @abstractmethod
-    async def fetch_candles(
-        self, symbol: str, limit: int, until_ms: int | None = None
-    ) -> pd.DataFrame:
-        "The `limit` most recent closed candles of `symbol` opening before `until_ms` (default: now), as `load_candles` gives them."
+    async def fetch_candles(self, symbol: str, limit: int,
+                            until_ms: int | None = None) -> pd.DataFrame:
+        "The `limit` latest closed candles of `symbol` opening before `until_ms` (default: now)."
 
     @abstractmethod
     def stream(self, after_ms: dict[str, int] | None = None) -> AsyncIterator[tuple[str, Candle]]:
-        "(symbol, candle) for each candle as it closes, in time order across symbols; after `after_ms[symbol]` where given."
+        "(symbol, candle) as each candle closes, in time order; after `after_ms[symbol]` if given."
 
     async def close(self) -> None:
         "Release connections and end the streams."
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
+    async def __aenter__(self): return self
+    async def __aexit__(self, *exc): await self.close()
 
 # %% ../../nbs/exchange/01_interfaces.ipynb #f7007f93
 class Exchange(ABC):
@@ -100,11 +94,11 @@ class Exchange(ABC):
     async def fetch_order(self, symbol: str, client_order_id: str) -> Order | None:
         "The order as the exchange has it now, or None if it does not know the id."
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        "The orders resting on the book (of `symbol`, or all); optional for an exchange that only takes market orders."
+        "The orders resting on the book (of `symbol`, or all); optional."
         raise NotImplementedError(f"{type(self).__name__} does not list open orders")
     @abstractmethod
     async def fetch_balance(self) -> dict:
-        "{'cash': wallet balance, 'equity': cash + unrealized PnL, 'used_margin', 'free', 'unrealized_pnl'}, in `quote`."
+        "{'cash', 'equity', 'used_margin', 'free', 'unrealized_pnl'}, in `quote`."
     @abstractmethod
     async def fetch_positions(self) -> list[Position]:
         "The open positions, one net position per symbol."
@@ -128,14 +122,14 @@ def concrete(cls: type) -> type:
 
 # %% ../../nbs/exchange/01_interfaces.ipynb #3ad892b9
 def ohlcv_frame(rows: Iterable) -> pd.DataFrame:
-    "Candles in `load_candles`' shape from ccxt's rows `[[open ms, open, high, low, close, volume], ...]`."
+    "`load_candles`' frame from ccxt's OHLCV rows `[open ms, open, high, low, close, volume]`."
     frame = pd.DataFrame(list(rows), columns=['timestamp', *CANDLE_COLUMNS])
     return candle_frame(frame, name='ohlcv')
 
 # %% ../../nbs/exchange/01_interfaces.ipynb #c69b67d9
 def closed_candles(df: pd.DataFrame, timeframe: Timeframe | str, limit: int,
                    until_ms: int | None = None, now_ms: int | None = None) -> pd.DataFrame:
-    "The last `limit` candles of the sorted `df` that open before `until_ms` and closed by `now_ms`."
+    "The last `limit` candles of sorted `df` opening before `until_ms` and closed by `now_ms`."
     if limit < 1: raise ValueError(f"limit={limit!r}: must be at least 1")
     tf, ts = Timeframe.parse(timeframe), open_times_ms(df)
     end = len(ts)

@@ -23,21 +23,26 @@ __all__ = ['MarginAccount', 'PaperExchange']
 _DUST = 1e-9   # a remainder smaller than this fraction of a position is float noise, not a position
 
 class MarginAccount:
-    "The books of a margin account in the quote currency: cash, one net position per symbol, the margin they hold."
-    def __init__(self, cash: float = 10_000.0, leverage: float = 1.0, positions: Iterable[Position] | Mapping | None = None,
+    "A margin account's books in the quote currency: cash, net positions, the margin they hold."
+    def __init__(self, cash: float = 10_000.0, leverage: float = 1.0,
+                 positions: Iterable[Position] | Mapping | None = None,
                  quote: str = 'USDT', spot: bool = False):
         if not math.isfinite(cash): raise ValueError(f"cash={cash!r}: must be a finite number")
         if not leverage >= 1: raise ValueError(f"leverage={leverage!r}: must be at least 1")
         self.cash, self.leverage, self.quote, self.spot = float(cash), float(leverage), quote, spot
         self.positions: dict[str, Position] = {}
         for p in (positions.values() if isinstance(positions, Mapping) else positions or []):
-            if p.symbol in self.positions: raise ValueError(f"positions: two for {p.symbol}; an account holds one net position per symbol")
+            if p.symbol in self.positions:
+                raise ValueError(f"positions: two for {p.symbol}; "
+                                 "an account holds one net position per symbol")
             self.positions[p.symbol] = p
         self.prices: dict[str, float] = {}     # the latest (mark) price of each symbol
         self.reserved: dict[str, float] = {}   # margin and fee held for each resting order
         self.trades: list[Trade] = []          # closed round trips
 
-    def __repr__(self): return f"MarginAccount(cash={self.cash:,.2f} {self.quote}, positions={list(self.positions.values())})"
+    def __repr__(self):
+        positions = list(self.positions.values())
+        return f"MarginAccount(cash={self.cash:,.2f} {self.quote}, positions={positions})"
 
 # %% ../../nbs/exchange/02_paper.ipynb #c75f695f
 @patch
@@ -45,26 +50,20 @@ def mark(self: MarginAccount, symbol: str) -> float:
     "The latest price of `symbol`, else its position's entry price."
     return self.prices.get(symbol) or self.positions[symbol].entry_price
 
-
+# %% ../../nbs/exchange/02_paper.ipynb #4968c518
 @patch
 def balance(self: MarginAccount) -> dict:
-    "cash, equity (cash + unrealized PnL), used_margin, free (equity - used margin) and unrealized_pnl."
+    "cash, equity (cash + unrealized), used_margin, free (equity - used margin), unrealized_pnl."
     unrealized = sum(p.unrealized_pnl(self.mark(s)) for s, p in self.positions.items())
-    used = sum(p.size * p.entry_price for p in self.positions.values()) / self.leverage + sum(
-        self.reserved.values()
-    )
-    return dict(
-        cash=self.cash,
-        equity=self.cash + unrealized,
-        used_margin=used,
-        free=self.cash + unrealized - used,
-        unrealized_pnl=unrealized,
-    )
+    held = sum(p.size * p.entry_price for p in self.positions.values()) / self.leverage
+    used = held + sum(self.reserved.values())
+    return dict(cash=self.cash, equity=self.cash + unrealized, used_margin=used,
+                free=self.cash + unrealized - used, unrealized_pnl=unrealized)
 
 # %% ../../nbs/exchange/02_paper.ipynb #3c6c1aa8
 @patch
 def split(self: MarginAccount, symbol: str, side: Side, qty: float) -> tuple[float, float]:
-    "(closing, opening): how much of an order of `qty` on `side` closes the position and how much opens one."
+    "(closing, opening): how much of `qty` on `side` closes the position, how much opens one."
     pos = self.positions.get(symbol)
     if pos is None or pos.side is side:
         return 0.0, qty
@@ -82,7 +81,8 @@ def refusal(
     if not opening:
         return None
     if self.spot and side is Side.SELL:
-        return f"spot market: cannot sell {qty:.8g} {symbol} holding {closing:.8g}; a spot account cannot go short"
+        return (f"spot market: cannot sell {qty:.8g} {symbol} holding {closing:.8g}; "
+                "a spot account cannot go short")
     free, fee_open = self.balance()['free'], fee * opening / qty
     if closing:
         pos = self.positions[symbol]
@@ -98,33 +98,42 @@ def refusal(
 
 # %% ../../nbs/exchange/02_paper.ipynb #e49e48e8
 @patch
-def apply(self: MarginAccount, symbol: str, side: Side, qty: float, price: float, fee: float, at: datetime) -> Trade | None:
-    "Book a fill: pay `fee`, close the position (realising gross PnL into cash) and/or open or add to it; the closed `Trade`."
+def apply(self: MarginAccount, symbol: str, side: Side, qty: float, price: float, fee: float,
+          at: datetime) -> Trade | None:
+    "Book a fill: pay `fee`, close and/or open or add to the position; the closed `Trade`."
     closing, opening = self.split(symbol, side, qty)
     pos, trade = self.positions.get(symbol), None
     fee_close = 0.0 if not closing else fee if not opening else fee * closing / qty
     self.cash -= fee
     if closing:
         entry_fee = pos.entry_fee if closing == pos.size else pos.entry_fee * closing / pos.size
-        trade = Trade.close(pos.model_copy(update=dict(size=closing, entry_fee=entry_fee)), price, at, fee_close)
+        part = pos.model_copy(update=dict(size=closing, entry_fee=entry_fee))
+        trade = Trade.close(part, price, at, fee_close)
         self.cash += trade.gross_pnl
         self.trades.append(trade)
+        rest = dict(size=pos.size - closing, entry_fee=pos.entry_fee - entry_fee)
         if closing == pos.size: del self.positions[symbol]
-        else: self.positions[symbol] = pos.model_copy(update=dict(size=pos.size - closing, entry_fee=pos.entry_fee - entry_fee))
+        else: self.positions[symbol] = pos.model_copy(update=rest)
     if opening:
         cur, fee_open = self.positions.get(symbol), fee - fee_close
-        if cur is None: self.positions[symbol] = Position(symbol=symbol, side=side, size=opening, entry_price=price, opened_at=at,
-                                                          entry_fee=fee_open)
-        else: self.positions[symbol] = cur.model_copy(update=dict(
-            size=cur.size + opening, entry_price=(cur.size * cur.entry_price + opening * price) / (cur.size + opening),
-            entry_fee=cur.entry_fee + fee_open))
+        if cur is None:
+            self.positions[symbol] = Position(symbol=symbol, side=side, size=opening,
+                                              entry_price=price, opened_at=at, entry_fee=fee_open)
+        else:
+            size = cur.size + opening
+            entry = (cur.size * cur.entry_price + opening * price) / size
+            self.positions[symbol] = cur.model_copy(
+                update=dict(size=size, entry_price=entry, entry_fee=cur.entry_fee + fee_open))
     return trade
 
 # %% ../../nbs/exchange/02_paper.ipynb #415e4bc2
 def _utcnow() -> datetime: return datetime.now(timezone.utc)
 
-def _as(order: Order, status: OrderStatus) -> Order: return order.model_copy(update={'status': status})
+# %% ../../nbs/exchange/02_paper.ipynb #73334900
+def _as(order: Order, status: OrderStatus) -> Order:
+    return order.model_copy(update={'status': status})
 
+# %% ../../nbs/exchange/02_paper.ipynb #608a15b7
 class PaperExchange(Exchange):
     "A simulated margin account: market orders fill with the strategy's fee and slippage model."
     name = 'paper'
@@ -139,7 +148,8 @@ class PaperExchange(Exchange):
         if market not in ('paper', 'futures', 'spot'):
             raise ValueError(f"market={market!r}: expected 'paper', 'futures' or 'spot'")
         if market == 'spot' and leverage != 1:
-            raise ValueError(f"leverage={leverage!r}: the spot market trades without leverage (use 1)")
+            raise ValueError(f"leverage={leverage!r}: "
+                             "the spot market trades without leverage (use 1)")
         self.market, self.taker_fee, self.slippage = market, float(taker_fee), float(slippage)
         self.maker_fee = self.taker_fee if maker_fee is None else float(maker_fee)
         self.account = MarginAccount(cash, leverage, positions, self.quote, spot=market == 'spot')
@@ -147,7 +157,8 @@ class PaperExchange(Exchange):
         self.symbols = None if symbols is None else sorted({s.upper() for s in symbols})
         self.clock = clock or _utcnow
         self._results: dict[str, OrderResult] = {}   # every order seen, by client_order_id
-        self._resting: dict[str, int] = {}           # resting limit id -> open time of the candle before
+        # resting limit id -> open time of the candle before it was placed
+        self._resting: dict[str, int] = {}
         self._last_candle: dict[str, int] = {}
         for r in orders: self._restore(r)
 
@@ -222,6 +233,7 @@ def from_params(cls: PaperExchange, params: StrategyParams, cash: float = 10_000
     return cls(cash, params.taker_fee, params.slippage, params.leverage, params.market, positions,
                **kwargs)
 
+# %% ../../nbs/exchange/02_paper.ipynb #faffe6f2
 @patch(as_prop=True)
 def trades(self: PaperExchange) -> list[Trade]: return self.account.trades
 
@@ -249,24 +261,28 @@ def _book(self: PaperExchange, order: Order, price: float, fee: float) -> Fill:
     "Book a fill of the whole `order` at `price` paying `fee`."
     at = self.clock()
     self.account.apply(order.symbol, order.side, order.quantity, price, fee, at)
-    return Fill(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, quantity=order.quantity,
-                price=price, fee=fee, timestamp=at)
+    return Fill(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                quantity=order.quantity, price=price, fee=fee, timestamp=at)
 
+# %% ../../nbs/exchange/02_paper.ipynb #a3fa8cf8
 @patch
 def _fill_market(self: PaperExchange, order: Order, market_price: float | None) -> OrderResult:
     "The filled market order, or `OrderRejected`."
     self._check_symbol(order)
+    cid = order.client_order_id
     if market_price is not None:
         try: ok = math.isfinite(float(market_price)) and float(market_price) > 0
         except (TypeError, ValueError): ok = False
-        if not ok: raise OrderRejected(order.client_order_id, f"market_price={market_price!r} is not a price")
+        if not ok: raise OrderRejected(cid, f"market_price={market_price!r} is not a price")
         self.last_prices[order.symbol] = float(market_price)
     if (price := self.last_prices.get(order.symbol)) is None:
-        raise OrderRejected(order.client_order_id, f"no price known for {order.symbol}: pass market_price or feed it a candle first")
+        raise OrderRejected(cid, f"no price known for {order.symbol}: "
+                                 "pass market_price or feed it a candle first")
     fill_price, fee = fill(price, order.side, order.quantity, self.taker_fee, self.slippage)
     if reason := self.account.refusal(order.symbol, order.side, order.quantity, fill_price, fee):
-        raise OrderRejected(order.client_order_id, reason)
-    return OrderResult(order=_as(order, OrderStatus.FILLED), fills=[self._book(order, fill_price, fee)])
+        raise OrderRejected(cid, reason)
+    filled = _as(order, OrderStatus.FILLED)
+    return OrderResult(order=filled, fills=[self._book(order, fill_price, fee)])
 
 # %% ../../nbs/exchange/02_paper.ipynb #28f8770f
 @patch
@@ -281,7 +297,7 @@ def _rest(self: PaperExchange, order: Order) -> OrderResult:
     self._resting[order.client_order_id] = self._last_candle.get(order.symbol, -1)
     return OrderResult(order=_as(order, OrderStatus.NEW))
 
-
+# %% ../../nbs/exchange/02_paper.ipynb #c5ba2e72
 @patch
 def _restore(self: PaperExchange, r: OrderResult | Order):
     "Remember an order from before a restart; a resting limit order rests again."
@@ -298,7 +314,7 @@ def _restore(self: PaperExchange, r: OrderResult | Order):
 # %% ../../nbs/exchange/02_paper.ipynb #bf7cd990
 @patch
 def on_candle(self: PaperExchange, symbol: str, candle: Candle) -> None:
-    "Note `candle`'s close as the latest price and fill the resting limit orders of `symbol` it crosses."
+    "Note `candle`'s close as the latest price; fill the resting limits of `symbol` it crosses."
     self.last_prices[symbol] = candle.close
     for cid, before in list(self._resting.items()):
         o = self._results[cid].order

@@ -15,26 +15,40 @@ from fastcore.basics import patch
 from ..core import Candle, Timeframe, utc_from_ms
 from ..data.candles import (CANDLE_COLUMNS, bundled_series, infer_timeframe, load_candles,
                                   open_times_ms, resample_candles, validate_candles)
-from .interfaces import ExchangeError, MarketData, closed_candles
+from .interfaces import ExchangeError, MarketData, closed_candles, concrete
 
 # %% auto #0
 __all__ = ['replay_series', 'ReplayMarketData']
 
 # %% ../../nbs/exchange/03_replay.ipynb #b6f351d1
-def _makes(src: Timeframe, tf: Timeframe) -> bool: return tf.ms % src.ms == 0
+def _makes(src: Timeframe, tf: Timeframe) -> bool:
+    "Whether candles at `src` resample to `tf` candles."
+    return tf.ms % src.ms == 0
 
-def replay_series(symbols: list[str], timeframe: Timeframe | str, frames: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
-    "Each symbol's candles at `timeframe`, from `frames` or the bundle, resampled from a finer timeframe where needed."
+# %% ../../nbs/exchange/03_replay.ipynb #2a308b7f
+def _no_common_timeframe(tf: Timeframe, missing: list[str],
+                         have: dict[str, list[Timeframe]]) -> str:
+    "Why the symbols in `missing` cannot make `tf` candles from the timeframes they `have`."
+    common = [t.value for t in Timeframe
+              if all(any(_makes(h, t) for h in ts) for ts in have.values())]
+    listing = '; '.join(f"{s} {', '.join(t.value for t in ts) or 'none'}" for s, ts in have.items())
+    advice = (f"every symbol can make {', '.join(common)}" if common
+              else "no timeframe is common to all")
+    return (f"no common timeframe: {', '.join(missing)} cannot make {tf} candles "
+            f"(have: {listing}); {advice}")
+
+# %% ../../nbs/exchange/03_replay.ipynb #590b660f
+def replay_series(symbols: list[str], timeframe: Timeframe | str,
+                  frames: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    "Each symbol's candles at `timeframe`, from `frames` or the bundle, resampled where needed."
     tf, frames = Timeframe.parse(timeframe), {k.upper(): v for k, v in (frames or {}).items()}
     bundled = {}
     for s, t in bundled_series(): bundled.setdefault(s, []).append(t)
     have = {s: [infer_timeframe(frames[s])] if s in frames else bundled.get(s, []) for s in symbols}
-    src = {s: next((t for t in sorted(ts, key=lambda t: -t.ms) if _makes(t, tf)), None) for s, ts in have.items()}
+    src = {s: next((t for t in sorted(ts, key=lambda t: -t.ms) if _makes(t, tf)), None)
+           for s, ts in have.items()}
     if missing := [s for s, t in src.items() if t is None]:
-        common = [t.value for t in Timeframe if all(any(_makes(h, t) for h in ts) for ts in have.values())]
-        listing = '; '.join(f"{s} {', '.join(t.value for t in ts) or 'none'}" for s, ts in have.items())
-        raise ValueError(f"no common timeframe: {', '.join(missing)} cannot make {tf} candles (have: {listing}); "
-                         + (f"every symbol can make {', '.join(common)}" if common else "no timeframe is common to all"))
+        raise ValueError(_no_common_timeframe(tf, missing, have))
     out = {}
     for s, t in src.items():
         df = validate_candles(frames[s], t, name=s) if s in frames else load_candles(s, t)
@@ -43,52 +57,73 @@ def replay_series(symbols: list[str], timeframe: Timeframe | str, frames: dict[s
 
 # %% ../../nbs/exchange/03_replay.ipynb #19d27d18
 class ReplayMarketData(MarketData):
-    "The bundled real candles streamed as if live: the last `candles` of each series, `speed` candles per second (0: at once)."
-    def __init__(self, symbols: list[str] | str, timeframe: Timeframe | str, speed: float = 1.0, candles: int = 2000,
-                 history: int = 200, frames: dict[str, pd.DataFrame] | None = None):
-        self.symbols = list(dict.fromkeys(s.upper() for s in ([symbols] if isinstance(symbols, str) else symbols)))
+    "The bundled candles streamed as if live: the last `candles` of each, `speed` candles a second."
+    def __init__(self, symbols: list[str] | str, timeframe: Timeframe | str, speed: float = 1.0,
+                 candles: int = 2000, history: int = 200,
+                 frames: dict[str, pd.DataFrame] | None = None):
+        symbols = [symbols] if isinstance(symbols, str) else symbols
+        self.symbols = list(dict.fromkeys(s.upper() for s in symbols))
         if not self.symbols: raise ValueError("symbols: give at least one")
-        if not (math.isfinite(speed) and speed >= 0): raise ValueError(f"speed={speed!r}: candles per second, >= 0 (0: as fast as possible)")
-        if candles < 1 or history < 0: raise ValueError(f"candles={candles!r}, history={history!r}: need candles >= 1 and history >= 0")
-        self.timeframe, self.speed, self.candles, self.history = Timeframe.parse(timeframe), float(speed), int(candles), int(history)
-        self._frames = {s: df[list(CANDLE_COLUMNS)] for s, df in replay_series(self.symbols, self.timeframe, frames).items()}
+        if not (math.isfinite(speed) and speed >= 0):
+            raise ValueError(f"speed={speed!r}: candles per second, >= 0 (0: as fast as possible)")
+        if candles < 1 or history < 0:
+            raise ValueError(f"candles={candles!r}, history={history!r}: "
+                             "need candles >= 1 and history >= 0")
+        self.timeframe, self.speed = Timeframe.parse(timeframe), float(speed)
+        self.candles, self.history = int(candles), int(history)
+        series = replay_series(self.symbols, self.timeframe, frames)
+        self._frames = {s: df[list(CANDLE_COLUMNS)] for s, df in series.items()}
         self._plan, self._closed = self._lay_out(), False
 
     @classmethod
     def from_settings(cls, settings) -> ReplayMarketData:
-        "The replay `[market_data]` describes (symbols, timeframe, replay_speed, replay_candles, history_candles)."
+        "The replay `[market_data]` describes (symbols, timeframe, speed, candles, history)."
         md = getattr(settings, 'market_data', settings)
         return cls(md.symbols, md.timeframe, md.replay_speed, md.replay_candles, md.history_candles)
 
     def __len__(self): return len(self._plan[0])
-    def __repr__(self): return f"ReplayMarketData({', '.join(self.symbols)} {self.timeframe}, {len(self):,} candles)"
-
-    async def fetch_candles(self, symbol: str, limit: int, until_ms: int | None = None) -> pd.DataFrame:
-        "The `limit` most recent candles of `symbol` closed by the replay clock and opening before `until_ms`."
-        if (s := symbol.upper()) not in self._frames:
-            raise ExchangeError(f"unknown symbol {symbol!r}: the replay streams {', '.join(self.symbols)}")
-        until = self.now_ms if until_ms is None else min(int(until_ms), self.now_ms)
-        return closed_candles(self._frames[s], self.timeframe, limit, until, self.now_ms)
-
-    def stream(self, after_ms: dict[str, int] | None = None) -> AsyncIterator[tuple[str, Candle]]:
-        "(symbol, candle) as each candle closes on the replay clock; after `after_ms[symbol]` where given."
-        ts, sym, *ohlcv = self._plan
-        if after_ms:
-            after = {k.upper(): int(v) for k, v in after_ms.items()}
-            if unknown := sorted(set(after) - set(self.symbols)): raise ValueError(f"after_ms: unknown symbol(s) {', '.join(unknown)}")
-            keep = ts > np.array([after.get(s, -1) for s in self.symbols], dtype='int64')[sym]
-            ts, sym, ohlcv = ts[keep], sym[keep], [c[keep] for c in ohlcv]
-        self.now_ms = int(ts[0]) if len(ts) else self.end_ms
-        return self._play(ts.tolist(), np.array(self.symbols, dtype=object)[sym].tolist(), *(c.tolist() for c in ohlcv))
+    def __repr__(self):
+        symbols = ', '.join(self.symbols)
+        return f"ReplayMarketData({symbols} {self.timeframe}, {len(self):,} candles)"
 
     async def close(self) -> None:
         "End the streams (at their next time step)."
         self._closed = True
 
+# %% ../../nbs/exchange/03_replay.ipynb #5586a22a
+@patch
+async def fetch_candles(self: ReplayMarketData, symbol: str, limit: int,
+                        until_ms: int | None = None) -> pd.DataFrame:
+    "The `limit` latest candles of `symbol` closed by the replay clock, opening before `until_ms`."
+    if (s := symbol.upper()) not in self._frames:
+        raise ExchangeError(f"unknown symbol {symbol!r}: "
+                            f"the replay streams {', '.join(self.symbols)}")
+    until = self.now_ms if until_ms is None else min(int(until_ms), self.now_ms)
+    return closed_candles(self._frames[s], self.timeframe, limit, until, self.now_ms)
+
+# %% ../../nbs/exchange/03_replay.ipynb #f776f44f
+@patch
+def stream(self: ReplayMarketData,
+           after_ms: dict[str, int] | None = None) -> AsyncIterator[tuple[str, Candle]]:
+    "(symbol, candle) as each candle closes on the replay clock; after `after_ms[symbol]` if given."
+    ts, sym, *ohlcv = self._plan
+    if after_ms:
+        after = {k.upper(): int(v) for k, v in after_ms.items()}
+        if unknown := sorted(set(after) - set(self.symbols)):
+            raise ValueError(f"after_ms: unknown symbol(s) {', '.join(unknown)}")
+        last = np.array([after.get(s, -1) for s in self.symbols], dtype='int64')
+        keep = ts > last[sym]
+        ts, sym, ohlcv = ts[keep], sym[keep], [c[keep] for c in ohlcv]
+    self.now_ms = int(ts[0]) if len(ts) else self.end_ms
+    symbols = np.array(self.symbols, dtype=object)[sym].tolist()
+    return self._play(ts.tolist(), symbols, *(c.tolist() for c in ohlcv))
+
+concrete(ReplayMarketData)
+
 # %% ../../nbs/exchange/03_replay.ipynb #d1d69f02
 @patch
 def _lay_out(self: ReplayMarketData) -> list[np.ndarray]:
-    "The replay in stream order: open time, symbol index, open, high, low, close, volume; sets the clock to its start."
+    "The replay in stream order (open time, symbol index, OHLCV); sets the clock to its start."
     ts = {s: open_times_ms(df) for s, df in self._frames.items()}
     end, start = min(int(t[-1]) for t in ts.values()), -1
     for s, t in ts.items():
@@ -114,7 +149,7 @@ def _lay_out(self: ReplayMarketData) -> list[np.ndarray]:
 # %% ../../nbs/exchange/03_replay.ipynb #b3f8cf92
 @patch
 async def _play(self: ReplayMarketData, ts, syms, o, h, l, c, v):
-    "Yield the candles, one time step every 1/speed seconds, moving the clock to each step's close time."
+    "Yield the candles, a time step every 1/speed seconds, the clock at each step's close time."
     loop, step_ms, speed = asyncio.get_running_loop(), self.timeframe.ms, self.speed
     t0, step, prev = loop.time(), -1, None
     for i, t in enumerate(ts):

@@ -21,8 +21,10 @@ def run_path(name: str, parameters: dict, runs_dir: str | Path = 'runs') -> Path
     return Path(runs_dir) / f"{name}-{tag + '-' if tag else ''}{stamp}.ipynb"
 
 # %% ../../nbs/jobs/01_pipelines.ipynb #a741d4b1
-def run_pipeline(name: str, parameters: dict, runs_dir: str | Path = 'runs', progress: bool = True) -> Path:
-    "Execute `pipelines/<name>.ipynb` with papermill; the executed notebook's path under `runs_dir`."
+def run_pipeline(name: str, parameters: dict, runs_dir: str | Path = 'runs',
+                 progress: bool = True) -> Path:
+    """Execute `pipelines/<name>.ipynb` with papermill; the executed notebook's path under
+    `runs_dir`."""
     import papermill as pm
     out = run_path(name, parameters, runs_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`botcore schedule`: the papermill pipelines (a nightly retrain, a weekly backtest) on cron times in UTC, each run kept, logged and recorded.
+"""`botcore schedule`: the papermill pipelines on cron times (UTC), each run kept and logged.
 
 Docs: https://botcore.github.io/botcore/jobs/schedule.html.md"""
 
@@ -33,9 +33,12 @@ __all__ = ['log', 'run_parameters', 'pipeline_parameters', 'check_parameters', '
 
 # %% ../../nbs/jobs/02_schedule.ipynb #21563704
 def run_parameters(run: ScheduledRun, settings: Settings) -> dict:
-    "The papermill parameters of `run`: the settings' model_dir (and thresholds for a backtest) under the run's own."
+    """The papermill parameters of `run`: the settings' model_dir (and thresholds for a backtest)
+    under the run's own."""
     defaults = dict(model_dir=str(settings.model_dir))
-    if run.pipeline == 'backtest': defaults |= dict(long_threshold=settings.ai.long_threshold, short_threshold=settings.ai.short_threshold)
+    if run.pipeline == 'backtest':
+        defaults |= dict(long_threshold=settings.ai.long_threshold,
+                         short_threshold=settings.ai.short_threshold)
     return defaults | dict(run.parameters)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #f2e244b3
@@ -45,15 +48,18 @@ def pipeline_parameters(pipeline: str) -> set[str]:
     nb = json.loads((project_root() / 'pipelines' / f'{pipeline}.ipynb').read_text())
     cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
     body = ast.parse(''.join(cells[0]['source'])).body if cells else []
-    targets = [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
+    targets = [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign))
+               for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
     return {t.id for t in targets if isinstance(t, ast.Name)}
 
+# %% ../../nbs/jobs/02_schedule.ipynb #32f6e1f6
 def check_parameters(runs: list[ScheduledRun]) -> None:
     "Refuse a parameter that the run's pipeline notebook does not have, naming its settings key."
     for i, run in enumerate(runs):
         if bad := sorted(set(run.parameters) - (known := pipeline_parameters(run.pipeline))):
-            raise ValueError(f"schedule.runs[{i}].parameters.{bad[0]}: not a parameter of pipelines/{run.pipeline}.ipynb "
-                             f"(it has {', '.join(sorted(known))})")
+            raise ValueError(
+                f"schedule.runs[{i}].parameters.{bad[0]}: not a parameter of "
+                f"pipelines/{run.pipeline}.ipynb (it has {', '.join(sorted(known))})")
 
 # %% ../../nbs/jobs/02_schedule.ipynb #90372aba
 _DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
@@ -85,7 +91,8 @@ def crontab_days(field: str) -> str:
             lo = hi = _day_number(base)
             hi = 6 if slash else hi
         if hi < lo:
-            raise ValueError(f"bad day-of-week range {part!r}: from Sunday (0) to Saturday (6) or 7")
+            raise ValueError(
+                f"bad day-of-week range {part!r}: from Sunday (0) to Saturday (6) or 7")
         days |= {d % 7 for d in range(lo, hi + 1, int(step) if slash else 1)}
     return ','.join(_DAYS[d] for d in sorted(days))
 
@@ -94,18 +101,21 @@ def crontab_trigger(expr: str) -> CronTrigger:
     "A UTC `CronTrigger` firing when cron would on the five-field crontab `expr` (0 or 7 = Sunday)."
     fields = expr.split()
     if len(fields) != 5:
-        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)} in {expr!r}")
+        raise ValueError(
+            f"expected 5 fields (minute hour day month weekday), got {len(fields)} in {expr!r}")
     minute, hour, day, month, weekday = fields
     if not day.startswith('*') and not weekday.startswith('*'):
-        raise ValueError(f"{expr!r} restricts both the day of the month and the day of the week, which "
-                         "cron ORs and APScheduler ANDs; use two runs, one for each")
+        raise ValueError(
+            f"{expr!r} restricts both the day of the month and the day of the week, which "
+            "cron ORs and APScheduler ANDs; use two runs, one for each")
     return CronTrigger(minute=minute, hour=hour, day=day, month=month,
                        day_of_week=crontab_days(weekday), timezone=timezone.utc)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #4438f771
 @dataclass(frozen=True)
 class RunOutcome:
-    "How one scheduled run ended: `status` succeeded, failed or skipped (still running), with its notebook and error."
+    """How one scheduled run ended: `status` succeeded, failed or skipped (still running), with its
+    notebook and error."""
     name: str
     pipeline: str
     status: Literal['succeeded', 'failed', 'skipped']
@@ -118,24 +128,34 @@ class RunOutcome:
     @property
     def ok(self) -> bool: return self.status == 'succeeded'
     @property
-    def level(self) -> str: return {'succeeded': 'info', 'failed': 'error', 'skipped': 'warning'}[self.status]
+    def level(self) -> str:
+        return {'succeeded': 'info', 'failed': 'error', 'skipped': 'warning'}[self.status]
 
-    def message(self) -> str:
-        "One line: the run, its status, and the error, the promoted model and the notebook that go with it."
-        head = f"scheduled run {self.name} ({self.pipeline}) {self.status}"
-        if self.status == 'skipped': return f"{head}: {self.error}"
-        return ' '.join([f"{head} after {self.seconds:.1f} s", *([f"with {self.error};"] if self.error else []),
-                         *([f"promoted {self.model_version};"] if self.model_version else []), f"notebook: {self.notebook}"])
+# %% ../../nbs/jobs/02_schedule.ipynb #d78bd390
+@patch
+def message(self: RunOutcome) -> str:
+    """One line: the run, its status, and the error, the promoted model and the notebook that go
+    with it."""
+    head = f"scheduled run {self.name} ({self.pipeline}) {self.status}"
+    if self.status == 'skipped': return f"{head}: {self.error}"
+    return ' '.join([f"{head} after {self.seconds:.1f} s",
+                     *([f"with {self.error};"] if self.error else []),
+                     *([f"promoted {self.model_version};"] if self.model_version else []),
+                     f"notebook: {self.notebook}"])
 
-    def data(self) -> dict:
-        "The outcome as JSON-able values."
-        return dict(run=self.name, pipeline=self.pipeline, status=self.status, started=self.started.isoformat(),
-                    seconds=round(self.seconds, 3), notebook=str(self.notebook) if self.notebook else None,
-                    error=self.error, model_version=self.model_version)
+# %% ../../nbs/jobs/02_schedule.ipynb #d646ab89
+@patch
+def data(self: RunOutcome) -> dict:
+    "The outcome as JSON-able values."
+    return dict(run=self.name, pipeline=self.pipeline, status=self.status,
+                started=self.started.isoformat(), seconds=round(self.seconds, 3),
+                notebook=str(self.notebook) if self.notebook else None, error=self.error,
+                model_version=self.model_version)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #a5a37e95
 def error_text(e: BaseException) -> str:
-    "`Name: value` of the exception a pipeline run raised, the failing cell's own for a papermill error."
+    """`Name: value` of the exception a pipeline run raised, the failing cell's own for a papermill
+    error."""
     if hasattr(e, 'ename') and hasattr(e, 'evalue'): return f"{e.ename}: {e.evalue}"
     return f"{type(e).__name__}: {e}"
 
@@ -143,30 +163,45 @@ def error_text(e: BaseException) -> str:
 class UnknownRunError(LookupError):
     "A run name that is not in `[schedule] runs`."
 
+# %% ../../nbs/jobs/02_schedule.ipynb #8c45ff48
 class PipelineScheduler:
-    "The `[schedule]` runs on their cron times (UTC) on background threads; each outcome logged and recorded in the store."
+    """The `[schedule]` runs on their cron times (UTC) on background threads; each outcome logged
+    and recorded in the store."""
     def __init__(self, settings: Settings, runner: Callable[..., Path] | None = None):
         if runner is None: from botcore.jobs.pipelines import run_pipeline as runner
         self.settings, self.runner, runs = settings, runner, settings.schedule.runs
         if dup := sorted({r.name for r in runs if sum(x.name == r.name for x in runs) > 1}):
-            raise ValueError(f"schedule.runs: the name {dup[0]!r} is used twice; each run needs its own")
+            raise ValueError(
+                f"schedule.runs: the name {dup[0]!r} is used twice; each run needs its own")
         check_parameters(runs)
         self.runs = {r.name: r for r in runs}
         self.runs_dir = Path(settings.schedule.runs_dir).expanduser().absolute()
         self.last: dict[str, RunOutcome] = {}
         self._busy = {name: threading.Lock() for name in self.runs}
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={'default': ThreadPoolExecutor(max(1, len(runs)))},
-                                             job_defaults=dict(max_instances=1, coalesce=True, misfire_grace_time=None))
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc, executors={'default': ThreadPoolExecutor(max(1, len(runs)))},
+            job_defaults=dict(max_instances=1, coalesce=True, misfire_grace_time=None))
         for i, r in enumerate(runs):
             try: trigger = crontab_trigger(r.cron)
             except ValueError as e: raise ValueError(f"schedule.runs[{i}].cron: {e}") from None
             self.scheduler.add_job(self._fire, trigger, args=[r.name], id=r.name, name=r.name)
-        self.scheduler.add_listener(lambda event: self._on_still_running(event), EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.add_listener(lambda event: self._on_still_running(event),
+                                    EVENT_JOB_MAX_INSTANCES)
 
-    def _fire(self, name: str): return self._execute(name)  # the job APScheduler calls; `_execute` is defined below
-    def __repr__(self): return f"PipelineScheduler({', '.join(f'{n}: {r.cron}' for n, r in self.runs.items())})"
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.shutdown()
+    # the job APScheduler calls; `_execute` is defined below
+    def _fire(self, name: str): return self._execute(name)
+
+# %% ../../nbs/jobs/02_schedule.ipynb #bb0eb2a9
+@patch
+def __repr__(self: PipelineScheduler):
+    crons = ', '.join(f'{n}: {r.cron}' for n, r in self.runs.items())
+    return f"PipelineScheduler({crons})"
+
+@patch
+def __enter__(self: PipelineScheduler): return self
+
+@patch
+def __exit__(self: PipelineScheduler, *exc): self.shutdown()
 
 # %% ../../nbs/jobs/02_schedule.ipynb #39d8f434
 @patch
@@ -186,9 +221,12 @@ def _execute(self: PipelineScheduler, name: str) -> RunOutcome:
     "Run `name` once (skipped if it is running already) and report the outcome."
     run, started, busy = self.runs[name], datetime.now(timezone.utc), self._busy[name]
     if not busy.acquire(blocking=False):
-        return self._report(RunOutcome(name, run.pipeline, 'skipped', started, error='still running from its previous start'))
+        return self._report(
+            RunOutcome(name, run.pipeline, 'skipped', started,
+                       error='still running from its previous start'))
     try:
-        folder, params, t0 = self.runs_dir / name, run_parameters(run, self.settings), time.monotonic()
+        folder, params = self.runs_dir / name, run_parameters(run, self.settings)
+        t0 = time.monotonic()
         before = set(folder.glob('*.ipynb'))
         log.info("scheduled run %s: pipelines/%s.ipynb with %s", name, run.pipeline, params)
         try:
@@ -197,10 +235,13 @@ def _execute(self: PipelineScheduler, name: str) -> RunOutcome:
             if run.pipeline == 'train' and params.get('promote', True):
                 from botcore.model.registry import ModelRegistry
                 version = ModelRegistry(params['model_dir']).current()
-            outcome = RunOutcome(name, run.pipeline, 'succeeded', started, time.monotonic() - t0, notebook, model_version=version)
+            outcome = RunOutcome(name, run.pipeline, 'succeeded', started,
+                                 time.monotonic() - t0, notebook, model_version=version)
         except Exception as e:
             written = sorted(set(folder.glob('*.ipynb')) - before, key=lambda p: p.stat().st_mtime)
-            outcome = RunOutcome(name, run.pipeline, 'failed', started, time.monotonic() - t0, written[-1] if written else None, error_text(e))
+            outcome = RunOutcome(name, run.pipeline, 'failed', started,
+                                 time.monotonic() - t0, written[-1] if written else None,
+                                 error_text(e))
             if not hasattr(e, 'ename'): log.error("scheduled run %s raised", name, exc_info=e)
     finally: busy.release()
     return self._report(outcome)
@@ -215,21 +256,28 @@ def _report(self: PipelineScheduler, outcome: RunOutcome) -> RunOutcome:
     try:
         with Store.from_settings(self.settings) as store:
             store.add_event('schedule', outcome.message(), level=outcome.level, data=outcome.data())
-    except Exception: log.exception("could not record the outcome of scheduled run %s in the store", outcome.name)
+    except Exception:
+        log.exception("could not record the outcome of scheduled run %s in the store", outcome.name)
     return outcome
 
+# %% ../../nbs/jobs/02_schedule.ipynb #8c5ca444
 @patch
 def _on_still_running(self: PipelineScheduler, event) -> None:
     "APScheduler skipped a fire because the run is still going: report it."
     run = self.runs[event.job_id]
-    when = event.scheduled_run_times[-1] if event.scheduled_run_times else datetime.now(timezone.utc)
-    self._report(RunOutcome(run.name, run.pipeline, 'skipped', when, error=f"still running at its {when:%Y-%m-%d %H:%M:%S} UTC start"))
+    times = event.scheduled_run_times
+    when = times[-1] if times else datetime.now(timezone.utc)
+    self._report(
+        RunOutcome(run.name, run.pipeline, 'skipped', when,
+                   error=f"still running at its {when:%Y-%m-%d %H:%M:%S} UTC start"))
 
 # %% ../../nbs/jobs/02_schedule.ipynb #1393c601
 @patch
 def run_now(self: PipelineScheduler, name: str) -> RunOutcome:
     "Run the scheduled run `name` now, in this thread; its outcome (also logged and recorded)."
-    if name not in self.runs: raise UnknownRunError(f"no scheduled run {name!r}; [schedule] runs: {', '.join(self.runs) or 'none'}")
+    if name not in self.runs:
+        raise UnknownRunError(
+            f"no scheduled run {name!r}; [schedule] runs: {', '.join(self.runs) or 'none'}")
     return self._execute(name)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #d72fafaa
@@ -237,8 +285,11 @@ def run_now(self: PipelineScheduler, name: str) -> RunOutcome:
 def start(self: PipelineScheduler) -> None:
     "Start firing the runs on their cron times, on background threads."
     self.scheduler.start()
-    for j in self.jobs(): log.info("scheduled %s (%s) on '%s' UTC; next run %s", j['name'], j['pipeline'], j['cron'], j['next_run'])
+    for j in self.jobs():
+        log.info("scheduled %s (%s) on '%s' UTC; next run %s", j['name'], j['pipeline'], j['cron'],
+                 j['next_run'])
 
+# %% ../../nbs/jobs/02_schedule.ipynb #8497996e
 @patch
 def shutdown(self: PipelineScheduler, wait: bool = True) -> None:
     "Stop firing; by default wait for the runs under way to end."
@@ -265,9 +316,11 @@ def _serve_until_stopped(sched: PipelineScheduler):
         sched.shutdown(wait=True)
 
 # %% ../../nbs/jobs/02_schedule.ipynb #c09a283a
-def schedule_cmd(config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
-                 once: str = None):  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
-    "Run the [schedule] pipelines on their cron times (UTC) until stopped; --once NAME runs one now."
+def schedule_cmd(
+    config: str = None,  # path to a botcore.toml (default: $BOTCORE_CONFIG or ./botcore.toml)
+    once: str = None,  # run this scheduled run now, once; exit 0 if it succeeded, 1 if not
+):
+    "Run the [schedule] pipelines on their cron times (UTC) until stopped, or --once NAME now."
     settings = load_settings_or_exit(config)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,

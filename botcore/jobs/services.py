@@ -113,8 +113,8 @@ def _start_dashboard(sup: Supervisor, s, config: str | None, env: dict) -> bool:
     cmd = [botcore, 'serve', 'dashboard'] + (['--config', config] if config else [])
     if not sup.start(Child('dashboard', cmd, f'{dash_url}/health', env), 120):
         return False
-    print(f"dashboard:         {dash_url}/?token=<botcore config token --name dashboard_session_secret>",
-          flush=True)
+    token = '<botcore config token --name dashboard_session_secret>'
+    print(f"dashboard:         {dash_url}/?token={token}", flush=True)
     return True
 
 # %% ../../nbs/jobs/03_services.ipynb #f9a428ae
@@ -123,10 +123,12 @@ def start_services(sup: Supervisor, s, config: str | None, dashboard: bool) -> b
     env = dict(os.environ) | ({'BOTCORE_CONFIG': str(Path(config).resolve())} if config else {})
     ai_url = f"http://{_local(s.ai.host)}:{s.ai.port}"
     engine_url = f"http://{_local(s.api.host)}:{s.api.port}"
-    ai = Child('ai', _uvicorn('botcore.api.ai.app:app', s.ai.host, s.ai.port), f'{ai_url}/health', env)
+    ai = Child('ai', _uvicorn('botcore.api.ai.app:app', s.ai.host, s.ai.port),
+               f'{ai_url}/health', env)
     if not sup.start(ai, 300):
         return False
-    print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)", flush=True)
+    print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)",
+          flush=True)
     engine = Child('engine', _uvicorn('botcore.api.engine:app', s.api.host, s.api.port),
                    f'{engine_url}/health', env | {'PYTHON_AI_SERVICE_URL': ai_url})
     if not sup.start(engine, 120):

@@ -1,4 +1,4 @@
-"""The recurrent classifier (LSTM or GRU), the batches of windows it reads, and how torch runs it.
+"""The recurrent classifier (LSTM or GRU), the batches of windows it reads, torch's threads.
 
 Docs: https://botcore.github.io/botcore/model/network.html.md"""
 

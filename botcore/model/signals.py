@@ -1,4 +1,4 @@
-"""From candles to the seed's trading signal: long, short or neutral, with a confidence, one at a time for the service or a whole series at once for a backtest.
+"""From candles to the seed's signal (long, short or neutral, with a confidence).
 
 Docs: https://botcore.github.io/botcore/model/signals.html.md"""
 
@@ -38,11 +38,15 @@ def signal_from_probability(p: float, long_threshold: float = 0.6, short_thresho
 # %% ../../nbs/model/07_signals.ipynb #9f6c1692
 MIN_CANDLES = 100
 
+
 class NotEnoughCandles(ValueError):
     "Too few candles (or too few after the last gap) to compute a signal."
+
     def __init__(self, given: int, needed: int, reason: str = ''):
         self.given, self.needed = given, needed
-        super().__init__(f"candles: {given} given, at least {needed} needed" + (f" ({reason})" if reason else ''))
+        super().__init__(
+            f"candles: {given} given, at least {needed} needed" + (f" ({reason})" if reason else '')
+        )
 
 # %% ../../nbs/model/07_signals.ipynb #ae1830ac
 def candles_frame(candles, timeframe: Timeframe | str) -> pd.DataFrame:

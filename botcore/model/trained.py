@@ -1,4 +1,4 @@
-"""A network with its metadata: what training returns, the registry stores and the service scores.
+"""A network with its metadata: what training returns, the registry stores, the service scores.
 
 Docs: https://botcore.github.io/botcore/model/trained.html.md"""
 

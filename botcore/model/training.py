@@ -1,4 +1,4 @@
-"""From candles to a `TrainedModel`: one configuration, a seeded run with early stopping, the metadata.
+"""From candles to a `TrainedModel`: one configuration, a seeded run with early stopping.
 
 Docs: https://botcore.github.io/botcore/model/training.html.md"""
 

@@ -1,4 +1,4 @@
-"""The strategy over years of candles in vectorbt: trades, equity and statistics beside buy-and-hold.
+"""The strategy over years of candles in vectorbt: trades, equity, statistics, buy-and-hold.
 
 Docs: https://botcore.github.io/botcore/research/backtest.html.md"""
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 import plotly.graph_objects as go
 from numba import njit
 from ..core import Side, Timeframe
@@ -20,27 +21,29 @@ from ..strategy.params import StrategyParams
 from ..strategy.rules import Action, DECISION_DT, ExitReason
 from ..strategy.rules import new_account_state, new_position_state, step_nb
 from ..strategy.series import vectorbt_order_func
-from .metrics import calmar_ratio, expectancy, max_drawdown, period_returns, periods_per_year
-from .metrics import profit_factor, sharpe_ratio, sortino_ratio, win_rate
 from .signals import model_signals, signal_frame
 
 # %% auto #0
-__all__ = ['FILLED', 'EXIT_REASONS', 'YEAR_FREQ', 'decide_orders_nb', 'note_exit_reason_nb', 'simulate', 'portfolio_from_orders',
-           'buy_and_hold', 'trades_table', 'BacktestResult', 'backtest', 'portfolio_stats', 'stats_table',
-           'plot_trades', 'plot_equity', 'plot_drawdown']
+__all__ = ['FILLED', 'EXIT_REASONS', 'decide_orders_nb', 'note_exit_reason_nb', 'simulate', 'portfolio_from_orders',
+           'buy_and_hold', 'trade_records', 'trades_table', 'BacktestResult', 'backtest', 'plot_trades', 'plot_equity',
+           'plot_drawdown']
 
 # %% ../../nbs/research/03_backtest.ipynb #7b03c7df
-_CACHE = __name__ != '__main__'     # numba's disk cache needs a module file (see the strategy notebook)
+# numba's disk cache needs a module file (see the strategy notebook)
+_CACHE = __name__ != '__main__'
 
 def _vbt():
     "vectorbt, imported on first use."
     import vectorbt as vbt
     return vbt
 
-_LAST_INDEX = (lambda: None, None, {})   # the last candle index seen (a weak reference), its tz-naive copy, vectorbt's wrappers of that
+# %% ../../nbs/research/03_backtest.ipynb #9a366dca
+# the last candle index seen (a weak reference), its tz-naive copy, vectorbt's wrappers of that
+_LAST_INDEX = (lambda: None, None, {})
 
 def _naive(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    "`index` without its time zone (vectorbt is much faster on tz-naive, UTC, indexes); the same object again for the last index seen."
+    """`index` without its time zone (vectorbt is much faster on tz-naive, UTC, indexes); the same
+    object again for the last index seen."""
     global _LAST_INDEX
     ref, naive, _ = _LAST_INDEX
     if ref() is index: return naive
@@ -51,15 +54,19 @@ def _naive(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
 # %% ../../nbs/research/03_backtest.ipynb #0f38b737
 @njit(cache=_CACHE)
 def decide_orders_nb(open_, high, low, close, ts, code, confidence, p, equity: float):
-    "The strategy's order at each candle (signed size, NaN for none; fill price) and the exit reason of each close."
+    """The strategy's order at each candle (signed size, NaN for none; fill price) and the exit
+    reason of each close."""
     pos, acct, out = new_position_state(), new_account_state(equity), np.empty(2, DECISION_DT)
-    size, price, reason = np.full(len(close), np.nan), np.full(len(close), np.nan), np.zeros(len(close), np.int8)
+    size, price = np.full(len(close), np.nan), np.full(len(close), np.nan)
+    reason = np.zeros(len(close), np.int8)
     for i in range(len(close)):
         n = step_nb(pos, acct, p, ts[i], open_[i], high[i], low[i], close[i], code[i],
                     confidence[i], out)
         if n == 0: continue
         size[i], price[i] = 0.0, out[n - 1].price
-        for j in range(n): size[i] += (out[j].side if out[j].action == Action.OPEN else -out[j].side) * out[j].qty
+        for j in range(n):
+            side = out[j].side if out[j].action == Action.OPEN else -out[j].side
+            size[i] += side * out[j].qty
         if out[0].action == Action.CLOSE: reason[i] = out[0].reason
     return size, price, reason
 
@@ -69,7 +76,8 @@ FILLED = 0   # vectorbt's OrderStatus.Filled
 @njit
 def note_exit_reason_nb(c, out, reasons):
     "vectorbt post-order callback: keep the reason of a close the strategy decided at this candle."
-    if c.order_result.status == FILLED and out[0].action == Action.CLOSE: reasons[c.i, c.col] = out[0].reason
+    if c.order_result.status == FILLED and out[0].action == Action.CLOSE:
+        reasons[c.i, c.col] = out[0].reason
 
 def _order_func_route(close: pd.Series, arrays: tuple, p, init_cash: float,
                       freq: str) -> tuple[Any, np.ndarray]:
@@ -78,21 +86,26 @@ def _order_func_route(close: pd.Series, arrays: tuple, p, init_cash: float,
     o, h, l, _, ts, code, conf = arrays
     pos, acct, out = new_position_state(), new_account_state(init_cash), np.empty(2, DECISION_DT)
     reasons = np.zeros((len(close), 1), np.int8)
-    pf = _vbt().Portfolio.from_order_func(close, vectorbt_order_func(), pos, acct, p, col(o), col(h), col(l), ts, col(code), col(conf), out,
-                                          post_order_func_nb=note_exit_reason_nb, post_order_args=(out, reasons), init_cash=init_cash, freq=freq)
+    pf = _vbt().Portfolio.from_order_func(close, vectorbt_order_func(),
+                                          pos, acct, p, col(o), col(h), col(l), ts, col(code),
+                                          col(conf), out, post_order_func_nb=note_exit_reason_nb,
+                                          post_order_args=(out, reasons), init_cash=init_cash,
+                                          freq=freq)
     return pf, reasons[:, 0]
 
 # %% ../../nbs/research/03_backtest.ipynb #332dc8b8
 @functools.cache
 def _order_portfolio() -> type:
-    "vectorbt's `Portfolio` with shallow copies of the class's metric and subplot settings for each portfolio (see above)."
+    """vectorbt's `Portfolio` with shallow copies of the class's metric and subplot settings for
+    each portfolio (see above)."""
     vbt = _vbt()
     from vectorbt.utils.config import Config
 
     shallow = dict(copy_mode='shallow', nested=True)
 
     class OrderPortfolio(vbt.Portfolio):
-        "vectorbt's `Portfolio`; each portfolio copies the class's metric and subplot settings shallowly (every dict level), not deeply."
+        """vectorbt's `Portfolio`; each portfolio copies the class's metric and subplot settings
+        shallowly (every dict level), not deeply."""
 
         _metrics = Config(vbt.Portfolio._metrics, copy_kwargs=shallow)
         _subplots = Config(vbt.Portfolio._subplots, copy_kwargs=shallow)
@@ -100,9 +113,10 @@ def _order_portfolio() -> type:
     OrderPortfolio.__module__, OrderPortfolio.__qualname__ = __name__, 'OrderPortfolio'
     return OrderPortfolio
 
-
+# %% ../../nbs/research/03_backtest.ipynb #a9e908cd
 def _wrapper(close: pd.Series, freq: str) -> Any:
-    "`ArrayWrapper.from_obj(close, freq=freq)`, vectorbt's metadata of `close`: made once per name and frequency on the index `_naive` gave last."
+    """`ArrayWrapper.from_obj(close, freq=freq)`, vectorbt's metadata of `close`: made once per name
+    and frequency on the index `_naive` gave last."""
     from_obj = _vbt().base.array_wrapper.ArrayWrapper.from_obj
     _, naive, wrappers = _LAST_INDEX
     if close.index is not naive:
@@ -112,12 +126,17 @@ def _wrapper(close: pd.Series, freq: str) -> Any:
     return wrappers[key]
 
 # %% ../../nbs/research/03_backtest.ipynb #6efdfd81
-def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray, params: StrategyParams, init_cash: float,
-             freq: str, engine: str = 'orders', ts: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
-    "vectorbt's portfolio of the strategy over `candles`, and the exit reason of the close at each candle (0: none); `ts`: their open times in ms, if known."
-    if params.leverage != 1: raise ValueError(f"leverage={params.leverage}: vectorbt's cash accounting models leverage 1 only")
+def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray,
+             params: StrategyParams, init_cash: float, freq: str, engine: str = 'orders',
+             ts: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """vectorbt's portfolio of the strategy over `candles`, and the exit reason of the close at each
+    candle (0: none); `ts`: their open times in ms, if known."""
+    if params.leverage != 1:
+        raise ValueError(
+            f"leverage={params.leverage}: vectorbt's cash accounting models leverage 1 only")
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)
-    arrays = (*(f64(candles[k]) for k in ('open', 'high', 'low', 'close')), open_times_ms(candles) if ts is None else ts,
+    arrays = (*(f64(candles[k]) for k in ('open', 'high', 'low', 'close')),
+              open_times_ms(candles) if ts is None else ts,
               np.ascontiguousarray(code, dtype=np.int8), f64(confidence))
     close, p, cash = candles['close'].set_axis(_naive(candles.index)), params.nb(), float(init_cash)
     if engine == 'order_func': return _order_func_route(close, arrays, p, cash, freq)
@@ -126,19 +145,22 @@ def simulate(candles: pd.DataFrame, code: np.ndarray, confidence: np.ndarray, pa
     return portfolio_from_orders(close, size, price, p.taker_fee, cash, freq), reason
 
 # %% ../../nbs/research/03_backtest.ipynb #1649c120
-def portfolio_from_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: float, init_cash: float,
-                          freq: str, slippage: float = 0.0) -> Any:
-    "vectorbt's `from_orders` run on the candles that have an order only, its records then placed on every candle."
+def portfolio_from_orders(close: pd.Series, size: np.ndarray, price: np.ndarray, fees: float,
+                          init_cash: float, freq: str, slippage: float = 0.0) -> Any:
+    """vectorbt's `from_orders` run on the candles that have an order only, its records then placed
+    on every candle."""
     cls, at = _order_portfolio(), np.flatnonzero(~np.isnan(size))
     if len(at) == 0:
         return cls.from_orders(close, size, price=price, fees=fees, slippage=slippage,
                                init_cash=init_cash, freq=freq)
-    from vectorbt.portfolio.dispatch import simulate_from_orders     # what from_orders runs, without its broadcasting
+    # what from_orders runs, without its broadcasting
+    from vectorbt.portfolio.dispatch import simulate_from_orders
     col = lambda a: np.ascontiguousarray(a[at], dtype=np.float64).reshape(-1, 1)
     cash = np.array([float(init_cash)])
-    records, logs = simulate_from_orders((len(at), 1), np.array([1]), cash, np.zeros((len(at), 1), np.int64), size=col(size),
-                                         price=col(price), fees=np.asarray(float(fees)), slippage=np.asarray(float(slippage)),
-                                         close=col(close.to_numpy()))
+    records, logs = simulate_from_orders(
+        (len(at), 1), np.array([1]), cash, np.zeros((len(at), 1), np.int64), size=col(size),
+        price=col(price), fees=np.asarray(float(fees)), slippage=np.asarray(float(slippage)),
+        close=col(close.to_numpy()))
     records = records.copy()
     records['idx'] = at[records['idx']]
     return cls(_wrapper(close, freq), close, records, logs, cash, False,
@@ -146,7 +168,8 @@ def portfolio_from_orders(close: pd.Series, size: np.ndarray, price: np.ndarray,
 
 # %% ../../nbs/research/03_backtest.ipynb #40691063
 def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float, freq: str) -> Any:
-    "vectorbt's portfolio that buys with all the cash at the first close and holds (`from_holding`, same fees and slippage)."
+    """vectorbt's portfolio that buys with all the cash at the first close and holds
+    (`from_holding`, same fees and slippage)."""
     close = candles['close'].set_axis(_naive(candles.index))
     size = np.full(len(candles), np.nan)
     size[0] = np.inf
@@ -157,26 +180,33 @@ def buy_and_hold(candles: pd.DataFrame, params: StrategyParams, init_cash: float
 # %% ../../nbs/research/03_backtest.ipynb #992f93d0
 EXIT_REASONS = np.array([r.name.lower() for r in ExitReason], dtype=object)
 
-def _trade_records(pf) -> np.ndarray:
-    "A copy of `pf.trades.values`; exit trades (vectorbt's default) made as `ExitTrades.from_orders` makes them, without its `Orders` and `ExitTrades` objects."
+def trade_records(pf) -> np.ndarray:
+    """A copy of `pf.trades.values`; exit trades (vectorbt's default) made as
+    `ExitTrades.from_orders` makes them, without its `Orders` and `ExitTrades` objects."""
     from vectorbt.portfolio.enums import TradesType
-    if pf.trades_type != TradesType.ExitTrades: return pf.trades.values.copy()     # the table's own copy
+    # the table's own copy
+    if pf.trades_type != TradesType.ExitTrades: return pf.trades.values.copy()
     from vectorbt.base.reshape_fns import to_2d_array
     from vectorbt.portfolio.dispatch import get_exit_trades
     from vectorbt.records.dispatch import col_map
     records = pf.order_records
     return get_exit_trades(records, to_2d_array(pf.close),
-                           col_map(records['col'], len(pf.wrapper.columns), engine=pf.engine), engine=pf.engine)
+                           col_map(records['col'], len(pf.wrapper.columns), engine=pf.engine),
+                           engine=pf.engine)
 
 # %% ../../nbs/research/03_backtest.ipynb #850a88d3
 _STR = pd.Series(['']).dtype          # the dtype pandas gives a column of strings
 
 def _labels(names: list, at: np.ndarray, where: np.ndarray | None = None) -> Any:
-    "`names[at]` as a column of strings, missing where `where` is False; taken in arrow when pandas keeps its strings there."
-    if where is not None and not where.any(): return np.full(len(at), None, dtype=object)   # no string at all: pandas keeps objects
+    """`names[at]` as a column of strings, missing where `where` is False; taken in arrow when
+    pandas keeps its strings there."""
+    # no string at all: pandas keeps objects
+    if where is not None and not where.any(): return np.full(len(at), None, dtype=object)
     if isinstance(_STR, pd.StringDtype) and _STR.storage == 'pyarrow':
         import pyarrow as pa
-        return pd.array(pa.array(names, pa.large_string()).take(pa.array(at, mask=None if where is None else ~where)), dtype=_STR)
+        taken = pa.array(names, pa.large_string()).take(
+            pa.array(at, mask=None if where is None else ~where))
+        return pd.array(taken, dtype=_STR)
     out = np.asarray(names, dtype=object)[at]
     if where is not None: out[~where] = None
     return out
@@ -184,19 +214,21 @@ def _labels(names: list, at: np.ndarray, where: np.ndarray | None = None) -> Any
 # %% ../../nbs/research/03_backtest.ipynb #2cfc4ba3
 def trades_table(pf, reasons: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
     "vectorbt's trades of `pf` as a table with open times, sides, exit reasons and status."
-    t = _trade_records(pf)
+    t = trade_records(pf)
     closed = t['status'] == 1
     return pd.DataFrame({
         'entry_time': index[t['entry_idx']], 'exit_time': index[t['exit_idx']],
         'side': _labels([Side.BUY.value, Side.SELL.value], t['direction']), 'size': t['size'],
-        'entry_price': t['entry_price'], 'exit_price': t['exit_price'], 'fees': t['entry_fees'] + t['exit_fees'],
-        'pnl': t['pnl'], 'return': t['return'], 'exit_reason': _labels(EXIT_REASONS.tolist(), reasons[t['exit_idx']], closed),
-        'status': _labels(['open', 'closed'], t['status']), 'entry_idx': t['entry_idx'], 'exit_idx': t['exit_idx']}, copy=False)
+        'entry_price': t['entry_price'], 'exit_price': t['exit_price'],
+        'fees': t['entry_fees'] + t['exit_fees'], 'pnl': t['pnl'], 'return': t['return'],
+        'exit_reason': _labels(EXIT_REASONS.tolist(), reasons[t['exit_idx']], closed),
+        'status': _labels(['open', 'closed'], t['status']),
+        'entry_idx': t['entry_idx'], 'exit_idx': t['exit_idx']}, copy=False)
 
 # %% ../../nbs/research/03_backtest.ipynb #bed237c8
 @dataclass(eq=False)
 class BacktestResult:
-    "A backtest: candles, signals and parameters, vectorbt's portfolios of the strategy and of buy-and-hold, the trades."
+    "A backtest: its inputs, vectorbt's portfolios of the strategy and of buy-and-hold, the trades."
     candles: pd.DataFrame
     signals: pd.DataFrame
     params: StrategyParams
@@ -210,162 +242,55 @@ class BacktestResult:
         "vectorbt's portfolio of buy-and-hold on the same candles."
         return buy_and_hold(self.candles, self.params, self.init_cash, self.timeframe.pandas_freq)
     @property
-    def portfolios(self) -> dict[str, Any]: return {'strategy': self.portfolio, 'buy & hold': self.benchmark}
+    def portfolios(self) -> dict[str, Any]:
+        return {'strategy': self.portfolio, 'buy & hold': self.benchmark}
     @property
-    def equity(self) -> pd.Series: return self.portfolio.value().set_axis(self.candles.index).rename('equity')
+    def equity(self) -> pd.Series:
+        return self.portfolio.value().set_axis(self.candles.index).rename('equity')
     @property
-    def curves(self) -> pd.DataFrame: return pd.DataFrame({k: pf.value().to_numpy() for k, pf in self.portfolios.items()}, index=self.candles.index)
-
-    def __repr__(self):
-        c = self.candles.index
-        return (f"BacktestResult({len(c):,} {self.timeframe} candles {c[0]:%Y-%m-%d %H:%M} .. {c[-1]:%Y-%m-%d %H:%M}, "
-                f"{len(self.trades):,} trades, equity {self.portfolio.value().iloc[-1]:,.2f})")
+    def curves(self) -> pd.DataFrame:
+        values = {k: pf.value().to_numpy() for k, pf in self.portfolios.items()}
+        return pd.DataFrame(values, index=self.candles.index)
 
 # %% ../../nbs/research/03_backtest.ipynb #0c91691b
 def _timeframe(candles: pd.DataFrame, ts: np.ndarray) -> Timeframe:
-    "`infer_timeframe(candles)`, from the open times `ts` (ms) when more than half of the positive spacings are one Binance timeframe."
+    """`infer_timeframe(candles)`, from the open times `ts` (ms) when more than half of the positive
+    spacings are one Binance timeframe."""
     d = np.diff(ts)
-    if len(d) and d[0] > 0 and 2 * np.count_nonzero(d == d[0]) > np.count_nonzero(d > 0):   # a majority is the most common spacing
+    # a majority is the most common spacing
+    if len(d) and d[0] > 0 and 2 * np.count_nonzero(d == d[0]) > np.count_nonzero(d > 0):
         if (tf := next((t for t in Timeframe if t.ms == d[0]), None)) is not None: return tf
-    return infer_timeframe(candles)                      # the count of every spacing, and its errors
+    # the count of every spacing, and its errors
+    return infer_timeframe(candles)
 
 # %% ../../nbs/research/03_backtest.ipynb #6712a14e
-def backtest(candles: pd.DataFrame, signals, params: StrategyParams | None = None, init_cash: float = 10_000.0,
-             timeframe: Timeframe | str | None = None, engine: str = 'orders') -> BacktestResult:
-    "The strategy over `candles` with `signals` (a signal frame or series, or a trained model), in vectorbt, beside buy-and-hold."
+def backtest(candles: pd.DataFrame, signals, params: StrategyParams | None = None,
+             init_cash: float = 10_000.0, timeframe: Timeframe | str | None = None,
+             engine: str = 'orders') -> BacktestResult:
+    """The strategy over `candles` with `signals` (a signal frame or series, or a trained model), in
+    vectorbt, beside buy-and-hold."""
     params, ts = params or StrategyParams(), open_times_ms(candles)
     tf = Timeframe.parse(timeframe) if timeframe else _timeframe(candles, ts)
-    if not isinstance(signals, (pd.DataFrame, pd.Series)): signals = model_signals(signals, candles, timeframe=tf)
+    if not isinstance(signals, (pd.DataFrame, pd.Series)):
+        signals = model_signals(signals, candles, timeframe=tf)
     sig = signal_frame(signals, candles)
     pf, reasons = simulate(candles, sig['code'].to_numpy(), sig['confidence'].to_numpy(), params,
                            init_cash, tf.pandas_freq, engine, ts)
     return BacktestResult(candles, sig, params, tf, float(init_cash), pf,
                           trades_table(pf, reasons, candles.index))
 
-# %% ../../nbs/research/03_backtest.ipynb #27895e7e
-YEAR_FREQ = '365 days'
-
-@njit(cache=_CACHE)
-def _is_close_nb(a: float, b: float) -> bool:
-    "vectorbt's `is_close_nb`: equal up to a relative 1e-9 or an absolute 1e-12."
-    if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b): return False
-    return a == b or abs(a - b) <= max(1e-9 * max(abs(a), abs(b)), 1e-12)
-
-@njit(cache=_CACHE)
-def _add_nb(a: float, b: float) -> float:
-    "vectorbt's `add_nb`: `a + b`, or exactly 0 where the two cancel."
-    s = a + b
-    if (a > 0) == (b > 0) and (a < 0) == (b < 0):     # the same sign (NaN: the result is NaN either way)
-        return 0.0 if abs(s) <= 1e-12 else s         # `_is_close_nb(s, 0.0)`, unrolled
-    return 0.0 if _is_close_nb(abs(a), abs(b)) else s
-
-# %% ../../nbs/research/03_backtest.ipynb #6c8927a8
-@njit(cache=_CACHE)
-def _free_cash_diff_nb(before: float, now: float, debt: float, price: float, fees: float):
-    "vectorbt's `get_free_cash_diff_nb`: the debt of short sales and the free cash flow of an order."
-    size = _add_nb(now, -before)
-    cash = -size * price - fees
-    if _is_close_nb(size, 0.0):
-        return debt, 0.0
-    if size > 0:
-        if before >= 0:
-            return debt, cash
-        paid = (abs(size) if now < 0 else abs(before)) * (debt / abs(before))
-        return _add_nb(debt, -paid), _add_nb(2 * paid, cash)
-    if now >= 0:
-        return debt, cash
-    sold = (abs(size) if before < 0 else abs(now)) * price
-    return debt + sold, _add_nb(cash, -2 * sold)
-
-# %% ../../nbs/research/03_backtest.ipynb #1b9080f2
-@njit(cache=_CACHE)
-def _snap(x: float) -> float: return 0.0 if abs(x) <= 1e-12 else x
-
-# %% ../../nbs/research/03_backtest.ipynb #95894396
-@njit(cache=_CACHE)
-def _value_exposure_nb(close, idx, size, price, fees, cash0: float):
-    "Value and gross exposure at each candle from the orders' candles, signed sizes, prices and fees."
-    n = len(close)
-    value, exposure = np.empty(n), np.empty(n)
-    pos, debt, assets, cash, free, k = 0.0, 0.0, 0.0, cash0, cash0, 0
-    for i in range(n):
-        asset_flow, cash_flow, free_flow = 0.0, 0.0, 0.0
-        if k == len(idx) or idx[k] != i:  # no order: `_add_nb(x, 0.0)` only snaps |x| <= 1e-12 to 0
-            assets, cash, free = _snap(assets), _snap(cash), _snap(free)
-        while k < len(idx) and idx[k] == i:
-            now = _add_nb(pos, size[k])
-            debt, diff = _free_cash_diff_nb(pos, now, debt, price[k], fees[k])
-            asset_flow = _add_nb(asset_flow, size[k])
-            cash_flow = _add_nb(cash_flow, -size[k] * price[k] - fees[k])
-            free_flow = _add_nb(free_flow, diff)
-            pos = now
-            k += 1
-            if k == len(idx) or idx[k] != i:
-                assets, cash = _add_nb(assets, asset_flow), _add_nb(cash, cash_flow)
-                free = _add_nb(free, free_flow)
-        held = close[i] * assets
-        value[i] = cash + held
-        denom = _add_nb(abs(held), free)
-        exposure[i] = 0.0 if denom == 0 else abs(held) / denom
-    return value, exposure
-
-# %% ../../nbs/research/03_backtest.ipynb #53abc8ac
-def _value_exposure(pf) -> tuple[np.ndarray, np.ndarray, float]:
-    "Value and gross exposure of `pf` at each candle, as vectorbt accounts them; its initial cash."
-    o, cash = pf.order_records, float(pf.init_cash)
-    size = np.where(o['side'] == 1, -o['size'], o['size'])      # 1: vectorbt's OrderSide.Sell
-    return (*_value_exposure_nb(pf.close.to_numpy(), o['idx'], size, o['price'], o['fees'], cash),
-            cash)
-
-# %% ../../nbs/research/03_backtest.ipynb #07fa0a98
-def _longest_drawdown(value: np.ndarray) -> int | None:
-    "The candles of the longest drawdown of `value` (None without one), as vectorbt's drawdown records count them."
-    from vectorbt.generic.nb import get_drawdowns_nb
-
-    dd = get_drawdowns_nb(value.reshape(-1, 1))
-    return int((dd['end_idx'] - dd['start_idx'] + (dd['status'] == 0)).max()) if len(dd) else None
-
-
-def _time_in_position(trades: np.ndarray, n: int) -> float:
-    "The fraction of `n` candles covered by the trade records."
-    steps = np.zeros(n + 1, np.int64)
-    np.add.at(steps, trades['entry_idx'], 1)
-    np.add.at(steps, trades['exit_idx'] + (trades['status'] == 0), -1)
-    return np.count_nonzero(np.cumsum(steps[:n])) / n
-
-# %% ../../nbs/research/03_backtest.ipynb #a012d7ec
-def portfolio_stats(pf) -> pd.Series:
-    "The statistics of a portfolio (vectorbt's `stats()` rows), annualised over `YEAR_FREQ`."
-    value, exposure, cash = _value_exposure(pf)
-    t, index, freq = _trade_records(pf), pf.wrapper.index, pf.wrapper.freq
-    closed, is_open = t[t['status'] == 1], t['status'] == 0
-    pnl, ret, ppy = closed['pnl'], closed['return'], periods_per_year(freq / pd.Timedelta(1, 'ms'))
-    returns, longest = period_returns(value, cash), _longest_drawdown(value)
-    top = lambda f, a: f(a) * 100 if len(a) else np.nan
-    rows = {
-        'Start': index[0], 'End': index[-1], 'Period': len(index) * freq, 'Start Value': cash,
-        'End Value': value[-1], 'Total Return [%]': period_returns(value[-1:], cash)[0] * 100,
-        'Max Gross Exposure [%]': np.nanmax(exposure) * 100,
-        'Exposure Time [%]': _time_in_position(t, len(index)) * 100,
-        'Total Fees Paid': pf.order_records['fees'].sum(), 'Max Drawdown [%]': max_drawdown(value) * 100,
-        'Max Drawdown Duration': pd.NaT if longest is None else longest * freq,
-        'Total Trades': len(t), 'Total Closed Trades': len(closed), 'Total Open Trades': int(is_open.sum()),
-        'Open Trade PnL': t['pnl'][is_open].sum(), 'Win Rate [%]': win_rate(pnl) * 100,
-        'Best Trade [%]': top(np.max, ret), 'Worst Trade [%]': top(np.min, ret),
-        'Avg Winning Trade [%]': top(np.mean, ret[pnl > 0]), 'Avg Losing Trade [%]': top(np.mean, ret[pnl < 0]),
-        'Profit Factor': profit_factor(pnl), 'Expectancy': expectancy(pnl),
-        'Sharpe Ratio': sharpe_ratio(returns, ppy), 'Sortino Ratio': sortino_ratio(returns, ppy),
-        'Calmar Ratio': calmar_ratio(returns, ppy)}
-    return pd.Series(list(rows.values()), index=list(rows), dtype=object)   # from a dict: 1 ms more
-
-# %% ../../nbs/research/03_backtest.ipynb #f6440ba9
-def stats_table(result) -> pd.DataFrame:
-    "The statistics of each portfolio of `result` (strategy, buy & hold), one column each."
-    return pd.DataFrame({name: portfolio_stats(pf) for name, pf in result.portfolios.items()})
+# %% ../../nbs/research/03_backtest.ipynb #4bcc4ec4
+@patch
+def __repr__(self: BacktestResult):
+    c = self.candles.index
+    return (f"BacktestResult({len(c):,} {self.timeframe} candles "
+            f"{c[0]:%Y-%m-%d %H:%M} .. {c[-1]:%Y-%m-%d %H:%M}, "
+            f"{len(self.trades):,} trades, equity {self.portfolio.value().iloc[-1]:,.2f})")
 
 # %% ../../nbs/research/03_backtest.ipynb #73efcf68
 def plot_trades(result: BacktestResult, start=None, end=None) -> go.Figure:
-    "Candles with the trades' entries and exits, between `start` and `end` (open times; default all)."
+    """Candles with the trades' entries and exits, between `start` and `end` (open times; default
+    all)."""
     c, t = result.candles.loc[start:end], result.trades
     fig = go.Figure(go.Candlestick(x=c.index, open=c['open'], high=c['high'], low=c['low'],
                                    close=c['close'], name='candles'))
@@ -386,7 +311,8 @@ def plot_trades(result: BacktestResult, start=None, end=None) -> go.Figure:
 def plot_equity(result) -> go.Figure:
     "Each portfolio's value at every close: the strategy against buy-and-hold."
     fig = go.Figure()
-    for name, curve in result.curves.items(): fig.add_scatter(x=curve.index, y=curve, mode='lines', name=name)
+    for name, curve in result.curves.items():
+        fig.add_scatter(x=curve.index, y=curve, mode='lines', name=name)
     return fig.update_layout(title='Equity', yaxis_title='value')
 
 # %% ../../nbs/research/03_backtest.ipynb #72dadaf3

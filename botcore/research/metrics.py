@@ -1,4 +1,4 @@
-"""Win rate, profit factor, expectancy, Sharpe, Sortino, Calmar and drawdown: one definition each.
+"""Win rate, profit factor, expectancy, Sharpe, Sortino, Calmar, drawdown: one definition each.
 
 Docs: https://botcore.github.io/botcore/research/metrics.html.md"""
 
@@ -29,7 +29,8 @@ def profit_factor(pnl) -> float:
 
 # %% ../../nbs/research/01_metrics.ipynb #c5915652
 def expectancy(pnl) -> float:
-    "Win rate x average win - loss rate x average loss, in quote currency per trade; NaN without trades."
+    """Win rate x average win - loss rate x average loss, in quote currency per trade; NaN without
+    trades."""
     pnl = np.asarray(pnl, np.float64)
     if not len(pnl):
         return np.nan
@@ -43,13 +44,15 @@ def _defined(x) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 def trade_metrics(pnl) -> dict:
-    "Count, win rate (0..1), profit factor, expectancy, total, average, best and worst of the trades' PnL."
+    """Count, win rate (0..1), profit factor, expectancy, total, average, best and worst of the
+    trades' PnL."""
     pnl = np.asarray(pnl, np.float64)
     n = len(pnl)
     return dict(total_trades=n, win_rate=_defined(win_rate(pnl)),
                 profit_factor=_defined(profit_factor(pnl)), expectancy=_defined(expectancy(pnl)),
                 total_pnl=float(pnl.sum()), average_pnl=float(pnl.mean()) if n else None,
-                best_trade=float(pnl.max()) if n else None, worst_trade=float(pnl.min()) if n else None)
+                best_trade=float(pnl.max()) if n else None,
+                worst_trade=float(pnl.min()) if n else None)
 
 # %% ../../nbs/research/01_metrics.ipynb #ed4f86ac
 YEAR_MS = 365 * 86_400_000
@@ -72,7 +75,8 @@ def period_returns(equity, start: float | None = None) -> np.ndarray:
 
 # %% ../../nbs/research/01_metrics.ipynb #907e3e2c
 def _mean_std(r: np.ndarray) -> tuple[float, float]:
-    "Mean and standard deviation (ddof 1) of `r`, missing values skipped (a fast path when none is)."
+    """Mean and standard deviation (ddof 1) of `r`, missing values skipped (a fast path when none
+    is)."""
     if np.isnan(r).any(): return np.nanmean(r), np.nanstd(r, ddof=1)
     return r.mean(), r.std(ddof=1)
 
@@ -135,7 +139,8 @@ def calmar_ratio(returns, periods_per_year: float) -> float:
 
 # %% ../../nbs/research/01_metrics.ipynb #842e30ed
 def equity_metrics(equity, periods_per_year: float, start: float | None = None) -> dict:
-    "Sharpe and Sortino ratios (annualised, None where undefined) and maximum drawdown [%] of `equity`."
+    """Sharpe and Sortino ratios (annualised, None where undefined) and maximum drawdown [%] of
+    `equity`."""
     r = period_returns(equity, start)
     return dict(
         sharpe_ratio=_defined(sharpe_ratio(r, periods_per_year)),

@@ -17,40 +17,49 @@ from ..data.features import RSI_WINDOW, momentum_features
 __all__ = ['SIGNAL_CODES', 'SignalError', 'signal_frame', 'model_signals', 'rsi_macd_signals']
 
 # %% ../../nbs/research/02_signals.ipynb #b8a9bf31
-_CACHE = (
-    __name__ != '__main__'
-)  # numba's disk cache needs a module file (see the strategy notebook)
+# numba's disk cache needs a module file (see the strategy notebook)
+_CACHE = __name__ != '__main__'
 
 # %% ../../nbs/research/02_signals.ipynb #1b150e5f
 class SignalError(ValueError):
-    "A signal series that cannot drive a backtest; says which column, at which candle, and the value."
+    """A signal series that cannot drive a backtest; says which column, at which candle, and the
+    value."""
     def __init__(self, column: str, at: Any, value: Any, reason: str):
         self.column, self.at, self.value = column, at, value
-        super().__init__(f"signals.{column} at {at}: {reason}" + ('' if value is None else f" (got {value!r})"))
+        got = '' if value is None else f" (got {value!r})"
+        super().__init__(f"signals.{column} at {at}: {reason}{got}")
 
 # %% ../../nbs/research/02_signals.ipynb #abd24f72
 SIGNAL_CODES = {'long': 1, 'short': -1, 'neutral': 0, 1: 1, -1: -1, 0: 0}
-_KINDS = pd.CategoricalDtype(['short', 'neutral', 'long'])     # the dtype of `signal`: categories in code order (-1, 0, +1)
+# the dtype of `signal`: categories in code order (-1, 0, +1)
+_KINDS = pd.CategoricalDtype(['short', 'neutral', 'long'])
 
 def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
-    if not isinstance(index, pd.DatetimeIndex): raise SignalError('index', index[:1].tolist(), type(index).__name__, 'signals must be indexed by open time')
+    if not isinstance(index, pd.DatetimeIndex):
+        raise SignalError('index', index[:1].tolist(), type(index).__name__,
+                          'signals must be indexed by open time')
     return index.tz_localize('UTC') if index.tz is None else index.tz_convert('UTC')
 
 # %% ../../nbs/research/02_signals.ipynb #86f14e1f
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    "The code of each value as a float (NaN where there is no signal, or one the strategy cannot read), and where there is a value."
+    """The code of each value as a float (NaN where there is no signal, or one the strategy cannot
+    read), and where there is a value."""
     if (known := _arrow_codes(values)) is not None: return known
     at, distinct = pd.factorize(values)
-    return np.r_[[SIGNAL_CODES.get(v, np.nan) for v in distinct], np.nan][at], values.notna().to_numpy()   # at == -1 (missing): NaN
+    # at == -1 (missing): NaN
+    codes = np.r_[[SIGNAL_CODES.get(v, np.nan) for v in distinct], np.nan]
+    return codes[at], values.notna().to_numpy()
 
 # %% ../../nbs/research/02_signals.ipynb #3926dbd2
 _NAMES = [k for k in SIGNAL_CODES if isinstance(k, str)]
-_NAME_BYTES, _NAME_ENDS = np.frombuffer(''.join(_NAMES).encode(), np.uint8), np.cumsum([0] + [len(k.encode()) for k in _NAMES])
+_NAME_BYTES = np.frombuffer(''.join(_NAMES).encode(), np.uint8)
+_NAME_ENDS = np.cumsum([0] + [len(k.encode()) for k in _NAMES])
 _NAME_CODES = np.array([SIGNAL_CODES[k] for k in _NAMES], np.float64)
 
 @njit(cache=_CACHE)
 def _string_codes_nb(offsets, data, names, ends, codes):
-    "The code of each string of an arrow string array (`offsets` into its bytes `data`): that of the name it spells (bytes `names`, split at `ends`), else NaN."
+    """The code of each string of an arrow string array (`offsets` into its bytes `data`): that of
+    the name it spells (bytes `names`, split at `ends`), else NaN."""
     out = np.full(len(offsets) - 1, np.nan)
     for i in range(len(out)):
         a, n = offsets[i], offsets[i + 1] - offsets[i]
@@ -66,14 +75,17 @@ def _string_codes_nb(offsets, data, names, ends, codes):
 # %% ../../nbs/research/02_signals.ipynb #49a94478
 def _arrow_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     "`_codes` of a column of pyarrow strings, read where they lie; None for any other column."
-    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == 'pyarrow'): return None
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == 'pyarrow'):
+        return None
     import pyarrow as pa
-    arr = pa.array(values.array)                                   # the column's own arrow data (`__arrow_array__`)
+    # the column's own arrow data (`__arrow_array__`)
+    arr = pa.array(values.array)
     if isinstance(arr, pa.ChunkedArray): arr = arr.combine_chunks()
     if arr.type not in (pa.string(), pa.large_string()): return None
     _, offsets, data = arr.buffers()
     width = 8 if arr.type == pa.large_string() else 4
-    offsets = np.frombuffer(offsets, f'i{width}', len(arr) + 1, arr.offset * width).astype(np.int64, copy=False)
+    offsets = np.frombuffer(offsets, f'i{width}', len(arr) + 1, arr.offset * width)
+    offsets = offsets.astype(np.int64, copy=False)
     code = _string_codes_nb(offsets, np.frombuffer(data if data is not None else b'', np.uint8),
                             _NAME_BYTES, _NAME_ENDS, _NAME_CODES)
     if not arr.null_count: return code, np.ones(len(code), bool)
@@ -90,24 +102,30 @@ def _at(at: int, index: pd.Index, values: np.ndarray) -> tuple:
 # %% ../../nbs/research/02_signals.ipynb #f494f4f1
 @njit(cache=_CACHE)
 def _checked_nb(code, has, conf):
-    "One pass over the signals (code, NaN where none or unreadable; where there is a value; confidence): the code as int8 and `signal`'s categorical codes (-1 missing), the confidence (0 where no signal), and the first row with an unreadable signal and with a confidence outside 0..100 (-1: none)."
+    """One pass over the signals (code, NaN where none or unreadable; where there is a value;
+    confidence): the code as int8 and `signal`'s categorical codes (-1 missing), the confidence (0
+    where no signal), and the first row with an unreadable signal and with a confidence outside
+    0..100 (-1: none)."""
     n = len(code)
-    code8, kind, conf0, bad_signal, bad_conf = np.zeros(n, np.int8), np.full(n, -1, np.int8), np.zeros(n), -1, -1
+    code8, kind, conf0 = np.zeros(n, np.int8), np.full(n, -1, np.int8), np.zeros(n)
+    bad_signal, bad_conf = -1, -1
     for i in range(n):
         c, f, h = code[i], conf[i], has[i]
         if h and np.isnan(c):
             if bad_signal < 0: bad_signal = i
-            continue                                     # no confidence check: the signal is reported first
+            # no confidence check: the signal is reported first
+            continue
         if bad_conf < 0 and (f < 0 or f > 100 or (h and c != 0 and np.isnan(f))): bad_conf = i
         if h: code8[i], kind[i], conf0[i] = c, c + 1, f
     return code8, kind, conf0, bad_signal, bad_conf
 
 # %% ../../nbs/research/02_signals.ipynb #da53ddcc
 def signal_frame(signals: pd.DataFrame | pd.Series, candles: pd.DataFrame) -> pd.DataFrame:
-    "`signals` on the candles' open times: `signal` (long/short/neutral, missing where none), `confidence` (0..100) and `code` (+1/-1/0)."
+    """`signals` on the candles' open times: `signal` (long/short/neutral, missing where none),
+    `confidence` (0..100) and `code` (+1/-1/0)."""
     df = signals.to_frame('signal') if isinstance(signals, pd.Series) else signals
-    if 'signal' not in df: raise SignalError('signal', '-', list(df.columns),
-                                             "no column named 'signal'")
+    if 'signal' not in df:
+        raise SignalError('signal', '-', list(df.columns), "no column named 'signal'")
     if not df.index.equals(candles.index):
         index = _utc_index(df.index)
         if not (known := index.isin(candles.index)).all():
@@ -116,31 +134,40 @@ def signal_frame(signals: pd.DataFrame | pd.Series, candles: pd.DataFrame) -> pd
         df = df.set_axis(index).reindex(candles.index)
     values = df['signal']
     code, has = _codes(values)
-    given = df['confidence'].to_numpy(np.float64, na_value=np.nan) if 'confidence' in df else np.where(has, 100.0, np.nan)
+    if 'confidence' in df:
+        given = df['confidence'].to_numpy(np.float64, na_value=np.nan)
+    else:
+        given = np.where(has, 100.0, np.nan)
     code, kind, conf, bad_signal, bad_conf = _checked_nb(code, has, given)
-    if bad_signal >= 0: raise SignalError('signal',
-                                          *_at(bad_signal, candles.index, values.to_numpy()), 'expected long, short, neutral, +1, -1 or 0')
-    if bad_conf >= 0: raise SignalError('confidence', *_at(bad_conf, candles.index, given),
-                                        'must be in 0..100')
+    if bad_signal >= 0:
+        raise SignalError('signal', *_at(bad_signal, candles.index, values.to_numpy()),
+                          'expected long, short, neutral, +1, -1 or 0')
+    if bad_conf >= 0:
+        raise SignalError('confidence', *_at(bad_conf, candles.index, given), 'must be in 0..100')
     cols = {'signal': pd.Categorical.from_codes(kind, dtype=_KINDS, validate=False),
             'confidence': conf, 'code': code}
     if 'probability' in df: cols['probability'] = df['probability'].to_numpy(copy=True)
-    return pd.DataFrame(cols, index=candles.index, copy=False)     # the arrays are new: no copy needed
+    # the arrays are new: no copy needed
+    return pd.DataFrame(cols, index=candles.index, copy=False)
 
 # %% ../../nbs/research/02_signals.ipynb #ac74a2a2
-def model_signals(model, candles: pd.DataFrame, long_threshold: float = 0.6, short_threshold: float = 0.4,
+def model_signals(model, candles: pd.DataFrame, long_threshold: float = 0.6,
+                  short_threshold: float = 0.4,
                   timeframe: Timeframe | str | None = None) -> pd.DataFrame:
-    "The signal frame (`probability`, `signal`, `confidence`) of a trained model, or an `Analyzer`, over `candles`."
+    """The signal frame (`probability`, `signal`, `confidence`) of a trained model, or an
+    `Analyzer`, over `candles`."""
     from botcore.model.signals import Analyzer
     an = model if isinstance(model, Analyzer) else Analyzer(model, long_threshold, short_threshold)
     return an.signals(candles, timeframe)
 
 # %% ../../nbs/research/02_signals.ipynb #6ee8d05e
 def rsi_macd_signals(candles: pd.DataFrame, low: float = 30, high: float = 70) -> pd.DataFrame:
-    "RSI/MACD rule: long when RSI < `low` and the MACD histogram turns up, short when RSI > `high` and it turns down."
+    """RSI/MACD rule: long when RSI < `low` and the MACD histogram turns up, short when RSI > `high`
+    and it turns down."""
     m = momentum_features(candles['close'].to_numpy(np.float64))
     rsi, hist = 100 * m[f'rsi_{RSI_WINDOW}'], m['macd_hist']
     prev = np.r_[np.nan, hist[:-1]]
     long, short = (rsi < low) & (hist > prev), (rsi > high) & (hist < prev)
-    return pd.DataFrame({'signal': np.where(long, 'long', np.where(short, 'short', 'neutral')),
-                         'confidence': np.where(long, 100 - rsi, np.where(short, rsi, 0.0))}, index=candles.index)
+    signal = np.where(long, 'long', np.where(short, 'short', 'neutral'))
+    confidence = np.where(long, 100 - rsi, np.where(short, rsi, 0.0))
+    return pd.DataFrame({'signal': signal, 'confidence': confidence}, index=candles.index)

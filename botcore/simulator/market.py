@@ -1,4 +1,4 @@
-"""A local Binance-compatible spot exchange on the bundled real candles, for unmodified ccxt clients, with faults on demand.
+"""The simulator's market: symbol rules, Binance's errors, the replay clock and candles.
 
 Docs: https://botcore.github.io/botcore/simulator/market.html.md"""
 
@@ -6,23 +6,18 @@ Docs: https://botcore.github.io/botcore/simulator/market.html.md"""
 
 # %% ../../nbs/simulator/01_market.ipynb #8b706227
 from __future__ import annotations
-import importlib
 import math
-import re
-import secrets
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..core import Timeframe, ms_from_utc, utc_from_ms
-from ..data.candles import CANDLE_COLUMNS, bundled_series, open_times_ms, resample_candles
-from ..exchange.replay import replay_series
+from ..core import Timeframe
+from ..data.candles import CANDLE_COLUMNS, open_times_ms, resample_candles
 
 # %% auto #0
-__all__ = ['QUOTE_ASSETS', 'INSUFFICIENT', 'SymbolRules', 'symbol_filters', 'BinanceError', 'ReplayClock', 'ReplayMarket',
-           'SimOrder', 'MatchingEngine']
+__all__ = ['QUOTE_ASSETS', 'INSUFFICIENT', 'SymbolRules', 'symbol_filters', 'BinanceError', 'ReplayClock', 'ReplayMarket']
 
 # %% ../../nbs/simulator/01_market.ipynb #f0dcddd8
 QUOTE_ASSETS = ('USDT', 'USDC', 'FDUSD', 'BUSD', 'TUSD', 'BTC', 'ETH', 'BNB', 'EUR')
@@ -38,25 +33,34 @@ class SymbolRules:
     min_notional: Decimal = Decimal('5')
     max_qty: Decimal = Decimal('9000')
 
-    @classmethod
-    def for_price(cls, symbol: str, price: float) -> SymbolRules:
-        "Rules like Binance's for a symbol trading near `price`."
-        quote = next((q for q in QUOTE_ASSETS if symbol.endswith(q) and len(symbol) > len(q)), None)
-        if quote is None: raise ValueError(f"{symbol}: cannot tell its quote asset; expected a suffix among {', '.join(QUOTE_ASSETS)}")
-        tick = Decimal('0.01') if price >= 1 else Decimal(1).scaleb(math.floor(math.log10(price)) - 4)
-        step = Decimal(1).scaleb(min(0, math.floor(math.log10(1 / price))))
-        return cls(symbol, symbol[:-len(quote)], quote, tick, step, Decimal('5') if quote not in ('BTC', 'ETH', 'BNB') else Decimal('0.0001'))
+# %% ../../nbs/simulator/01_market.ipynb #9d4bd1aa
+@patch(cls_method=True)
+def for_price(cls: SymbolRules, symbol: str, price: float) -> SymbolRules:
+    "Rules like Binance's for a symbol trading near `price`."
+    quote = next((q for q in QUOTE_ASSETS if symbol.endswith(q) and len(symbol) > len(q)), None)
+    if quote is None:
+        raise ValueError(f"{symbol}: cannot tell its quote asset; "
+                         f"expected a suffix among {', '.join(QUOTE_ASSETS)}")
+    lg = math.floor(math.log10(price))
+    tick = Decimal('0.01') if price >= 1 else Decimal(1).scaleb(lg - 4)
+    step = Decimal(1).scaleb(min(0, math.floor(math.log10(1 / price))))
+    min_notional = Decimal('5') if quote not in ('BTC', 'ETH', 'BNB') else Decimal('0.0001')
+    return cls(symbol, symbol[:-len(quote)], quote, tick, step, min_notional)
 
-# %% ../../nbs/simulator/01_market.ipynb #c090d335
+# %% ../../nbs/simulator/01_market.ipynb #799f7f05
 def _s(x, places: int = 8) -> str: return f"{x:.{places}f}"
 
+# %% ../../nbs/simulator/01_market.ipynb #c090d335
 def symbol_filters(r: SymbolRules) -> list[dict]:
     "Binance's filter objects for `r`."
-    return [dict(filterType='PRICE_FILTER', minPrice=_s(r.tick), maxPrice='1000000.00000000', tickSize=_s(r.tick)),
-            dict(filterType='LOT_SIZE', minQty=_s(r.step), maxQty=_s(r.max_qty), stepSize=_s(r.step)),
+    return [dict(filterType='PRICE_FILTER', minPrice=_s(r.tick), maxPrice='1000000.00000000',
+                 tickSize=_s(r.tick)),
+            dict(filterType='LOT_SIZE', minQty=_s(r.step), maxQty=_s(r.max_qty),
+                 stepSize=_s(r.step)),
             dict(filterType='NOTIONAL', minNotional=_s(r.min_notional), applyMinToMarket=True,
                  maxNotional='9000000.00000000', applyMaxToMarket=False, avgPriceMins=5),
-            dict(filterType='MARKET_LOT_SIZE', minQty='0.00000000', maxQty=_s(r.max_qty), stepSize='0.00000000'),
+            dict(filterType='MARKET_LOT_SIZE', minQty='0.00000000', maxQty=_s(r.max_qty),
+                 stepSize='0.00000000'),
             dict(filterType='MAX_NUM_ORDERS', maxNumOrders=200)]
 
 # %% ../../nbs/simulator/01_market.ipynb #b606e3a1
@@ -78,31 +82,44 @@ INSUFFICIENT = "Account has insufficient balance for requested action."
 
 # %% ../../nbs/simulator/01_market.ipynb #0d585efc
 class ReplayClock:
-    "Replay time in ms: from `start_ms`, `speed` steps of `step_ms` per wall second, stopping at `end_ms`."
-    def __init__(self, start_ms: int, end_ms: int, step_ms: int, speed: float = 1.0, wall=time.monotonic):
-        if not start_ms < end_ms: raise ValueError(f"start {start_ms} must come before end {end_ms}")
-        self.start_ms, self.end_ms, self.step_ms, self.wall = int(start_ms), int(end_ms), int(step_ms), wall
+    "Replay time in ms: from `start_ms`, `speed` steps of `step_ms` a wall second, up to `end_ms`."
+    def __init__(self, start_ms: int, end_ms: int, step_ms: int, speed: float = 1.0,
+                 wall=time.monotonic):
+        if not start_ms < end_ms:
+            raise ValueError(f"start {start_ms} must come before end {end_ms}")
+        self.start_ms, self.end_ms, self.step_ms = int(start_ms), int(end_ms), int(step_ms)
+        self.wall = wall
         self._at, self._wall, self.speed = self.start_ms, wall(), 0.0
         self.set_speed(speed)
 
     @property
-    def ms(self) -> int: return min(self.end_ms, self._at + int((self.wall() - self._wall) * self.speed * self.step_ms))
+    def ms(self) -> int:
+        ran = int((self.wall() - self._wall) * self.speed * self.step_ms)
+        return min(self.end_ms, self._at + ran)
+
     @property
     def ended(self) -> bool: return self.ms >= self.end_ms
 
-    def set_speed(self, speed: float):
-        if not (math.isfinite(speed) and speed >= 0): raise ValueError(f"speed={speed!r}: candles per second, >= 0 (0 pauses)")
-        self._at, self._wall, self.speed = self.ms, self.wall(), float(speed)
+# %% ../../nbs/simulator/01_market.ipynb #764deddc
+@patch
+def set_speed(self: ReplayClock, speed: float):
+    "Run `speed` steps a wall second from now on (0 pauses)."
+    if not (math.isfinite(speed) and speed >= 0):
+        raise ValueError(f"speed={speed!r}: candles per second, >= 0 (0 pauses)")
+    self._at, self._wall, self.speed = self.ms, self.wall(), float(speed)
 
-    def advance(self, ms: int):
-        if ms < 0: raise ValueError(f"advance={ms!r}: the clock only runs forward")
-        self._at, self._wall = min(self.end_ms, self.ms + int(ms)), self.wall()
+# %% ../../nbs/simulator/01_market.ipynb #092408c2
+@patch
+def advance(self: ReplayClock, ms: int):
+    "Jump `ms` ahead, never past the end."
+    if ms < 0: raise ValueError(f"advance={ms!r}: the clock only runs forward")
+    self._at, self._wall = min(self.end_ms, self.ms + int(ms)), self.wall()
 
 # %% ../../nbs/simulator/01_market.ipynb #de5de2c9
 _THIRDS = np.array([0.0, 1 / 3, 2 / 3, 1.0])
 
 class ReplayMarket:
-    "One symbol's real candles at the base timeframe: the price at any instant, klines closed by then, when a price is touched."
+    "One symbol's real candles at the base timeframe, replayed along a path through each candle."
     def __init__(self, symbol: str, df: pd.DataFrame, timeframe: Timeframe | str):
         self.symbol, self.tf = symbol, Timeframe.parse(timeframe)
         self.ts = open_times_ms(df)
@@ -122,25 +139,32 @@ class ReplayMarket:
         o, h, l, c = self.o[i], self.h[i], self.l[i], self.c[i]
         return np.array([o, l, h, c] if c >= o else [o, h, l, c])
 
-    def price(self, t: int) -> float:
-        "The price at replay time `t`, on the tick."
-        i, f = self._locate(t)
-        return round(float(np.interp(f, _THIRDS, self._path(i))), self._places)
+# %% ../../nbs/simulator/01_market.ipynb #9d418b6f
+@patch
+def price(self: ReplayMarket, t: int) -> float:
+    "The price at replay time `t`, on the tick."
+    i, f = self._locate(t)
+    return round(float(np.interp(f, _THIRDS, self._path(i))), self._places)
 
 # %% ../../nbs/simulator/01_market.ipynb #d2f9229d
 @patch
 def window(self: ReplayMarket, t_from: int, t: int) -> tuple | None:
-    "(open, high, low, close, volume) of the replay from `t_from` up to `t`, or None if no candle opened in between."
+    "(open, high, low, close, volume) from `t_from` up to `t`; None if no candle opened in between."
     a = int(np.searchsorted(self.ts, t_from, 'left'))
     i, f = self._locate(t)
     if t < self.ts[0] or i < a: return None
-    if f >= 1: return self.o[a], self.h[a:i + 1].max(), self.l[a:i + 1].min(), self.c[i], self.v[a:i + 1].sum()
+    if f >= 1:
+        b = i + 1
+        return self.o[a], self.h[a:b].max(), self.l[a:b].min(), self.c[i], self.v[a:b].sum()
     pts = self._path(i)
     now = self.price(t)
     seen = np.r_[pts[_THIRDS <= f], now]
-    h, l, v = max(seen.max(), self.h[a:i].max(initial=-np.inf)), min(seen.min(), self.l[a:i].min(initial=np.inf)), self.v[a:i].sum() + self.v[i] * f
+    h = max(seen.max(), self.h[a:i].max(initial=-np.inf))
+    l = min(seen.min(), self.l[a:i].min(initial=np.inf))
+    v = self.v[a:i].sum() + self.v[i] * f
     return (self.o[a] if a < i else pts[0]), h, l, now, v
 
+# %% ../../nbs/simulator/01_market.ipynb #8ad90e00
 @patch
 def open_candle(self: ReplayMarket, tf: Timeframe, t: int) -> tuple | None:
     "(open time, open, high, low, close, volume) of the `tf` candle still open at `t`."
@@ -150,21 +174,24 @@ def open_candle(self: ReplayMarket, tf: Timeframe, t: int) -> tuple | None:
 # %% ../../nbs/simulator/01_market.ipynb #2020500d
 @patch
 def candles(self: ReplayMarket, tf: Timeframe) -> tuple:
-    "The closed candles of `tf` as arrays (open time, open, high, low, close, volume); resampled once, then cached."
+    "The closed `tf` candles as arrays (open time, open, high, low, close, volume), cached."
     if tf not in self._frames:
         df = resample_candles(self._df, tf, self.tf)
         self._frames[tf] = (open_times_ms(df), *(df[k].to_numpy('float64') for k in CANDLE_COLUMNS))
     return self._frames[tf]
 
+# %% ../../nbs/simulator/01_market.ipynb #213fbbf2
 @patch
-def klines(self: ReplayMarket, tf: Timeframe, t: int, start: int | None = None, end: int | None = None, limit: int = 500) -> list[tuple]:
-    "Up to `limit` rows (open time, open, high, low, close, volume) of `tf` candles closed by `t`, and the open one."
+def klines(self: ReplayMarket, tf: Timeframe, t: int, start: int | None = None,
+           end: int | None = None, limit: int = 500) -> list[tuple]:
+    "Up to `limit` rows (open time, OHLCV) of `tf` candles closed by `t`, and the open one."
     ts, *cols = self.candles(tf)
     closed = int(np.searchsorted(ts, t - tf.ms, 'right'))
     hi = closed if end is None else min(closed, int(np.searchsorted(ts, end, 'right')))
     lo = 0 if start is None else int(np.searchsorted(ts, start, 'left'))
     cur = self.open_candle(tf, t)
-    fits = cur is not None and (start is None or cur[0] >= start) and (end is None or cur[0] <= end) and (closed == 0 or cur[0] > ts[closed - 1])
+    fits = (cur is not None and (start is None or cur[0] >= start)
+            and (end is None or cur[0] <= end) and (closed == 0 or cur[0] > ts[closed - 1]))
     extra = [cur] if fits else []
     if start is not None: idx = range(lo, min(hi, lo + limit))
     else: idx = range(max(lo, hi - limit + len(extra)), hi)
@@ -173,7 +200,8 @@ def klines(self: ReplayMarket, tf: Timeframe, t: int, start: int | None = None, 
 
 # %% ../../nbs/simulator/01_market.ipynb #be770899
 @patch
-def _touch(self: ReplayMarket, i: int, f0: float, f1: float, price: float, buy: bool) -> float | None:
+def _touch(self: ReplayMarket, i: int, f0: float, f1: float, price: float,
+           buy: bool) -> float | None:
     "The first fraction of candle `i` in [f0, f1] at which its path reaches `price`."
     pts, hit = self._path(i), (lambda p: p <= price) if buy else (lambda p: p >= price)
     for fa, fb, pa, pb in zip(_THIRDS, _THIRDS[1:], pts, pts[1:]):
@@ -183,9 +211,10 @@ def _touch(self: ReplayMarket, i: int, f0: float, f1: float, price: float, buy: 
         if hit(a): return lo
         if hit(b): return lo + (hi - lo) * (price - a) / (b - a)
 
+# %% ../../nbs/simulator/01_market.ipynb #dec50cb4
 @patch
 def first_touch(self: ReplayMarket, t0: int, t1: int, price: float, buy: bool) -> int | None:
-    "When in [t0, t1] the price first reaches `price` (down to it for a buy, up for a sell), or None."
+    "When in [t0, t1] the price first reaches `price` (down for a buy, up for a sell), or None."
     (i0, f0), (i1, f1) = self._locate(t0), self._locate(t1)
     spans = [(i0, f0, 1.0 if i1 > i0 else f1)]
     if i1 > i0 + 1:
@@ -196,216 +225,3 @@ def first_touch(self: ReplayMarket, t0: int, t1: int, price: float, buy: bool) -
     for i, a, b in spans:
         f = self._touch(i, a, b, price, buy)
         if f is not None: return max(t0, min(t1, int(self.ts[i]) + math.ceil(f * self.tf.ms)))
-
-# %% ../../nbs/simulator/01_market.ipynb #52ff750a
-def _finest_common(symbols) -> Timeframe:
-    have = {}
-    for s, t in bundled_series(): have.setdefault(s, []).append(t)
-    for tf in Timeframe:
-        if all(any(tf.ms % t.ms == 0 for t in have.get(s, [])) for s in symbols): return tf
-    raise ValueError(f"no timeframe can be made for all of {', '.join(symbols)} from the bundled candles")
-
-def _instant_ms(x) -> int:
-    if isinstance(x, (int, np.integer)): return int(x)
-    return ms_from_utc(pd.Timestamp(x).to_pydatetime())
-
-@dataclass
-class SimOrder:
-    "An order as the simulator keeps it."
-    id: int
-    client_id: str
-    symbol: str
-    side: str
-    type: str
-    tif: str | None
-    price: float | None
-    qty: float
-    quote_qty: float
-    time: int
-    status: str = 'NEW'
-    executed: float = 0.0
-    cum_quote: float = 0.0
-    update_time: int = 0
-    locked: float = 0.0
-    trades: list = field(default_factory=list)
-
-class MatchingEngine:
-    "The simulator's exchange without HTTP: the bundled real candles replayed at `speed` candles a second, and a spot account."
-    def __init__(self, symbols=('BTCUSDT', 'ETHUSDT'), timeframe: Timeframe | str | None = None, speed: float = 1.0, start=None,
-                 balances: dict | None = None, fee: float = 0.001):
-        symbols = [s.upper() for s in ([symbols] if isinstance(symbols, str) else symbols)]
-        self.timeframe = Timeframe.parse(timeframe) if timeframe else _finest_common(symbols)
-        self.markets = {s: ReplayMarket(s, df, self.timeframe) for s, df in replay_series(symbols, self.timeframe).items()}
-        step = self.timeframe.ms
-        first, end = max(int(m.ts[0]) for m in self.markets.values()), min(int(m.ts[-1]) for m in self.markets.values()) + step
-        if start is None: start = -1000
-        start_ms = (end - step * min(-int(start), (end - first) // step - 1) if isinstance(start, (int, np.integer)) and start < 0
-                    else self.timeframe.floor(_instant_ms(start)))
-        if not first <= start_ms < end:
-            raise ValueError(f"start={start!r}: outside the replay, {utc_from_ms(first):%Y-%m-%d %H:%M:%S} .. {utc_from_ms(end):%Y-%m-%d %H:%M:%S} UTC")
-        self.clock = ReplayClock(start_ms, end, step, speed)
-        self.fee = float(fee)
-        self.balances = {a: [0.0, 0.0] for m in self.markets.values() for a in (m.rules.base, m.rules.quote)}
-        for a, v in (balances if balances is not None else {'USDT': 10_000.0}).items(): self.balances[a.upper()] = [float(v), 0.0]
-        self.orders: dict[int, SimOrder] = {}
-        self.trades: list[dict] = []
-        self._open: dict[int, SimOrder] = {}
-        self._matched_ms, self._next_id = start_ms, 1
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({', '.join(self.markets)} {self.timeframe}, clock {utc_from_ms(self.clock_ms):%Y-%m-%d %H:%M:%S} UTC, "
-                f"speed {self.clock.speed:g}/s)")
-
-    @property
-    def clock_ms(self) -> int: return self.clock.ms
-
-# %% ../../nbs/simulator/01_market.ipynb #bd4ba9f2
-@patch
-def set_speed(self: MatchingEngine, speed: float):
-    "Replay `speed` candles of the base timeframe a second from now on (0 pauses)."
-    self.sync()
-    self.clock.set_speed(speed)
-
-
-@patch
-def advance(self: MatchingEngine, candles: float = 1):
-    "Jump the clock `candles` base candles ahead, filling the limit orders the price crosses on the way."
-    self.sync()
-    self.clock.advance(int(candles * self.timeframe.ms))
-    self.sync()
-
-
-@patch
-def set_balance(self: MatchingEngine, asset: str, free: float):
-    "Set the free balance of `asset` (what is locked in orders stays)."
-    self.balances.setdefault(asset.upper(), [0.0, 0.0])[0] = float(free)
-
-
-@patch
-def price(self: MatchingEngine, symbol: str) -> float:
-    "The replayed price of `symbol` now."
-    return self.market(symbol).price(self.clock_ms)
-
-# %% ../../nbs/simulator/01_market.ipynb #c5dd08a9
-@patch
-def market(self: MatchingEngine, symbol: str | None) -> ReplayMarket:
-    "The market of `symbol`; Binance's error if it is missing or not traded here."
-    if not symbol: raise _missing('symbol')
-    if (m := self.markets.get(symbol.upper())) is None: raise BinanceError(-1121, 'Invalid symbol.')
-    return m
-
-@patch
-def sync(self: MatchingEngine) -> int:
-    "Move the books to the clock: fill the resting orders the price reached; the clock's time."
-    now = self.clock_ms
-    if now > self._matched_ms:
-        fills = [(at, o) for o in self._open.values()
-                 if (at := self.markets[o.symbol].first_touch(self._matched_ms, now, o.price, o.side == 'BUY')) is not None]
-        for at, o in sorted(fills, key=lambda x: (x[0], x[1].id)): self._fill(o, o.price, at, maker=True)
-        self._matched_ms = now
-    return now
-
-@patch
-def _fill(self: MatchingEngine, o: SimOrder, price: float, at: int, maker: bool):
-    "Execute all of `o` at `price`: move the assets, pay the fee, record the trade."
-    r = self.markets[o.symbol].rules
-    base, quote = self.balances[r.base], self.balances[r.quote]
-    cost = o.qty * price
-    fee = cost * self.fee
-    if o.side == 'BUY':
-        quote[1] -= o.locked
-        quote[0] += o.locked - cost - fee
-        base[0] += o.qty
-    else:
-        base[1] -= o.locked
-        base[0] += o.locked - o.qty
-        quote[0] += cost - fee
-    o.locked, o.executed, o.cum_quote, o.status, o.update_time = 0.0, o.qty, cost, 'FILLED', at
-    self._open.pop(o.id, None)
-    t = dict(symbol=o.symbol, id=len(self.trades) + 1, orderId=o.id, orderListId=-1, price=_s(price), qty=_s(o.qty), quoteQty=_s(cost),
-             commission=_s(fee), commissionAsset=r.quote, time=at, isBuyer=o.side == 'BUY', isMaker=maker, isBestMatch=True)
-    self.trades.append(t)
-    o.trades.append(t)
-
-# %% ../../nbs/simulator/01_market.ipynb #c6c2f3a6
-_CID = re.compile(r'^[.A-Za-z0-9:/_-]{1,36}$')
-
-def _decimal(p: dict, name: str) -> Decimal | None:
-    if (v := p.get(name)) in (None, ''): return None
-    try:
-        d = Decimal(v)
-        if d.is_finite() and d > 0: return d
-    except InvalidOperation: pass
-    raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.")
-
-def _check_filters(r: SymbolRules, qty: Decimal, price: Decimal):
-    "A `BinanceError` -1013 naming the first filter the order breaks."
-    if price % r.tick: raise BinanceError(-1013, 'Filter failure: PRICE_FILTER')
-    if qty < r.step or qty > r.max_qty or qty % r.step: raise BinanceError(-1013, 'Filter failure: LOT_SIZE')
-    if qty * price < r.min_notional: raise BinanceError(-1013, 'Filter failure: NOTIONAL')
-
-# %% ../../nbs/simulator/01_market.ipynb #4ae661cc
-@patch
-def place_order(self: MatchingEngine, p: dict) -> SimOrder:
-    "Check and carry out a new order from Binance's parameters; the order."
-    m = self.market(p.get('symbol'))
-    r, now = m.rules, self.sync()
-    side, typ, tif = p.get('side', '').upper(), p.get('type', '').upper(), p.get('timeInForce')
-    if not side: raise _missing('side')
-    if side not in ('BUY', 'SELL'): raise BinanceError(-1117, 'Invalid side.')
-    if not typ: raise _missing('type')
-    if typ in ('STOP_LOSS', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT', 'TAKE_PROFIT_LIMIT'):
-        raise BinanceError(-1013, f"{typ} orders are not supported for this symbol.")
-    if typ not in ('MARKET', 'LIMIT', 'LIMIT_MAKER'): raise BinanceError(-1116, 'Invalid orderType.')
-    cid = p.get('newClientOrderId') or f"sim-{secrets.token_hex(10)}"
-    if not _CID.match(cid): raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-    if any(o.client_id == cid for o in self._open.values()): raise BinanceError(-2010, 'Duplicate order sent.')
-    qty, price, quote_qty, cur = _decimal(p, 'quantity'), _decimal(p, 'price'), _decimal(p, 'quoteOrderQty'), m.price(now)
-    if typ == 'MARKET':
-        if tif: raise BinanceError(-1106, "Parameter 'timeInForce' sent when not required.")
-        if qty is None and quote_qty is None: raise BinanceError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
-        if qty is None: qty = (quote_qty / Decimal(str(cur))) // r.step * r.step
-        _check_filters(r, qty, Decimal(str(cur)))
-    else:
-        if qty is None: raise _missing('quantity')
-        if price is None: raise _missing('price')
-        if typ == 'LIMIT' and not tif: raise _missing('timeInForce')
-        if typ == 'LIMIT' and tif not in ('GTC', 'IOC', 'FOK'): raise BinanceError(-1115, 'Invalid timeInForce.')
-        _check_filters(r, qty, price)
-    q, lim = float(qty), (None if price is None else float(price))
-    crosses = typ == 'MARKET' or (lim >= cur if side == 'BUY' else lim <= cur)
-    if typ == 'LIMIT_MAKER' and crosses: raise BinanceError(-2010, 'Order would immediately match and take.')
-    need = q * (cur if crosses else lim) * (1 + self.fee) if side == 'BUY' else q
-    if self.balances[r.quote if side == 'BUY' else r.base][0] < need - 1e-12: raise BinanceError(-2010, INSUFFICIENT)
-    o = SimOrder(self._next_id, cid, m.symbol, side, typ, tif if typ == 'LIMIT' else None, lim, q, float(quote_qty or 0), now, update_time=now)
-    self._next_id += 1
-    self.orders[o.id] = o
-    if crosses: self._fill(o, cur, now, maker=False)
-    elif tif in ('IOC', 'FOK'): o.status = 'EXPIRED'
-    else:
-        o.locked = need
-        bal = self.balances[r.quote if side == 'BUY' else r.base]
-        bal[0] -= need
-        bal[1] += need
-        self._open[o.id] = o
-    return o
-
-# %% ../../nbs/simulator/01_market.ipynb #41cf2843
-@patch
-def cancel_order(self: MatchingEngine, o: SimOrder) -> SimOrder:
-    "Cancel the resting order `o`, unlocking its funds; the order."
-    if o.id not in self._open:
-        raise BinanceError(-2011, 'Unknown order sent.')
-    r = self.markets[o.symbol].rules
-    bal = self.balances[r.quote if o.side == 'BUY' else r.base]
-    bal[0] += o.locked
-    bal[1] -= o.locked
-    o.locked, o.status, o.update_time = 0.0, 'CANCELED', self.clock_ms
-    del self._open[o.id]
-    return o
-
-
-@patch
-def open_orders(self: MatchingEngine, symbol: str | None = None) -> list[SimOrder]:
-    "The resting orders (of `symbol`, if given), oldest first."
-    return [o for o in self._open.values() if symbol in (None, o.symbol)]

@@ -1,4 +1,4 @@
-"""The store's tables, times in epoch milliseconds, SQLite and PostgreSQL connections, WAL checkpoints and Alembic migrations run from code.
+"""The store's tables, SQLite and PostgreSQL connections, WAL checkpoints, migrations.
 
 Docs: https://botcore.github.io/botcore/store/database.html.md"""
 
@@ -23,106 +23,201 @@ from sqlalchemy.engine import make_url
 import botcore
 from ..core import ms_from_utc
 
+_log = logging.getLogger(__name__)
+
 # %% auto #0
 __all__ = ['metadata', 'orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state', 'SQLITE_PRAGMAS',
-           'MIGRATIONS', 'to_ms', 'now_ms', 'enum_value', 'make_engine', 'alembic_config', 'upgrade_schema',
-           'schema_revision', 'schema_diff', 'WalCheckpointer']
+           'MIGRATIONS', 'to_ms', 'now_ms', 'enum_value', 'make_engine', 'alembic_config', 'schema_revision',
+           'upgrade_schema', 'schema_diff', 'WalCheckpointer']
 
 # %% ../../nbs/store/01_database.ipynb #19e28e67
 metadata = sa.MetaData(naming_convention={
-    'ix': 'ix_%(table_name)s_%(column_0_N_name)s', 'uq': 'uq_%(table_name)s_%(column_0_name)s',
-    'fk': 'fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s', 'pk': 'pk_%(table_name)s'})
+    'ix': 'ix_%(table_name)s_%(column_0_N_name)s',
+    'uq': 'uq_%(table_name)s_%(column_0_name)s',
+    'fk': 'fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s',
+    'pk': 'pk_%(table_name)s',
+})
 
-def _price(name: str, nullable: bool = False) -> sa.Column: return sa.Column(name, sa.Double, nullable=nullable)
-def _ms(name: str, nullable: bool = False) -> sa.Column: return sa.Column(name, sa.BigInteger, nullable=nullable)
-def _str(name: str, nullable: bool = False) -> sa.Column: return sa.Column(name, sa.String, nullable=nullable)
+# %% ../../nbs/store/01_database.ipynb #f258a26b
+def _price(name: str, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.Double, nullable=nullable)
+
+def _ms(name: str, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.BigInteger, nullable=nullable)
+
+def _str(name: str, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.String, nullable=nullable)
 
 # %% ../../nbs/store/01_database.ipynb #c06a1efc
-orders = sa.Table('orders', metadata,
+orders = sa.Table(
+    'orders', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    _str('client_order_id'), _str('symbol'), _str('side'), _str('type'),
-    _price('quantity'), _price('price', nullable=True), _str('status'), sa.Column('reason', sa.Text),
-    _ms('created_ms'), _ms('updated_ms'),
+    _str('client_order_id'),
+    _str('symbol'),
+    _str('side'),
+    _str('type'),
+    _price('quantity'),
+    _price('price', nullable=True),
+    _str('status'),
+    sa.Column('reason', sa.Text),
+    _ms('created_ms'),
+    _ms('updated_ms'),
     sa.UniqueConstraint('client_order_id'),
-    sa.Index('ix_orders_created_ms', 'created_ms'), sa.Index('ix_orders_symbol_created_ms', 'symbol', 'created_ms'),
-    sa.Index('ix_orders_status_created_ms', 'status', 'created_ms'))
+    sa.Index('ix_orders_created_ms', 'created_ms'),
+    sa.Index('ix_orders_symbol_created_ms', 'symbol', 'created_ms'),
+    sa.Index('ix_orders_status_created_ms', 'status', 'created_ms'),
+)
 
-fills = sa.Table('fills', metadata,
+# %% ../../nbs/store/01_database.ipynb #2f2633c1
+fills = sa.Table(
+    'fills', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    sa.Column('client_order_id', sa.String, sa.ForeignKey('orders.client_order_id'), nullable=False),
-    _str('symbol'), _str('side'), _price('quantity'), _price('price'), _price('fee'), _ms('ts_ms'),
-    sa.Index('ix_fills_client_order_id', 'client_order_id'), sa.Index('ix_fills_ts_ms', 'ts_ms'),
-    sa.Index('ix_fills_symbol_ts_ms', 'symbol', 'ts_ms'))
+    sa.Column('client_order_id', sa.String, sa.ForeignKey('orders.client_order_id'),
+              nullable=False),
+    _str('symbol'),
+    _str('side'),
+    _price('quantity'),
+    _price('price'),
+    _price('fee'),
+    _ms('ts_ms'),
+    sa.Index('ix_fills_client_order_id', 'client_order_id'),
+    sa.Index('ix_fills_ts_ms', 'ts_ms'),
+    sa.Index('ix_fills_symbol_ts_ms', 'symbol', 'ts_ms'),
+)
 
 # %% ../../nbs/store/01_database.ipynb #caf3cb52
-positions = sa.Table('positions', metadata,
-    sa.Column('symbol', sa.String, primary_key=True), _str('side'), _price('size'), _price('entry_price'),
-    _price('entry_fee'), _ms('opened_ms'), _price('stop', True), _price('target', True),
-    _price('trailing_stop', True), _ms('updated_ms'))
+positions = sa.Table(
+    'positions', metadata,
+    sa.Column('symbol', sa.String, primary_key=True),
+    _str('side'),
+    _price('size'),
+    _price('entry_price'),
+    _price('entry_fee'),
+    _ms('opened_ms'),
+    _price('stop', True),
+    _price('target', True),
+    _price('trailing_stop', True),
+    _ms('updated_ms'),
+)
 
-trades = sa.Table('trades', metadata,
+# %% ../../nbs/store/01_database.ipynb #3cd072cb
+trades = sa.Table(
+    'trades', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    _str('symbol'), _str('side'), _price('size'), _price('entry_price'), _price('exit_price'),
-    _ms('entry_ms'), _ms('exit_ms'), _price('fees'), _price('pnl'), _str('exit_reason'),
-    _str('entry_order_id', True), _str('exit_order_id', True),
-    sa.Index('ix_trades_exit_ms', 'exit_ms'), sa.Index('ix_trades_symbol_exit_ms', 'symbol', 'exit_ms'))
+    _str('symbol'),
+    _str('side'),
+    _price('size'),
+    _price('entry_price'),
+    _price('exit_price'),
+    _ms('entry_ms'),
+    _ms('exit_ms'),
+    _price('fees'),
+    _price('pnl'),
+    _str('exit_reason'),
+    _str('entry_order_id', True),
+    _str('exit_order_id', True),
+    sa.Index('ix_trades_exit_ms', 'exit_ms'),
+    sa.Index('ix_trades_symbol_exit_ms', 'symbol', 'exit_ms'),
+)
 
 # %% ../../nbs/store/01_database.ipynb #1b4f4dbd
-signals = sa.Table('signals', metadata,
+signals = sa.Table(
+    'signals', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    _str('symbol'), _str('timeframe'), _str('signal'), _price('confidence'), _price('probability'),
-    _ms('candle_ms'), _str('model_type'), _ms('received_ms'),
-    sa.Index('ix_signals_received_ms', 'received_ms'), sa.Index('ix_signals_symbol_received_ms', 'symbol', 'received_ms'))
+    _str('symbol'),
+    _str('timeframe'),
+    _str('signal'),
+    _price('confidence'),
+    _price('probability'),
+    _ms('candle_ms'),
+    _str('model_type'),
+    _ms('received_ms'),
+    sa.Index('ix_signals_received_ms', 'received_ms'),
+    sa.Index('ix_signals_symbol_received_ms', 'symbol', 'received_ms'),
+)
 
-equity = sa.Table('equity', metadata,
+# %% ../../nbs/store/01_database.ipynb #5161651b
+equity = sa.Table(
+    'equity', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    _ms('ts_ms'), _price('equity'), _price('cash'), _price('unrealized'), sa.Index('ix_equity_ts_ms', 'ts_ms'))
+    _ms('ts_ms'),
+    _price('equity'),
+    _price('cash'),
+    _price('unrealized'),
+    sa.Index('ix_equity_ts_ms', 'ts_ms'),
+)
 
-events = sa.Table('events', metadata,
+# %% ../../nbs/store/01_database.ipynb #cb909395
+events = sa.Table(
+    'events', metadata,
     sa.Column('id', sa.Integer, primary_key=True),
-    _ms('ts_ms'), _str('kind'), _str('level'), sa.Column('message', sa.Text, nullable=False),
-    sa.Column('data', sa.JSON), sa.Index('ix_events_ts_ms', 'ts_ms'), sa.Index('ix_events_kind_ts_ms', 'kind', 'ts_ms'))
+    _ms('ts_ms'),
+    _str('kind'),
+    _str('level'),
+    sa.Column('message', sa.Text, nullable=False),
+    sa.Column('data', sa.JSON),
+    sa.Index('ix_events_ts_ms', 'ts_ms'),
+    sa.Index('ix_events_kind_ts_ms', 'kind', 'ts_ms'),
+)
 
 # %% ../../nbs/store/01_database.ipynb #2eed68e2
-engine_state = sa.Table('engine_state', metadata,
-    sa.Column('key', sa.String, primary_key=True), _ms('last_candle_ms', True),
-    sa.Column('state', sa.Text, nullable=False), _ms('updated_ms'))
+engine_state = sa.Table(
+    'engine_state', metadata,
+    sa.Column('key', sa.String, primary_key=True),
+    _ms('last_candle_ms', True),
+    sa.Column('state', sa.Text, nullable=False),
+    _ms('updated_ms'),
+)
 
 # %% ../../nbs/store/01_database.ipynb #6ae85046
 def to_ms(t: datetime | int | float) -> int:
     "Epoch milliseconds of `t`: a datetime (naive is UTC) or a number of ms."
     return ms_from_utc(t) if isinstance(t, datetime) else int(t)
 
+# %% ../../nbs/store/01_database.ipynb #23489b7b
 def now_ms() -> int:
     "The wall clock in epoch milliseconds."
     return time.time_ns() // 1_000_000
 
+# %% ../../nbs/store/01_database.ipynb #afc44b66
 def enum_value(x):
     "An enum's value (`Timeframe.H1` -> '1h'), anything else as it is."
     return x.value if isinstance(x, Enum) else x
 
 # %% ../../nbs/store/01_database.ipynb #115e3e81
-SQLITE_PRAGMAS = ('journal_mode=WAL', 'synchronous=NORMAL', 'foreign_keys=ON', 'busy_timeout=10000',
-                  'wal_autocheckpoint=0', 'journal_size_limit=67108864')
+SQLITE_PRAGMAS = (
+    'journal_mode=WAL',
+    'synchronous=NORMAL',
+    'foreign_keys=ON',
+    'busy_timeout=10000',
+    'wal_autocheckpoint=0',
+    'journal_size_limit=67108864',
+)
 
+# %% ../../nbs/store/01_database.ipynb #37064169
 def _sqlite_connect(dbapi_conn, _record):
     "Settings of every new SQLite connection."
-    dbapi_conn.isolation_level = None  # no implicit BEGIN/COMMIT from pysqlite: `_sqlite_begin` does it
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    for p in SQLITE_PRAGMAS: cur.execute(f'PRAGMA {p}')
+    for p in SQLITE_PRAGMAS:
+        cur.execute(f'PRAGMA {p}')
     cur.close()
 
+# %% ../../nbs/store/01_database.ipynb #6da4ffe9
 def _sqlite_begin(conn):
     "BEGIN IMMEDIATE for the store's write transactions, a plain (deferred) BEGIN for reads."
-    conn.exec_driver_sql('BEGIN IMMEDIATE' if conn.get_execution_options().get('botcore_write') else 'BEGIN')
+    write = conn.get_execution_options().get('botcore_write')
+    conn.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
 
 # %% ../../nbs/store/01_database.ipynb #3c8c8b76
 def make_engine(url: str, echo: bool = False) -> sa.Engine:
     "A SQLAlchemy engine for `url`, SQLite connections set up for the store."
     u = make_url(url)
-    if u.get_backend_name() != 'sqlite': return sa.create_engine(u, echo=echo, pool_pre_ping=True)
+    if u.get_backend_name() != 'sqlite':
+        return sa.create_engine(u, echo=echo, pool_pre_ping=True)
     if u.database in (None, '', ':memory:'):
-        eng = sa.create_engine(u, echo=echo, poolclass=sa.StaticPool, connect_args={'check_same_thread': False})
+        eng = sa.create_engine(u, echo=echo, poolclass=sa.StaticPool,
+                               connect_args={'check_same_thread': False})
     else:
         path = Path(u.database).expanduser().absolute()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,36 +235,41 @@ def alembic_config(connection=None, url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option('script_location', str(MIGRATIONS))
     cfg.set_main_option('path_separator', 'os')
-    if url: cfg.set_main_option('sqlalchemy.url', url.replace('%', '%%'))
+    if url:
+        cfg.set_main_option('sqlalchemy.url', url.replace('%', '%%'))
     cfg.attributes.update(connection=connection, target_metadata=metadata)
     return cfg
 
-# %% ../../nbs/store/01_database.ipynb #651e2251
+# %% ../../nbs/store/01_database.ipynb #9948bd05
+def schema_revision(engine: sa.Engine) -> str | None:
+    "The database's Alembic revision (None: never migrated)."
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+# %% ../../nbs/store/01_database.ipynb #f8c6b777
 def upgrade_schema(engine: sa.Engine, revision: str = 'head') -> None:
     "Migrate the database to `revision` in one transaction; a no-op when it is there already."
     with engine.connect() as conn:
         conn.execution_options(botcore_write=True)
         with conn.begin():
             if conn.dialect.name == 'postgresql':
-                conn.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_MIGRATION_LOCK})
+                lock = sa.text('SELECT pg_advisory_xact_lock(:k)')
+                conn.execute(lock, {'k': _PG_MIGRATION_LOCK})
             command.upgrade(alembic_config(conn), revision)
 
-def schema_revision(engine: sa.Engine) -> str | None:
-    "The database's Alembic revision (None: never migrated)."
-    with engine.connect() as conn: return MigrationContext.configure(conn).get_current_revision()
-
+# %% ../../nbs/store/01_database.ipynb #e031e3ae
 def schema_diff(engine: sa.Engine) -> list:
     "What Alembic's autogenerate finds between the database and `metadata`: [] when they agree."
-    with engine.connect() as conn: return compare_metadata(MigrationContext.configure(conn), metadata)
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), metadata)
 
 # %% ../../nbs/store/01_database.ipynb #912070ff
-_log = logging.getLogger(__name__)
-
 class WalCheckpointer(threading.Thread):
     "Copies an SQLite file's WAL into the database in the background, after commits."
     def __init__(self, path: str, write_lock, interval: float = 0.1, max_pages: int = 1000):
         super().__init__(name=f'wal-checkpoint {Path(path).name}', daemon=True)
-        self.path, self.write_lock, self.interval, self.max_pages = path, write_lock, interval, max_pages
+        self.path, self.write_lock = path, write_lock
+        self.interval, self.max_pages = interval, max_pages
         self.dirty, self.stopping = threading.Event(), threading.Event()
         self.runs, self.last = 0, None  # last: (busy, pages in the WAL, pages checkpointed)
 
@@ -179,15 +279,18 @@ class WalCheckpointer(threading.Thread):
             conn.execute('PRAGMA busy_timeout=10000')
             while self.dirty.wait() and not self.stopping.wait(self.interval):
                 self.dirty.clear()
-                try: self.checkpoint(conn)
-                except sqlite3.Error as e: _log.warning("WAL checkpoint of %s failed: %s", self.path, e)
+                try:
+                    self.checkpoint(conn)
+                except sqlite3.Error as e:
+                    _log.warning("WAL checkpoint of %s failed: %s", self.path, e)
         finally: conn.close()
 
     def checkpoint(self, conn: sqlite3.Connection):
         "A PASSIVE checkpoint, under the write lock when the WAL has grown past `max_pages`."
         self.last = conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
         if self.last[1] > self.max_pages:
-            with self.write_lock: self.last = conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
+            with self.write_lock:
+                self.last = conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
         self.runs += 1
 
     def stop(self):

@@ -1,4 +1,4 @@
-"""The rules over whole candle series for backtests: `run_strategy`, RSI test signals, and vectorbt.
+"""The rules over whole candle series: `run_strategy`, RSI band signals, vectorbt's order hook.
 
 Docs: https://botcore.github.io/botcore/strategy/series.html.md"""
 

@@ -1,4 +1,4 @@
-"""The AI service's app: `POST /analyze` turns candles into a `Signal`; models are trained over HTTP.
+"""The AI service's app: `POST /analyze` turns candles into a `Signal`; training over HTTP.
 
 Docs: https://botcore.github.io/botcore/api/ai/app.html.md"""
 

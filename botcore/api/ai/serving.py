@@ -1,4 +1,4 @@
-"""The served model, its prediction cache, the batching of concurrent windows, and the service state.
+"""The served model, its prediction cache, batching of concurrent windows, the service state.
 
 Docs: https://botcore.github.io/botcore/api/ai/serving.html.md"""
 
