@@ -129,9 +129,9 @@ def main():
     for name, p in (('exact (slippage 0)', StrategyParams(slippage=0)), ('default (slippage 0.05 %)', StrategyParams())):
         first = time.perf_counter(); backtest(candles, signals, p); first = time.perf_counter() - first
         took, with_stats, peer_took = [], [], []
-        for _ in range(5):                     # each timing starts from a collected heap, for both libraries
+        for _ in range(10):                    # each timing starts from a collected heap, for both libraries
             gc.collect(); t = time.perf_counter(); ours = backtest(candles, signals, p); took.append(time.perf_counter() - t)
-        for _ in range(5):
+        for _ in range(10):
             gc.collect(); t = time.perf_counter(); stats_table(backtest(candles, signals, p)); with_stats.append(time.perf_counter() - t)
         for _ in range(3):
             gc.collect(); s, peer = peer_run(candles, signals, p); peer_took.append(s)

@@ -75,13 +75,13 @@ def _floor(self, ts_ms: int) -> int:
 Timeframe.on_grid, Timeframe.floor = _on_grid, _floor
 
 # %% ../nbs/00_core.ipynb #8b8e0638
-def utc_from_ms(ms: int) -> datetime:
-    "The aware UTC datetime of `ms` milliseconds since the epoch."
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-# %% ../nbs/00_core.ipynb #76c5454a
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+def utc_from_ms(ms: int) -> datetime:
+    "The aware UTC datetime of `ms` milliseconds since the epoch (exact: no float on the way)."
+    return _EPOCH + timedelta(milliseconds=ms)
+
+# %% ../nbs/00_core.ipynb #76c5454a
 def ms_from_utc(t: datetime) -> int:
     "Milliseconds since the epoch of `t`; a naive `t` is UTC."
     if t.tzinfo is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..core import Signal, SignalKind, Timeframe
+from ..core import Signal, SignalKind, Timeframe, utc_from_ms
 from datetime import datetime, timedelta, timezone
 from ..data.candles import (candle_frame, candles_from_json, infer_timeframe, open_times_ms,
                                   split_segments, validate_candles)
@@ -73,8 +73,6 @@ class Analyzer:
     def __repr__(self): return f"Analyzer({self.model!r}, long>={self.long_threshold}, short<={self.short_threshold})"
 
 # %% ../../nbs/model/07_signals.ipynb #3bef4f10
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 @patch
 def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.ndarray,
                 close: np.ndarray, volume: np.ndarray, timeframe: Timeframe | str) -> np.ndarray:
@@ -87,7 +85,7 @@ def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.n
     gaps = np.flatnonzero(np.diff(open_ms) > tf.ms)
     a = int(gaps[-1]) + 1 if len(gaps) else 0             # the last gap-free run starts here
     if n - a < self.run_needed:
-        start = _EPOCH + timedelta(milliseconds=int(open_ms[a]))
+        start = utc_from_ms(int(open_ms[a]))
         raise NotEnoughCandles(n, self.min_candles, f"only the last {n - a} follow the gap before "
                                f"{start:%Y-%m-%d %H:%M} UTC; "
                                f"the model needs {self.run_needed} gap-free candles")
@@ -104,7 +102,7 @@ def signal_for(self: Analyzer, p: float, last_open_ms: int, symbol: str,
         raise ValueError("candles: the features of the last window are not all finite")
     tf = Timeframe.parse(timeframe)
     kind, confidence = signal_from_probability(p, self.long_threshold, self.short_threshold)
-    closed = _EPOCH + timedelta(milliseconds=int(last_open_ms) + tf.ms)
+    closed = utc_from_ms(int(last_open_ms) + tf.ms)
     return Signal(signal=kind, confidence=confidence, probability=p, timestamp=closed,
                   model_type=self.model.model_type, symbol=symbol, timeframe=tf)
 
