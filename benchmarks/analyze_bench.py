@@ -29,17 +29,37 @@ The request bodies are real: distinct 100-candle windows of BTCUSDT 1h, serialis
    one request, in the order the endpoint runs them: the body to checked columns, the series checks, the `Analyzer`'s steps (the window's features, the network for
    one window and per window of a pass of 8, the signal), then the response.
 
+0. The zoo, first: a row per model type (`--model-types`, default all: lstm, gru, transformer, mlp,
+   lightgbm, logistic, and lightgbm-mtf, LightGBM on the multi-timeframe features). Each is its
+   type's default `TrainConfig` (torch types: one epoch; LightGBM and logistic as they stop) trained
+   on the last 3,000 BTCUSDT 1h candles, promoted (with `force=True`: the promotion gate judges skill,
+   not speed) into a data dir of its own and served by its own `uvicorn` (one worker, the prediction
+   cache off). The lean client sends `--type-requests` (2,000) real requests after the warm-up at
+   `--concurrency` (8), `--type-runs` (3) times against the same server, and prints the runs' median.
+   Each request carries the type's `min_candles` (100, or more for mtf: its higher timeframes need a
+   longer history). Printed: p50, p99, req/s, server CPU per request, windows scored per pass, and
+   whether the type meets the latency goals. It runs before the sections below, which serve the
+   default LSTM (or `--model-dir`'s model) as before; `--zoo-only` stops after it.
+
 Goals (issue 3): p50 <= 5 ms, p99 <= 20 ms, >= 300 requests/s at concurrency 8.
 
 Run: .venv/bin/python benchmarks/analyze_bench.py [--requests 3000] [--concurrency 8] [--repeat 1000] [--clients raw,httpx]
+     .venv/bin/python benchmarks/analyze_bench.py --model-types lightgbm,lightgbm-mtf --zoo-only   # the zoo table only
+     .venv/bin/python benchmarks/analyze_bench.py --model-types none   # as before: the default LSTM only
 """
-import asyncio, json, os, subprocess, sys, tempfile, time
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import psutil
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 
 from botcore.config import ENV_VARS
 from botcore.data.candles import candles_to_json, load_candles
@@ -48,6 +68,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / 'tests'))
 from support import free_port    # noqa: E402  the tests' helper
 
 TOKEN = 'bench-token-' + 'b' * 32
+ZOO = ('lstm', 'gru', 'transformer', 'mlp', 'lightgbm', 'logistic', 'lightgbm-mtf')
+GOAL_P50_MS, GOAL_P99_MS = 5.0, 20.0
 
 
 def trained_data_dir(model_dir: str | None) -> Path:
@@ -59,14 +81,53 @@ def trained_data_dir(model_dir: str | None) -> Path:
         (data_dir / 'models').symlink_to(Path(model_dir).resolve())
         return data_dir
     df = load_candles('BTCUSDT', '1h').iloc[-3000:]
-    ModelRegistry(data_dir / 'models').promote(train_model(df, TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False))
+    model = train_model(df, TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
+    ModelRegistry(data_dir / 'models').promote(model, force=True)   # the gate judges skill; this is about speed
     return data_dir
 
 
-def bodies(n: int) -> list[bytes]:
-    "`n` distinct real requests: consecutive 100-candle windows of BTCUSDT 1h."
-    df = load_candles('BTCUSDT', '1h').iloc[-(n + 100):]
-    return [json.dumps({'symbol': 'BTCUSDT', 'timeframe': '1h', 'candles': candles_to_json(df.iloc[i:i + 100])}).encode()
+def zoo_data_dir(name: str) -> tuple[Path, int]:
+    "A data dir serving the zoo member `name` (`<type>` or `<type>-mtf`), and the candles it needs per request."
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.signals import Analyzer
+    from botcore.model.network import TORCH_TYPES
+    from botcore.model.training import TrainConfig, train_model
+    kind, _, features = name.partition('-')
+    cfg = TrainConfig(model_type=kind, **({'epochs': 1} if kind in TORCH_TYPES else {}),
+                      **({'features': features} if features else {}))
+    model = train_model(load_candles('BTCUSDT', '1h').iloc[-3000:], cfg, 'BTCUSDT', '1h', progress=False)
+    data_dir = Path(tempfile.mkdtemp(prefix=f'analyze-bench-{name}-'))
+    ModelRegistry(data_dir / 'models').promote(model, force=True)   # the gate judges skill; this is about speed
+    return data_dir, Analyzer(model).min_candles
+
+
+def zoo_table(names: list[str], requests: int, concurrency: int, warmup: int, windows: int, runs: int = 3) -> list[dict]:
+    "Per zoo member: the lean client's figures at `concurrency` with the cache off (median of `runs`), a row each."
+    print(f"Per model type: POST /analyze, real BTCUSDT 1h candles, one uvicorn worker, prediction cache off, "
+          f"concurrency {concurrency}, {requests} requests after {warmup}, lean client, the median of {runs} runs "
+          f"against the same server; {os.cpu_count()} CPUs shared, load average {os.getloadavg()[0]:.1f}\n")
+    print(f"{'type':<13} {'candles':>7} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>7} "
+          f"{'server CPU ms/req':>17} {'windows/pass':>12}  goal p50 <= {GOAL_P50_MS:g} ms, p99 <= {GOAL_P99_MS:g} ms", flush=True)
+    rows = []
+    for name in names:
+        data_dir, size = zoo_data_dir(name)
+        rs = http_run(data_dir, False, bodies(windows, size), requests, concurrency, warmup, 'raw', runs)
+        r = {k: (np.median([x[k] for x in rs]) if isinstance(v, (int, float, np.floating)) else v) for k, v in rs[0].items()}
+        r |= dict(name=name, size=size, errors=sum(x['errors'] for x in rs), first_error=next((x['first_error'] for x in rs
+                                                                                           if x['errors']), []))
+        meets = r['p50'] <= GOAL_P50_MS and r['p99'] <= GOAL_P99_MS and not r['errors']
+        rows.append(r | dict(meets=meets))
+        print(f"{name:<13} {size:>7} {r['errors']:>6} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['rps']:>7.1f} "
+              f"{r['server_cpu_ms']:>17.2f} {r['per_pass']:>12.2f}  {'meets' if meets else 'MISSES'}"
+              + (f"  first error: {r['first_error']}" if r['errors'] else ''), flush=True)
+    print()
+    return rows
+
+
+def bodies(n: int, size: int = 100) -> list[bytes]:
+    "`n` distinct real requests: consecutive `size`-candle windows of BTCUSDT 1h."
+    df = load_candles('BTCUSDT', '1h').iloc[-(n + size):]
+    return [json.dumps({'symbol': 'BTCUSDT', 'timeframe': '1h', 'candles': candles_to_json(df.iloc[i:i + size])}).encode()
             for i in range(n)]
 
 
@@ -83,7 +144,8 @@ def start_server(data_dir: Path, cache: bool) -> tuple[subprocess.Popen, str]:
         except (httpx.TransportError, ValueError, KeyError): pass
         if proc.poll() is not None: sys.exit(f'server exited with {proc.returncode}')
         time.sleep(0.25)
-    proc.kill(); sys.exit('server did not become healthy')
+    proc.kill()
+    sys.exit('server did not become healthy')
 
 
 class _Connection(asyncio.Protocol):
@@ -178,7 +240,8 @@ def http_run(data_dir: Path, cache: bool, payloads: list[bytes], requests: int, 
                             hits=delta('cache', 'hits'), misses=delta('cache', 'misses'),
                             per_pass=delta('scoring', 'windows') / max(1, delta('scoring', 'passes')), first_error=bad[:1]))
     finally:
-        proc.terminate(); proc.wait(15)
+        proc.terminate()
+        proc.wait(15)
     return out
 
 
@@ -198,7 +261,8 @@ def floor_run(data_dir: Path, payload: bytes, requests: int, concurrency: int, w
             assert not bad, bad[:1]
             out.append((name, np.percentile(lat * 1e3, 50), len(lat) / wall, 1e3 * (sum(server.cpu_times()[:2]) - cpu0) / len(lat)))
     finally:
-        proc.terminate(); proc.wait(15)
+        proc.terminate()
+        proc.wait(15)
     return out
 
 
@@ -220,7 +284,8 @@ def ways_run(data_dir: Path, payloads: list[bytes], requests: int, concurrency: 
             assert not bad, bad[:1]
             out.append((name, np.percentile(lat * 1e3, 50), len(lat) / wall, 1e3 * (sum(server.cpu_times()[:2]) - cpu0) / len(lat)))
     finally:
-        proc.terminate(); proc.wait(15)
+        proc.terminate()
+        proc.wait(15)
     return out
 
 
@@ -256,6 +321,7 @@ def stages(data_dir: Path, payload: bytes, repeat: int) -> list[tuple[str, float
     signal = a.analyze_columns(t, high, low, close, volume, req.symbol, req.timeframe)
     x = torch.from_numpy(np.repeat(scale_rows(rows, m.mean, m.scale)[None], SERVE_BLOCK, axis=0))
     def net_only():
+        if not m.is_torch: return m.net.predict(x.numpy())     # a tabular model (--model-dir)
         with torch.inference_mode(): m.net.infer(x)
     eight = [rows] * 8
     steps = [
@@ -286,8 +352,18 @@ def main(requests: int = 3000,      # measured requests per run
          windows: int = 500,        # distinct 100-candle windows sent
          clients: str = 'raw,httpx',  # load generators to run: raw (lean, wrk-like) and/or httpx
          runs: int = 3,             # measured runs of the lean client with the cache off (the machine's noise shows between them)
-         model_dir: str = None):    # use the promoted model of this model_dir instead of training one
+         model_dir: str = None,     # use the promoted model of this model_dir instead of training one
+         model_types: str = 'all',  # the per-type table: 'all', 'none' or a comma list (e.g. lightgbm,lightgbm-mtf)
+         type_requests: int = 2000,  # measured requests per run in the per-type table
+         type_runs: int = 3,        # runs per type in the per-type table (their median is printed)
+         zoo_only: store_true = False):  # print the per-type table only
     "Benchmark POST /analyze over HTTP and in-process."
+    names = [] if model_types == 'none' else list(ZOO) if model_types == 'all' else \
+        [n.strip() for n in model_types.split(',') if n.strip()]
+    if bad := [n for n in names if n not in ZOO]:
+        sys.exit(f"--model-types: unknown {', '.join(bad)} (known: all, none, {', '.join(ZOO)})")
+    if names: zoo_table(names, type_requests, concurrency, warmup, windows, type_runs)
+    if zoo_only: return
     data_dir = trained_data_dir(model_dir)
     payloads = bodies(windows)
     print(f"POST /analyze, 100 real BTCUSDT 1h candles ({len(payloads[0]):,} bytes), one uvicorn worker on 127.0.0.1, "

@@ -39,7 +39,7 @@ def services(root: Path) -> tuple[UvicornServer, UvicornServer, Dashboards]:
     ai_dir, engine_dir, dash_dir = (root / n for n in ('ai', 'engine', 'dashboard'))
     for d in (ai_dir, engine_dir, dash_dir): d.mkdir()
     model = train_model(load_candles('BTCUSDT', '1h').iloc[-2500:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False)
-    ModelRegistry(ai_dir / 'models').promote(model)
+    ModelRegistry(ai_dir / 'models').promote(model, force=True)
     ai = UvicornServer('botcore.api.ai.app:app', ai_dir, clean_env(INTER_SERVICE_TOKEN=INTER, AI_API_KEY=AI_KEY), name='ai')
     engine = UvicornServer('botcore.api.engine:app', engine_dir, clean_env(
         INTER_SERVICE_TOKEN=INTER, ENGINE_API_KEY=ENGINE_KEY, PYTHON_AI_SERVICE_URL=ai.url,

@@ -16,8 +16,8 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
-           'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd', 'run_cmd', 'simulator',
-           'schedule', 'download']
+           'evaluate_cmd', 'tune_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd',
+           'run_cmd', 'simulator', 'schedule', 'download']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -96,29 +96,53 @@ def data_cmd(
               f"last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
 
+# %% ../nbs/90_cli.ipynb #43ee28c9
+def _train_outcome(registry, before: set) -> int | None:
+    "Say whether the newly trained model is served; status 1 when the gate refused it."
+    new = sorted(set(registry.versions()) - before)
+    if not new: return None
+    version, current = new[-1], registry.current()
+    if version == current:
+        print(f"promoted and served: {version}")
+        return None
+    from botcore.model.evaluation import promotion_refusal
+    why = promotion_refusal(registry.meta(version))
+    print(f"saved {version}, NOT promoted{': ' + why if why else ''}; served: {current}",
+          file=sys.stderr)
+    return 1 if why else None
+
 # %% ../nbs/90_cli.ipynb #a6bee24a
 @command('train')
 def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train on
               timeframe: str = '1h',  # its timeframe
               data_path: str = None,  # train on this CSV/Parquet file instead of the bundled series
-              model_type: str = 'lstm',  # lstm or gru
-              window: int = 60,  # candles the network reads
-              horizon: int = 4,  # candles ahead the target looks
-              epochs: int = 20,  # most epochs (early stopping may end sooner)
+              model_type: str = None,  # lstm, gru, transformer, mlp, lightgbm, logistic (None: default's)
+              window: int = None,  # candles a sequence model reads
+              lags: int = None,  # rows before the last one a tabular model reads
+              horizon: int = None,  # candles ahead the label looks
+              features: str = None,  # base, or mtf (+ higher timeframes' features)
+              label: str = None,  # direction, volatility or barrier
+              epochs: int = None,  # most epochs (early stopping may end sooner)
               seed: int = 0,  # random seed: same seed and data give the same weights
               max_train_seconds: float = None,  # stop after the epoch that passes this
+              overrides: str = None,  # more TrainConfig fields as JSON, e.g. '{"hidden_size": 32}'
+              force: bool = False,  # promote even if its test log loss is worse than the majority's
               model_dir: str = None,  # registry to promote into (default: the settings' model_dir)
               runs_dir: str = 'runs',  # where the executed notebook is kept
               config: str = None):  # path to a botcore.toml
-    "Train, evaluate and promote a model by running pipelines/train.ipynb."
+    "Train, evaluate and promote a model of the zoo by running pipelines/train.ipynb."
     from botcore.config import load_settings_or_exit
     from botcore.jobs.pipelines import run_pipeline
+    from botcore.model.registry import ModelRegistry
     model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
+    before = set(ModelRegistry(model_dir).versions())
     params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type,
-                  window=window, horizon=horizon, epochs=epochs, seed=seed,
-                  max_train_seconds=max_train_seconds, model_dir=model_dir)
+                  window=window, lags=lags, horizon=horizon, features=features, label=label,
+                  epochs=epochs, seed=seed, max_train_seconds=max_train_seconds,
+                  overrides=overrides, force_promote=force, model_dir=model_dir)
     out = run_pipeline('train', params, runs_dir)
     print(f"report: {out}")
+    return _train_outcome(ModelRegistry(model_dir), before)
 
 # %% ../nbs/90_cli.ipynb #0decc1aa
 def _strategy_params(settings, overrides: dict, more: str | None):
@@ -262,18 +286,126 @@ def sweep_cmd(
     return _sweep(grid, symbols, timeframes, signals, start, end, metric, scheduler, workers,
                   chunk_size, init_cash, top, out, progress, model_dir, config)
 
+# %% ../nbs/90_cli.ipynb #d9e8fda7
+@command('evaluate')
+def evaluate_cmd(
+    symbols: str = None,  # comma-separated bundled symbols (with --timeframes: every pair)
+    timeframes: str = None,  # comma-separated timeframes
+    series: str = 'BTCUSDT:1h,ETHUSDT:5m',  # SYMBOL:TF pairs, used when --symbols is not given
+    models: str = None,  # comma-separated candidates, e.g. lstm,lightgbm,lightgbm-mtf (default: all)
+    folds: int = 6,  # walk-forward folds per series, over its last candles
+    train_size: int = 8000,  # candles each fold trains on
+    test_size: int = 2000,  # candles each fold is tested on (the folds roll by this)
+    holdout: int = 2,  # the last folds, kept out of the choice of the pick
+    scheduler: str = None,  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: local)
+    workers: int = None,  # local worker processes (default: one per core; 0: no Dask)
+    out: str = 'runs/evaluate',  # where the report and the tables go
+):
+    "Rank candidate models on walk-forward folds against baselines (pipelines/evaluate.ipynb)."
+    from botcore.jobs.pipelines import run_pipeline
+    from botcore.research.leaderboard import candidate_configs, series_candles
+    split = lambda text: [x.strip() for x in text.split(',') if x.strip()] if text else None
+    pairs = ([f'{s}:{t}' for s in split(symbols) for t in split(timeframes or '1h')] if symbols
+             else split(series))
+    try:
+        candidate_configs(split(models))
+        series_candles(pairs)
+        if not 0 < holdout < folds: raise ValueError(f"holdout={holdout}: must be 1..folds-1")
+    except ValueError as e:
+        print(f"botcore evaluate: {e}", file=sys.stderr)
+        return 2
+    params = dict(series=pairs, candidates=split(models), train_size=train_size,
+                  test_size=test_size, n_folds=folds, holdout=holdout, scheduler=scheduler,
+                  n_workers=workers, out_dir=str(Path(out).resolve()), progress=False)
+    report = run_pipeline('evaluate', params, out)
+    print(Path(out, 'leaderboard.md').read_text())
+    print(f"report: {report}")
+
+# %% ../nbs/90_cli.ipynb #9a01dbdb
+def _print_tune(study, top: int, url: str):
+    "Print a study's trials, best first, and the best `TrainConfig` as JSON."
+    import pandas as pd
+    from sqlalchemy.engine import make_url
+    from botcore.research.tune import best_config, tune_report
+    report = tune_report(study)
+    states = report.state.value_counts()
+    where = make_url(url).render_as_string(hide_password=True)
+    print(f"study {study.study_name!r} ({where}): {len(report)} trials, "
+          f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, "
+          f"{states.get('FAIL', 0)} failed; best {min(top, len(report))} by validation log loss:")
+    with pd.option_context('display.width', 250, 'display.max_columns', 40):
+        print(report.sort_values('value', kind='stable').head(top).round(4).to_string())
+    if not states.get('COMPLETE', 0):
+        print("botcore tune: no trial completed", file=sys.stderr)
+        return 1
+    print(f"\nbest config: {best_config(study).model_dump_json()}")
+
+# %% ../nbs/90_cli.ipynb #67454c07
+def _tune(model_type, symbol, timeframe, trials, train_size, test_size, folds, holdout, start,
+          end, study, storage, scheduler, workers, seed, base, top, progress,
+          config) -> int | None:
+    "Run the study of `botcore tune`; status 2 naming what is refused."
+    import json
+    from botcore.config import load_settings_or_exit
+    from botcore.research.tune import storage_url, tune
+    s = load_settings_or_exit(config)
+    try:
+        kw = json.loads(base) if base else {}
+        if not isinstance(kw, dict): raise ValueError(f"base={base!r}: not a JSON object")
+        url = storage or storage_url(s)
+        res = tune(model_type, symbol, timeframe, trials, train_size, test_size, folds, holdout,
+                   url, study, scheduler, workers, kw, progress, seed, start=start, end=end)
+    except ValueError as e:
+        print(f"botcore tune: {e}", file=sys.stderr)
+        return 2
+    return _print_tune(res, top, url)
+
+# %% ../nbs/90_cli.ipynb #be4392aa
+@command('tune')
+def tune_cmd(
+    model_type: str = 'lightgbm',  # lstm, gru, transformer, mlp, lightgbm or logistic
+    symbol: str = 'BTCUSDT',  # a bundled symbol
+    timeframe: str = '1h',  # the candles' timeframe
+    trials: int = 20,  # trials to add to the study
+    train_size: int = 2000,  # candles each fold trains on
+    test_size: int = 500,  # candles each fold scores (and each held-out block)
+    folds: int = 5,  # walk-forward folds at the series' end, the held-out ones included
+    holdout: int = 2,  # the last folds, never read (the leaderboard's test folds)
+    start: str = None,  # first candle's open time (default: the first)
+    end: str = None,  # last candle's open time, included (default: the last)
+    study: str = None,  # study name (default: SYMBOL-TIMEFRAME-MODEL_TYPE); resumed if it exists
+    storage: str = None,  # Optuna RDB URL (default: beside the settings' database)
+    scheduler: str = None,  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786
+    workers: int = 1,  # worker processes of a local Dask cluster (1: this process)
+    seed: int = 0,  # the TPE sampler's seed
+    base: str = None,  # TrainConfig fields kept fixed, as JSON, e.g. '{"horizon": 8}'
+    top: int = 10,  # trials to print
+    progress: bool = True,  # progress bar of the trials (--no-progress: none)
+    config: str = None,  # path to a botcore.toml
+):
+    "Search a model type's hyper-parameters with Optuna on validation folds; print the best."
+    return _tune(model_type, symbol, timeframe, trials, train_size, test_size, folds, holdout,
+                 start, end, study, storage, scheduler, workers, seed, base, top, progress,
+                 config)
+
 # %% ../nbs/90_cli.ipynb #16a14cda
 def ensure_default_model(settings) -> None:
-    "Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none."
+    """Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none the
+    service would serve; say so plainly if the promotion gate refuses it."""
     from botcore.model.evaluation import evaluation_report
-    from botcore.model.registry import ModelRegistry
-    from botcore.model.training import train_default_model
+    from botcore.model.registry import ModelRegistry, PromotionRefused
+    from botcore.model.training import DEFAULT_MODEL, train_default_model
     reg = ModelRegistry(settings.model_dir)
-    if reg.current() is not None or reg.latest() is not None:
+    if reg.current() is not None or reg.servable() is not None:
         return
-    print(f"\nNo model in {settings.model_dir}: training the default model on BTCUSDT 1h "
-          "(once; a few minutes)...", flush=True)
-    model = train_default_model(settings.model_dir)
+    what = ', '.join(f'{k}={v}' for k, v in DEFAULT_MODEL.items())
+    print(f"\nNo model in {settings.model_dir}: training the default model ({what}) on BTCUSDT "
+          "1h (once)...", flush=True)
+    try: model = train_default_model(settings.model_dir)
+    except PromotionRefused as e:
+        print(f"The default model was saved but {e}. The AI service serves no model until one "
+              "passes: try `botcore evaluate` and `botcore train`.", flush=True)
+        return
     report = evaluation_report(model)
     print(report.round(4).to_string(), '\n' + report.attrs['verdict'], flush=True)
 

@@ -15,15 +15,16 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
-from pydantic import BaseModel, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict,
                                SettingsError, TomlConfigSettingsSource)
 import botcore
 from .core import Timeframe
 from .secrets import SecretsError, generated_tokens
-from .sections import (AISettings, ApiSettings, AuthSettings, DashboardSettings,
-                              ExchangeSettings, KeyedError, MarketDataSettings, ScheduleSettings,
-                              StoreSettings, TradingSettings)
+from .sections import (AISettings, ApiIntegrationSettings, ApiSettings, AuthSettings,
+                              DashboardSettings, ExchangeSettings, KeyedError, MarketDataSettings,
+                              ScheduleSettings, StoreSettings, TradingSettings,
+                              ai_with_seed_cache_keys)
 
 # %% auto #0
 __all__ = ['ENV_VARS', 'ENV_PREFIX', 'ENV_DELIMITER', 'ConfigError', 'config_path', 'project_root', 'Settings', 'read_settings',
@@ -132,6 +133,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     trading: TradingSettings = TradingSettings()
     ai: AISettings = AISettings()
+    api_integration: ApiIntegrationSettings = ApiIntegrationSettings()
     auth: AuthSettings = AuthSettings()
     store: StoreSettings = StoreSettings()
     exchange: ExchangeSettings = ExchangeSettings()
@@ -149,6 +151,12 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, p: Path) -> Path:
         return p.expanduser()
+
+    @model_validator(mode='after')
+    def _seed_cache_keys(self):
+        "The seed's cache keys of `[api_integration]` set `[ai]`'s (frozen: set while validating)."
+        self.__dict__['ai'] = ai_with_seed_cache_keys(self.ai, self.api_integration)
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, **_):

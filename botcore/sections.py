@@ -15,8 +15,8 @@ from .core import Timeframe
 
 # %% auto #0
 __all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'Section', 'MarketDataSettings', 'ApiSettings', 'StrategySettings',
-           'TradingSettings', 'KeyedError', 'AISettings', 'AuthSettings', 'ExchangeSettings', 'DashboardSettings',
-           'ScheduledRun', 'ScheduleSettings', 'StoreSettings']
+           'TradingSettings', 'KeyedError', 'AISettings', 'ApiIntegrationSettings', 'ai_with_seed_cache_keys',
+           'AuthSettings', 'ExchangeSettings', 'DashboardSettings', 'ScheduledRun', 'ScheduleSettings', 'StoreSettings']
 
 # %% ../nbs/02_sections.ipynb #ccca6a01
 def _unit_interval(x: float) -> float:
@@ -188,12 +188,20 @@ class KeyedError(ValueError):
 
 # %% ../nbs/02_sections.ipynb #163460f9
 class AISettings(Section):
-    "`[ai]`: the AI service's server, signal thresholds and prediction cache."
+    "`[ai]`: the AI service's server, signal policy and thresholds, and prediction cache."
     host: str = '127.0.0.1'
     port: Port = 8000
     long_threshold: Threshold = 0.6
     short_threshold: Threshold = 0.4
     confidence_threshold: Threshold = 0.55
+    signal_policy: Literal['fixed', 'adaptive'] = Field(
+        'fixed', description="'adaptive': thresholds from the model's recent probabilities")
+    adaptive_lookback: int = Field(
+        500, ge=10, description="adaptive: the last N predictions of a series the thresholds use")
+    adaptive_k: float = Field(
+        1.0, gt=0, description='adaptive: long at mean + k * std, short at mean - k * std')
+    adaptive_min_history: int = Field(
+        50, ge=2, description='adaptive: predictions needed before the fixed thresholds give way')
     cache_predictions: bool = True
     cache_ttl_seconds: int = Field(300, ge=0)
     model_dir: Optional[Path] = None  # None: `Settings.model_dir` puts it under data_dir
@@ -203,7 +211,36 @@ class AISettings(Section):
         if self.long_threshold <= self.short_threshold:
             raise KeyedError('long_threshold', f"must be above short_threshold "
                              f"({self.short_threshold}) (got {self.long_threshold})")
+        if self.adaptive_min_history > self.adaptive_lookback:
+            raise KeyedError('adaptive_min_history', f"must be at most adaptive_lookback "
+                             f"({self.adaptive_lookback}) (got {self.adaptive_min_history})")
         return self
+
+# %% ../nbs/02_sections.ipynb #c5e1f6b2
+class ApiIntegrationSettings(Section):
+    "`[api_integration]`: the seed's table for the shape of `/analyze`'s answer."
+    signal_format: Literal['simple', 'detailed'] = Field(
+        'simple', description="'detailed' adds the policy, the thresholds in force, indicators")
+    include_indicators: bool = Field(
+        True, description="detailed: the model's feature values at the last candle")
+    cache_predictions: Optional[bool] = Field(
+        None, description="the seed's place for it; set here, it sets ai.cache_predictions")
+    cache_ttl_seconds: Optional[int] = Field(
+        None, ge=0, description="the seed's place for it; set here, it sets ai.cache_ttl_seconds")
+
+# %% ../nbs/02_sections.ipynb #e9a4b1d5
+_SEED_CACHE_KEYS = ('cache_predictions', 'cache_ttl_seconds')
+
+def ai_with_seed_cache_keys(ai: AISettings, integration: ApiIntegrationSettings) -> AISettings:
+    "`ai` with the cache keys `integration` sets; a `KeyedError` where `ai` sets one differently."
+    update = {}
+    for k in _SEED_CACHE_KEYS:
+        if (v := getattr(integration, k)) is None: continue
+        if k in ai.model_fields_set and getattr(ai, k) != v:
+            raise KeyedError(f'api_integration.{k}', f"conflicts with ai.{k} = "
+                             f"{getattr(ai, k)!r}: set it in one place (got {v!r})")
+        update[k] = v
+    return ai.model_copy(update=update) if update else ai
 
 # %% ../nbs/02_sections.ipynb #3380dfb6
 class AuthSettings(Section):

@@ -1,7 +1,7 @@
 """What the tests (and benchmarks/dashboard_bench.py, benchmarks/analyze_bench.py) share besides
 fixtures: free loopback ports, a clean environment, skipping for a missing service, and real
 uvicorn and Voila servers in subprocesses. The shared fixtures are in conftest.py."""
-import os, signal, socket, subprocess, sys, time
+import functools, os, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import httpx
@@ -10,6 +10,21 @@ from botcore.config import ENV_VARS
 
 
 BOTCORE = Path(sys.executable).with_name('botcore')
+
+
+PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'   # the test server: trust auth
+
+
+@functools.cache
+def pg_unreachable(url: str = PG_URL) -> str | None:
+    "Why the PostgreSQL server at `url` cannot be used, or None."
+    import sqlalchemy as sa
+    try:
+        eng = sa.create_engine(url, connect_args={'connect_timeout': 3}, poolclass=sa.NullPool)
+        with eng.connect() as c: c.exec_driver_sql('SELECT 1')
+        return None
+    except Exception as e:
+        return f"PostgreSQL at {url} unreachable: {type(e).__name__}: {str(e).splitlines()[0]}"
 
 
 def unavailable(reason: str):

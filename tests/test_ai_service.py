@@ -12,10 +12,11 @@ import json, math, threading, time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from botcore.data.candles import candles_to_json
-from support import UvicornServer, clean_env
+from support import UvicornServer, clean_env, free_port
 
 ENGINE_TOKEN, OPERATOR_KEY = 'engine-token-' + 'e' * 30, 'operator-key-' + 'o' * 30
 ENGINE, OPERATOR = {'Authorization': f'Bearer {ENGINE_TOKEN}'}, {'Authorization': f'Bearer {OPERATOR_KEY}'}
@@ -345,7 +346,7 @@ def test_train_refuses_bad_requests(served, window):
     assert r.status_code == 409 and 'retrain' in r.json()['message']
     r = served.post('/train', json={'symbol': 'DOGEUSDT', 'retrain': True}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'symbol']
-    r = served.post('/train', json={'model_type': 'transformer', 'retrain': True}, headers=OPERATOR)
+    r = served.post('/train', json={'model_type': 'svm', 'retrain': True}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'model_type']
     r = served.post('/train', json={'retrain': True, 'candles': broken(window, 3, volume=-1)}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()['detail'][0]['loc'] == ['body', 'candles', 3, 'volume']
@@ -422,9 +423,128 @@ def test_failed_job_keeps_the_old_model_serving(served, btc_1h, window):
 @pytest.mark.slow
 def test_picks_up_a_model_promoted_by_another_process(served, trained, btc_1h):
     data_dir, _, registry = trained
-    version = registry.promote(tiny_model(btc_1h, rows=2000, seed=1))
+    version = registry.promote(tiny_model(btc_1h, rows=2000, seed=1), force=True)  # mechanics
     deadline = time.monotonic() + 10
     while served.get('/health').json()['model_version'] != version:
         assert time.monotonic() < deadline, 'the service did not pick up the promoted model within 10 s'
         time.sleep(0.25)
     assert served.post('/analyze', json=analyze_body(candles_to_json(btc_1h.iloc[-100:])), headers=ENGINE).json()['model_version'] == version
+
+
+# ---------------------------------------------------------------- signal policy, detailed format
+
+SIMPLE_FIELDS = ['signal', 'confidence', 'probability', 'timestamp', 'model_type', 'symbol', 'timeframe',
+                 'model_version', 'cached']
+DETAILED_ENV = dict(BOTCORE_AI__SIGNAL_POLICY='adaptive', BOTCORE_AI__ADAPTIVE_LOOKBACK='20',
+                    BOTCORE_AI__ADAPTIVE_MIN_HISTORY='10', BOTCORE_API_INTEGRATION__SIGNAL_FORMAT='detailed')
+
+
+@pytest.fixture(scope='module')
+def detailed(ai_dir, tmp_path_factory):
+    "A running service answering in the detailed format with the adaptive policy (lookback 20, min history 10)."
+    import shutil
+    d = tmp_path_factory.mktemp('detailed')
+    shutil.copytree(ai_dir / 'models', d / 'models')          # its own registry: no other test promotes here
+    env = clean_env(INTER_SERVICE_TOKEN=ENGINE_TOKEN, AI_API_KEY=OPERATOR_KEY, **DETAILED_ENV)
+    server = UvicornServer('botcore.api.ai.app:app', d, env, name='detailed', health_timeout=120)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            client.data_dir = d
+            yield client
+    finally:
+        server.stop()
+    assert 'Traceback' not in server.logs(), server.logs()
+
+
+def served_model(client):
+    "The model the service `client` talks to serves, loaded in-process from its registry."
+    from botcore.model.registry import ModelRegistry
+    return ModelRegistry(client.data_dir / 'models').load(client.get('/health').json()['model_version'])
+
+
+def test_simple_format_is_the_seeds_signal_and_nothing_more(served, btc_1h):
+    r = served.post('/analyze', json=analyze_body(candles_to_json(btc_1h.iloc[-2100:-2000])), headers=ENGINE)
+    assert r.status_code == 200, r.text
+    assert list(r.json()) == SIMPLE_FIELDS and r.text.startswith('{"signal":"')
+    assert r.text.endswith(f'"model_version":"{r.json()["model_version"]}","cached":false}}')
+
+
+def test_detailed_format_has_the_thresholds_and_the_indicators(detailed, btc_1h):
+    from botcore.model.signals import Analyzer, signal_from_probability
+    w = btc_1h.iloc[-100:]
+    r = detailed.post('/analyze', json=analyze_body(candles_to_json(w)), headers=ENGINE)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert list(s)[:len(SIMPLE_FIELDS)] == SIMPLE_FIELDS
+    assert s['policy'] == 'adaptive' and s['threshold_source'] in ('fixed', 'adaptive')
+    assert s['signal'] == signal_from_probability(s['probability'], s['long_threshold'], s['short_threshold'])[0].value
+    # the indicators: the model's features at the last candle, by name, unscaled, as the in-process Analyzer has them
+    model = served_model(detailed)
+    cols = [w[c].to_numpy(np.float64) for c in ('high', 'low', 'close', 'volume')]
+    rows = Analyzer(model).window_rows(w.index.as_unit('ms').asi8, *cols, '1h')
+    assert list(s['indicators']) == model.feature_names
+    assert list(s['indicators'].values()) == [v if math.isfinite(v) else None for v in rows[-1].tolist()]
+    again = detailed.post('/analyze', json=analyze_body(candles_to_json(w)), headers=ENGINE).json()
+    assert again['cached'] is True and {**again, 'cached': False} == s
+
+
+def test_adaptive_policy_calls_borderline_probabilities(detailed, eth_5m):
+    """Consecutive candles of a series the service has not seen: each answer's thresholds are the mean +- 1 std
+    of the model's recent probabilities and of the probabilities the service gave the candles before, as
+    `policy_thresholds` computes them offline; probabilities the fixed 0.6/0.4 call neutral get called long or short."""
+    from botcore.model.policy import SignalPolicy, policy_thresholds
+    from botcore.model.signals import signal_from_probability
+    candles = candles_to_json(eth_5m.iloc[-161:])
+    ask = lambda i, n=100: detailed.post('/analyze', headers=ENGINE,
+                                         json=analyze_body(candles[i + 100 - n:i + 100], 'ETHUSDT', '5m'))
+    answers = [ask(i).json() for i in range(60)]
+    # the same last candle again, in a longer window (a cache miss): the same thresholds, and nothing added
+    longer = ask(59, n=101).json()
+    assert longer['cached'] is False
+    assert (longer['long_threshold'], longer['short_threshold']) == (answers[-1]['long_threshold'], answers[-1]['short_threshold'])
+    answers.append(ask(60).json())
+    policy = SignalPolicy(kind='adaptive', lookback=20, k=1.0, min_history=10)
+    recent = served_model(detailed).meta.get('recent_probabilities') or []
+    ps = np.array([a['probability'] for a in answers[:-2]] + [longer['probability'], answers[-1]['probability']])
+    long, short = policy_thresholds(ps, policy, history=recent)
+    assert all(a['policy'] == 'adaptive' for a in answers)
+    np.testing.assert_allclose([a['long_threshold'] for a in answers], long, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([a['short_threshold'] for a in answers], short, rtol=0, atol=1e-9)
+    assert answers[-1]['threshold_source'] == 'adaptive'
+    for a in answers:
+        assert a['signal'] == signal_from_probability(a['probability'], a['long_threshold'], a['short_threshold'])[0].value
+    borderline = [a for a in answers if 0.4 < a['probability'] < 0.6]
+    assert len(borderline) > len(answers) // 2                    # a model's probabilities sit near 0.5
+    assert any(a['signal'] != 'neutral' for a in borderline), [a['probability'] for a in answers]
+
+
+def test_model_info_reports_the_policy_and_the_models_description(detailed, served):
+    info = detailed.get('/model/info', headers=OPERATOR).json()
+    assert info['policy'] == dict(kind='adaptive', long_threshold=0.6, short_threshold=0.4, lookback=20, k=1.0,
+                                  min_history=10)
+    meta = served_model(detailed).meta
+    assert [info[k] for k in ('calibration', 'features', 'label')] == [meta.get(k) for k in ('calibration', 'features', 'label')]
+    assert SEED_INFO_FIELDS <= set(info) and info['model_loaded'] is True
+    assert served.get('/model/info', headers=OPERATOR).json()['policy']['kind'] == 'fixed'
+
+
+BAD_POLICY = [  # (botcore.toml text, env, what stderr must say)
+    ('', {'BOTCORE_AI__SIGNAL_POLICY': 'sometimes'},
+     "env BOTCORE_AI__SIGNAL_POLICY: ai.signal_policy: Input should be 'fixed' or 'adaptive'"),
+    ('[api_integration]\nsignal_format = "verbose"\n', {}, "api_integration.signal_format: Input should be 'simple' or 'detailed'"),
+    ('[api_integration]\ncache_ttl_seconds = 60\n[ai]\ncache_ttl_seconds = 300\n', {},
+     'api_integration.cache_ttl_seconds: conflicts with ai.cache_ttl_seconds = 300: set it in one place (got 60)'),
+    ('[ai]\nadaptive_lookback = 20\n', {}, 'ai.adaptive_min_history: must be at most adaptive_lookback (20) (got 50)'),
+]
+
+
+@pytest.mark.parametrize('text,env,said', BAD_POLICY, ids=['env policy', 'format', 'cache conflict', 'history'])
+def test_a_bad_policy_setting_stops_the_service_at_start(tmp_path, text, env, said):
+    import subprocess
+    from support import botcore_script
+    (tmp_path / 'botcore.toml').write_text(text)
+    r = subprocess.run([str(botcore_script()), 'serve', 'ai', '--port', str(free_port())], cwd=tmp_path, timeout=120,
+                       env=clean_env(HOME=str(tmp_path), BOTCORE_DATA_DIR=str(tmp_path / 'data'), **env),
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert said in r.stderr and 'Traceback' not in r.stderr, r.stderr

@@ -63,7 +63,7 @@ def test_botcore_backtest_with_the_promoted_model(tmp_path):
     from botcore.model.training import TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
-    ModelRegistry(tmp_path / 'models').promote(model)
+    ModelRegistry(tmp_path / 'models').promote(model, force=True)   # a tiny model: the path, not its quality
     r = run(['backtest', '--signals', 'model', '--model-dir', str(tmp_path / 'models'), '--start', '2024-01-01', '--end', '2024-01-31 23:00',
              '--confidence-threshold', '0.5', '--runs-dir', str(tmp_path / 'runs')], tmp_path,
             BOTCORE_AI__LONG_THRESHOLD='0.52', BOTCORE_AI__SHORT_THRESHOLD='0.48')

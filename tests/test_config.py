@@ -32,6 +32,15 @@ BAD_FILES = [  # (botcore.toml text, key named in the error, part of the reason)
     ('[api]\ncors_origins = ["nope"]\n', 'api.cors_origins[0]', 'malformed URL'),
     ('[api]\nport = 70000\n', 'api.port', 'must be in 1..65535 (got 70000)'),
     ('[auth]\nengine_api_key = ""\n', 'auth.engine_api_key', 'must not be empty'),
+    ('[ai]\nsignal_policy = "sometimes"\n', 'ai.signal_policy', "Input should be 'fixed' or 'adaptive'"),
+    ('[ai]\nadaptive_k = 0\n', 'ai.adaptive_k', 'greater than 0'),
+    ('[ai]\nadaptive_lookback = 5\n', 'ai.adaptive_lookback', 'greater than or equal to 10'),
+    ('[ai]\nadaptive_min_history = 600\n', 'ai.adaptive_min_history', 'must be at most adaptive_lookback (500)'),
+    ('[api_integration]\nsignal_format = "verbose"\n', 'api_integration.signal_format',
+     "Input should be 'simple' or 'detailed'"),
+    ('[api_integration]\ninclude_indicators = "sometimes"\n', 'api_integration.include_indicators', 'valid boolean'),
+    ('[api_integration]\ncache_ttl_seconds = 60\n[ai]\ncache_ttl_seconds = 300\n', 'api_integration.cache_ttl_seconds',
+     'conflicts with ai.cache_ttl_seconds = 300: set it in one place (got 60)'),
 ]
 
 
@@ -102,3 +111,21 @@ def test_services_starting_together_share_one_generated_token(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     stored = json.loads((tmp_path / 'data' / 'secrets.json').read_text())['inter_service_token']
     assert seen == {stored}
+
+
+def test_the_seeds_api_integration_table_is_read(tmp_path):
+    "The seed's [api_integration] as it writes it: its cache keys set [ai]'s; `config show` shows both tables."
+    (tmp_path / 'botcore.toml').write_text('[api_integration]\nsignal_format = "detailed"\ninclude_indicators = true\n'
+                                           'cache_predictions = true\ncache_ttl_seconds = 120\n')
+    r = run(SHOW, tmp_path, BOTCORE_AI__SIGNAL_POLICY='adaptive')
+    assert r.returncode == 0, r.stderr
+    ai = r.stdout.split('[ai]\n')[1].split('\n\n')[0].splitlines()
+    assert 'cache_ttl_seconds = 120' in ai and 'signal_policy = "adaptive"' in ai, r.stdout
+    assert '[api_integration]\nsignal_format = "detailed"\ninclude_indicators = true' in r.stdout
+
+
+def test_bad_policy_env_value_names_the_variable(tmp_path):
+    r = run(LOAD, tmp_path, BOTCORE_API_INTEGRATION__SIGNAL_FORMAT='xml')
+    assert r.returncode == 2
+    assert ("env BOTCORE_API_INTEGRATION__SIGNAL_FORMAT: api_integration.signal_format: "
+            "Input should be 'simple' or 'detailed'") in r.stderr, r.stderr

@@ -117,10 +117,11 @@ def test_registry_list_load_promote(tmp_path, recent, tiny):
     assert (reg.versions(), reg.latest(), reg.current()) == ([], None, None)
     with pytest.raises(ModelNotFoundError, match='no trained model'): reg.load()
     second = train_model(recent, QUICK.model_copy(update={'seed': 3}), 'BTCUSDT', '1h', progress=False)
-    assert reg.promote(tiny) == tiny.version
-    assert reg.promote(second) == second.version
+    # force: one-epoch models; this test is about versions and pointers (the gate: test_zoo.py)
+    assert reg.promote(tiny, force=True) == tiny.version
+    assert reg.promote(second, force=True) == second.version
     assert reg.versions() == sorted([tiny.version, second.version]) and reg.current() == second.version
-    assert reg.promote(tiny.version) == tiny.version                        # roll back to a saved version
+    assert reg.promote(tiny.version, force=True) == tiny.version                        # roll back to a saved version
     assert (tmp_path / 'CURRENT').read_text() == tiny.version + '\n'
     loaded = reg.load()
     assert isinstance(loaded, TrainedModel) and loaded.version == tiny.version
@@ -132,7 +133,7 @@ def test_registry_list_load_promote(tmp_path, recent, tiny):
 
 def test_half_written_versions_are_invisible(tmp_path, tiny, monkeypatch):
     reg = ModelRegistry(tmp_path)
-    reg.promote(tiny)
+    reg.promote(tiny, force=True)
     crashed = tmp_path / '.tmp-20991231T000000Z-lstm-abcdef-1234'
     crashed.mkdir(); (crashed / 'weights.pt').write_bytes(b'half')
     (tmp_path / '20991231T000000Z-lstm-000000').mkdir()                    # empty: not a version either
@@ -141,7 +142,7 @@ def test_half_written_versions_are_invisible(tmp_path, tiny, monkeypatch):
     def fail(*a): raise OSError('disk full')
     other = TrainedModel(tiny.net, {**tiny.meta, 'version': '20991231T235959Z-lstm-ffffff'})
     monkeypatch.setattr(os, 'rename', fail)
-    with pytest.raises(OSError, match='disk full'): reg.promote(other)
+    with pytest.raises(OSError, match='disk full'): reg.promote(other, force=True)
     monkeypatch.undo()
     assert reg.versions() == [tiny.version] and reg.current() == tiny.version   # nothing half-done is visible
     assert not any(p.name.startswith('.tmp-20991231T235959Z') for p in tmp_path.iterdir())

@@ -31,7 +31,7 @@ def wait_for(check, timeout: float, what: str):
 def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path, small_lstm):
     from botcore.model.registry import ModelRegistry
     model = small_lstm
-    ModelRegistry(tmp_path / 'models').promote(model)
+    ModelRegistry(tmp_path / 'models').promote(model, force=True)   # the services' start, not the model
     ai_port, api_port, dash_port = free_port(), free_port(), free_port()
     env = clean_env(BOTCORE_DATA_DIR=str(tmp_path), HOME=str(tmp_path), BOTCORE_AI__PORT=str(ai_port),
                     BOTCORE_API__PORT=str(api_port), BOTCORE_DASHBOARD__PORT=str(dash_port),

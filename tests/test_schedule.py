@@ -45,7 +45,9 @@ def write_config(tmp_path: Path, runs: str) -> Path:
 
 def train_run(name: str, cron: str, candles_file: Path, **params) -> str:
     "A `[[schedule.runs]]` table: the train pipeline with tiny parameters (None: the pipeline's default; TOML has no null)."
-    p = dict(symbol='BTCUSDT', timeframe='1h', data_path=str(candles_file), epochs=1, max_train_seconds=10) | params
+    # force_promote: a one-epoch model; these tests are about the schedule, not the model's quality
+    p = dict(symbol='BTCUSDT', timeframe='1h', data_path=str(candles_file), epochs=1, max_train_seconds=10,
+             force_promote=True) | params
     p = {k: v for k, v in p.items() if v is not None}
     table = ', '.join(f'{k} = {json.dumps(v)}' for k, v in p.items())
     return f'[[schedule.runs]]\nname = "{name}"\npipeline = "train"\ncron = "{cron}"\nparameters = {{{table}}}\n\n'
@@ -76,7 +78,8 @@ def test_cron_fired_retrain_is_served_without_restart(tmp_path, candles_file):
     settings = load_settings(config, env=clean_env())
     registry = ModelRegistry(settings.model_dir)
     old = registry.promote(train_model(load_candles(path=candles_file, timeframe='1h').iloc[-1500:],
-                                       TrainConfig(epochs=1, seed=1), 'BTCUSDT', '1h', progress=False))
+                                       TrainConfig(epochs=1, seed=1), 'BTCUSDT', '1h', progress=False),
+                           force=True)   # the old model only has to be served
     ai = UvicornServer('botcore.api.ai.app:app', settings.data_dir, clean_env(), name='ai')
     try:
         pid = ai.proc.pid

@@ -16,7 +16,8 @@ from botcore.model.signals import MIN_CANDLES, Analyzer, NotEnoughCandles, analy
 def model_dir(tmp_path_factory, btc_1h):
     "A tiny model (one epoch on 3000 real hourly candles), promoted in a temporary model directory."
     d = tmp_path_factory.mktemp('models')
-    ModelRegistry(d).promote(train_model(btc_1h.iloc[-3000:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False))
+    ModelRegistry(d).promote(train_model(btc_1h.iloc[-3000:], TrainConfig(epochs=1), 'BTCUSDT', '1h', progress=False),
+                           force=True)   # one epoch: the signal path, not the model's quality
     return d
 
 @pytest.fixture(scope='module')

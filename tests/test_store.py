@@ -6,7 +6,6 @@ reachable server the PostgreSQL cases skip, naming the reason, unless BOTCORE_RE
 where they fail. Prices and times come from the real BTCUSDT 1h candles.
 """
 import contextvars, os, signal, subprocess, sys, threading, time, uuid
-from functools import cache
 
 import pytest
 import sqlalchemy as sa
@@ -18,24 +17,12 @@ from botcore.core import Fill, Order, OrderStatus, OrderType, Position, Side, Si
 from botcore.store.database import metadata, schema_diff, schema_revision, to_ms
 from botcore.store.store import Store
 from botcore.store.writes import DuplicateOrderError, UnknownOrderError
-from support import unavailable
+from support import PG_URL, pg_unreachable, unavailable
 
-PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'
 TABLES = ('orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state')
 
 
 # ---------------------------------------------------------------- databases
-
-@cache
-def pg_unreachable() -> str | None:
-    "Why the PostgreSQL server cannot be used, or None."
-    try:
-        eng = sa.create_engine(PG_URL, connect_args={'connect_timeout': 3}, poolclass=sa.NullPool)
-        with eng.connect() as c: c.exec_driver_sql('SELECT 1')
-        return None
-    except Exception as e:
-        return f"PostgreSQL at {PG_URL} unreachable: {type(e).__name__}: {str(e).splitlines()[0]}"
-
 
 def need_pg():
     if (why := pg_unreachable()) is not None: unavailable(why)

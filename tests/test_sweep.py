@@ -146,7 +146,7 @@ def test_model_signals_from_the_registry(cluster, tmp_path):
     from botcore.model.training import TrainConfig, train_model
     model = train_model(load_candles('BTCUSDT', '1h').loc[:'2023'].iloc[-1500:], TrainConfig(epochs=1, hidden_size=8, window=20),
                         'BTCUSDT', '1h', progress=False)
-    ModelRegistry(tmp_path).promote(model)
+    ModelRegistry(tmp_path).promote(model, force=True)   # a tiny model: the sweep's path
     base = StrategyParams(confidence_threshold=0.5)
     res = sweep(GRID, 'BTCUSDT', '1h', signals=f'model:{model.version}', scheduler=cluster.scheduler_address, base=base, progress=False,
                 model_dir=tmp_path, long_threshold=0.52, short_threshold=0.48, **SLICE)

@@ -21,7 +21,7 @@ from .widgets import (CSS, SETTING_FIELDS, PositionRow, _button, _html, clock,
                                        status_html)
 
 # %% auto #0
-__all__ = ['MonitorPage']
+__all__ = ['MODEL_TYPES', 'MonitorPage']
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #c4ced45b
 class MonitorPage:
@@ -79,6 +79,11 @@ def _build_settings(self: MonitorPage):
     self.settings_box = W.VBox([*rows, apply_row])
     self.settings_box.add_class('botcore-settings')
 
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #ba49d9c2
+# The zoo's types (botcore.model.training.MODEL_TYPES; not imported: the page loads no torch), the
+# default model's first (`DEFAULT_MODEL`, the walk-forward selection's pick)
+MODEL_TYPES = ('lightgbm', 'lstm', 'gru', 'transformer', 'mlp', 'logistic')
+
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #4da7ce46
 @patch
 def _build_model(self: MonitorPage):
@@ -89,7 +94,7 @@ def _build_model(self: MonitorPage):
     self.train_symbol = W.Text('BTCUSDT', description='symbol', **narrow)
     self.train_timeframe = W.Dropdown(options=['1m', '5m', '15m', '1h', '4h', '1d'], value='1h',
                                       description='timeframe', **narrow)
-    self.train_type = W.Dropdown(options=['lstm', 'gru'], value='lstm', description='model',
+    self.train_type = W.Dropdown(options=MODEL_TYPES, value=MODEL_TYPES[0], description='model',
                                  **narrow)
     self.train_epochs = W.BoundedIntText(5, min=1, max=1000, description='epochs', **narrow)
     self.train_seconds = W.BoundedFloatText(240, min=1, max=86400, description='time limit s',

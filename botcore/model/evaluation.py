@@ -12,13 +12,12 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
-from torch import nn
-from .network import WindowDataset, predict_windows
 from .samples import Samples
 from .trained import TrainedModel
 
 # %% auto #0
-__all__ = ['classification_metrics', 'baseline_probabilities', 'calibration', 'evaluate', 'verdict', 'evaluation_report']
+__all__ = ['classification_metrics', 'baseline_probabilities', 'calibration', 'evaluate', 'verdict', 'evaluation_report',
+           'promotion_refusal']
 
 # %% ../../nbs/model/04_evaluation.ipynb #37bde3ab
 def classification_metrics(
@@ -63,20 +62,22 @@ def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[
     )
 
 # %% ../../nbs/model/04_evaluation.ipynb #00b21a1d
-def evaluate(net: nn.Module, s: Samples, rows: np.ndarray, splits: tuple) -> dict:
-    "Metrics of `net` on each split, of the baselines on the test split, and the calibration."
-    out, test_p = {}, None
-    for name, idx in zip(('train', 'val', 'test'), splits):
-        p = predict_windows(net, WindowDataset(rows, s.ends[idx], s.y[idx], s.window))
-        out[name] = classification_metrics(s.y[idx], p)
-        test_p = p
-    base = baseline_probabilities(s, rows, splits[0], splits[2])
-    y_test = s.y[splits[2]]
+def evaluate(probs: tuple, s: Samples, rows: np.ndarray, splits: tuple,
+             raw_test: np.ndarray | None = None) -> dict:
+    "Metrics of the probabilities `probs` of each split, of the baselines on the test split."
+    out = {name: classification_metrics(s.y[idx], p)
+           for name, idx, p in zip(('train', 'val', 'test'), splits, probs)}
+    test, test_p = splits[2], probs[2]
+    base = baseline_probabilities(s, rows, splits[0], test)
+    y_test = s.y[test]
     out['baselines'] = {k: classification_metrics(y_test, p, pred) for k, (p, pred) in base.items()}
     out['calibration'] = {
         'model': calibration(y_test, test_p),
         'logistic regression': calibration(y_test, base['logistic regression'][0]),
     }
+    if raw_test is not None:
+        out['test_uncalibrated'] = classification_metrics(y_test, raw_test)
+        out['calibration']['model before calibration'] = calibration(y_test, raw_test)
     return out
 
 # %% ../../nbs/model/04_evaluation.ipynb #52067005
@@ -93,7 +94,8 @@ def verdict(report: pd.DataFrame, name: str) -> str:
     auc = f"AUC {me.roc_auc:.4f} against the best baseline's {base.roc_auc.max():.4f}"
     loss = f"log loss {me.log_loss:.4f} against {base.log_loss.min():.4f}"
     return (f"The {name.upper()} {how}: {auc} ({base.roc_auc.idxmax()}), "
-            f"{loss} ({base.log_loss.idxmin()}).")
+            f"{loss} ({base.log_loss.idxmin()}). One test split, no interval: "
+            f"`botcore evaluate` judges over walk-forward folds.")
 
 # %% ../../nbs/model/04_evaluation.ipynb #56096032
 def evaluation_report(model: TrainedModel | dict) -> pd.DataFrame:
@@ -106,3 +108,17 @@ def evaluation_report(model: TrainedModel | dict) -> pd.DataFrame:
     report.index.name = f"{data} test split, {meta['samples']['test']} samples"
     report.attrs['verdict'] = verdict(report, meta['model_type'])
     return report
+
+# %% ../../nbs/model/04_evaluation.ipynb #d6113a3b
+def promotion_refusal(meta: dict) -> str | None:
+    "Why the model of `meta` must not be served (test log loss worse than the majority class's)."
+    m = meta.get('metrics') or {}
+    mine = (m.get('test') or {}).get('log_loss')
+    majority = ((m.get('baselines') or {}).get('majority class') or {}).get('log_loss')
+    name = f"model {meta.get('version', '?')}"
+    if mine is None or majority is None:
+        return f"{name}: no test-split log loss and majority-class baseline in its metadata"
+    if mine > majority:
+        return (f"{name}: its test log loss {mine:.5f} is worse than the majority class's "
+                f"{majority:.5f}: its probabilities mislead more than a constant")
+    return None

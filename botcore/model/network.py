@@ -1,4 +1,4 @@
-"""The recurrent classifier (LSTM or GRU), the batches of windows it reads, torch's threads.
+"""The zoo's networks (LSTM, GRU, transformer, MLP), the batches of windows it reads, torch's threads.
 
 Docs: https://botcore.github.io/botcore/model/network.html.md"""
 
@@ -16,8 +16,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from .samples import sliding_windows
 
 # %% auto #0
-__all__ = ['SequenceClassifier', 'build_net', 'WindowDataset', 'window_loader', 'predict_windows', 'torch_threads',
-           'single_threaded']
+__all__ = ['TORCH_TYPES', 'SequenceClassifier', 'TransformerClassifier', 'MLPClassifier', 'build_net', 'WindowDataset',
+           'window_loader', 'predict_windows', 'torch_threads', 'single_threaded']
 
 # %% ../../nbs/model/02_network.ipynb #f79571d9
 class SequenceClassifier(nn.Module):
@@ -43,17 +43,49 @@ class SequenceClassifier(nn.Module):
                      rnn.bidirectional, True)[0]
         return F.linear(out[:, -1], self.head.weight, self.head.bias).squeeze(-1)
 
+# %% ../../nbs/model/02_network.ipynb #d7530070
+class TransformerClassifier(nn.Module):
+    "A small transformer encoder over a window of feature rows, read out at its last position."
+    def __init__(self, n_features: int, window: int, hidden_size: int = 32, num_layers: int = 1,
+                 dropout: float = 0.1, heads: int = 4):
+        super().__init__()
+        self.proj = nn.Linear(n_features, hidden_size)
+        self.pos = nn.Parameter(torch.zeros(1, window, hidden_size))
+        layer = nn.TransformerEncoderLayer(hidden_size, heads, 2 * hidden_size, dropout,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.drop, self.head = nn.Dropout(dropout), nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.proj(x) + self.pos[:, -x.shape[1]:])
+        return self.head(self.drop(h[:, -1])).squeeze(-1)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor: return self.forward(x)
+
+# %% ../../nbs/model/02_network.ipynb #dbb51216
+class MLPClassifier(nn.Module):
+    "Two hidden layers over a flattened short window (the last feature row and its lags)."
+    def __init__(self, n_features: int, window: int, hidden_size: int = 64, dropout: float = 0.2):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(n_features * window, hidden_size), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden_size, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(x).squeeze(-1)
+    def infer(self, x: torch.Tensor) -> torch.Tensor: return self.forward(x)
+
 # %% ../../nbs/model/02_network.ipynb #8e23157a
-def build_net(meta: dict) -> SequenceClassifier:
-    "An untrained network of the shape `meta` describes."
-    hp = meta['hyperparameters']
-    return SequenceClassifier(
-        len(meta['feature_names']),
-        meta['model_type'],
-        hp['hidden_size'],
-        hp['num_layers'],
-        hp['dropout'],
-    )
+TORCH_TYPES = ('lstm', 'gru', 'transformer', 'mlp')
+
+def build_net(meta: dict) -> nn.Module:
+    "An untrained network of the shape `meta` describes (its type, features, window, sizes)."
+    hp, n, kind = meta['hyperparameters'], len(meta['feature_names']), meta['model_type']
+    if kind == 'transformer':
+        return TransformerClassifier(n, meta['window'], hp['hidden_size'], hp['num_layers'],
+                                     hp['dropout'])
+    if kind == 'mlp': return MLPClassifier(n, meta['window'], hp['hidden_size'], hp['dropout'])
+    return SequenceClassifier(n, kind, hp['hidden_size'], hp['num_layers'], hp['dropout'])
 
 # %% ../../nbs/model/02_network.ipynb #7e543cfa
 class WindowDataset(Dataset):

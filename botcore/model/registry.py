@@ -15,11 +15,14 @@ from datetime import datetime
 from pathlib import Path
 import torch
 from fastcore.basics import patch
+from .evaluation import promotion_refusal
 from .network import build_net
+from .tabular import (TABULAR_TYPES, WEIGHT_FILES, tabular_bytes,
+                                   tabular_from_bytes)
 from .trained import TrainedModel
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'META', 'CURRENT', 'new_version', 'ModelNotFoundError', 'ModelRegistry']
+__all__ = ['WEIGHTS', 'META', 'CURRENT', 'new_version', 'weights_file', 'ModelNotFoundError', 'PromotionRefused', 'ModelRegistry']
 
 # %% ../../nbs/model/05_registry.ipynb #f61c2941
 def new_version(model_type: str, created: datetime) -> str:
@@ -30,9 +33,17 @@ def new_version(model_type: str, created: datetime) -> str:
 WEIGHTS, META, CURRENT = 'weights.pt', 'meta.json', 'CURRENT'
 _VERSION = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]*')
 
+def weights_file(model_type: str) -> str:
+    "The name of the weights file of a model of `model_type` in its version folder."
+    return WEIGHT_FILES.get(model_type, WEIGHTS)
+
 # %% ../../nbs/model/05_registry.ipynb #47ac7c2a
 class ModelNotFoundError(ValueError):
     "No model, or no model of the asked version, in a model directory."
+
+
+class PromotionRefused(ValueError):
+    "A model that must not be served: its test log loss is worse than the majority class's."
 
 # %% ../../nbs/model/05_registry.ipynb #b950a635
 def _write_durably(path: Path, data: bytes):
@@ -58,7 +69,8 @@ class ModelRegistry:
     def versions(self) -> list[str]:
         "Every complete version, oldest first."
         if not self.dir.is_dir(): return []
-        complete = lambda p: (p / META).is_file() and (p / WEIGHTS).is_file()
+        weights = (WEIGHTS, *WEIGHT_FILES.values())
+        complete = lambda p: (p / META).is_file() and any((p / w).is_file() for w in weights)
         names = (p.name for p in self.dir.iterdir() if complete(p))
         return sorted(v for v in names if _VERSION.fullmatch(v))
 
@@ -83,10 +95,13 @@ def save(self: ModelRegistry, model: TrainedModel) -> Path:
     tmp = self.dir / f'.tmp-{model.version}-{uuid.uuid4().hex[:8]}'
     tmp.mkdir()
     try:
-        with open(tmp / WEIGHTS, 'wb') as f:
-            torch.save(model.net.state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
+        if model.model_type in TABULAR_TYPES:
+            _write_durably(tmp / weights_file(model.model_type), tabular_bytes(model.net))
+        else:
+            with open(tmp / WEIGHTS, 'wb') as f:
+                torch.save(model.net.state_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
         _write_durably(tmp / META, json.dumps(model.meta, indent=2).encode())
         _fsync_dir(tmp)
         os.rename(tmp, final)
@@ -95,20 +110,40 @@ def save(self: ModelRegistry, model: TrainedModel) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return final
 
+# %% ../../nbs/model/05_registry.ipynb #42000e03
+@patch
+def meta(self: ModelRegistry, version: str) -> dict:
+    "The metadata of a saved `version`."
+    if not _VERSION.fullmatch(version) or version not in self.versions():
+        raise ModelNotFoundError(f"version {version!r}: not in {self.dir} (have {self.versions()})")
+    return json.loads((self.dir / version / META).read_text())
+
 # %% ../../nbs/model/05_registry.ipynb #df3f0d06
 @patch
-def promote(self: ModelRegistry, model: TrainedModel | str) -> str:
-    "Save `model` (or take a saved version) and point `CURRENT` at it atomically; the version."
+def promote(self: ModelRegistry, model: TrainedModel | str, force: bool = False) -> str:
+    """Save `model` (or take a saved version) and point `CURRENT` at it atomically; the version.
+    A model whose test log loss is worse than the majority class's is saved but refused
+    (`PromotionRefused`, with the reason) unless `force`."""
     version = model if isinstance(model, str) else model.version
     if isinstance(model, TrainedModel):
         self.save(model)
     elif version not in self.versions():
         raise ModelNotFoundError(f"version {version!r}: not in {self.dir} (have {self.versions()})")
+    meta = model.meta if isinstance(model, TrainedModel) else self.meta(version)
+    if not force and (why := promotion_refusal(meta)):
+        raise PromotionRefused(f"not promoted: {why}")
     tmp = self.dir / f'.{CURRENT}.tmp-{uuid.uuid4().hex[:8]}'
     _write_durably(tmp, f'{version}\n'.encode())
     os.replace(tmp, self.current_path)
     _fsync_dir(self.dir)
     return version
+
+# %% ../../nbs/model/05_registry.ipynb #dbc25d84
+@patch
+def servable(self: ModelRegistry) -> str | None:
+    "The newest saved version that the promotion gate accepts (for a registry with no `CURRENT`)."
+    ok = (v for v in reversed(self.versions()) if promotion_refusal(self.meta(v)) is None)
+    return next(ok, None)
 
 # %% ../../nbs/model/05_registry.ipynb #2fe565f1
 @patch
@@ -117,11 +152,11 @@ def load(self: ModelRegistry, version: str | None = None) -> TrainedModel:
     version = version or self.current() or self.latest()
     if version is None:
         raise ModelNotFoundError(f"model_dir: no trained model in {self.dir}; train one first")
-    if not _VERSION.fullmatch(version) or version not in self.versions():
-        raise ModelNotFoundError(f"version {version!r}: not in {self.dir} (have {self.versions()})")
-    meta = json.loads((self.dir / version / META).read_text())
+    meta = self.meta(version)
+    kind, folder = meta['model_type'], self.dir / version
+    if kind in TABULAR_TYPES:
+        return TrainedModel(tabular_from_bytes(kind, (folder / weights_file(kind)).read_bytes()),
+                            meta)
     net = build_net(meta)
-    net.load_state_dict(
-        torch.load(self.dir / version / WEIGHTS, map_location='cpu', weights_only=True)
-    )
+    net.load_state_dict(torch.load(folder / WEIGHTS, map_location='cpu', weights_only=True))
     return TrainedModel(net, meta)

@@ -12,18 +12,44 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 from ..core import Timeframe
 from ..data.candles import find_gaps, split_segments
-from ..data.features import WARMUP, feature_matrix
+from ..data.features import FEATURE_NAMES, WARMUP, feature_matrix
+from ..data.context import (higher_names, higher_timeframe_features, higher_warmup,
+                                  pair_features, pair_names)
+from .labels import make_labels
 
 # %% auto #0
-__all__ = ['segment_features', 'sliding_windows', 'full_windows', 'Samples', 'make_samples', 'chronological_split', 'fit_scaler',
-           'scale_rows', 'iso_utc', 'split_summary']
+__all__ = ['FEATURE_SETS', 'feature_names', 'feature_warmup', 'segment_features', 'sliding_windows', 'full_windows', 'Samples',
+           'make_samples', 'chronological_split', 'fit_scaler', 'scale_rows', 'stack_samples', 'iso_utc',
+           'split_summary']
 
 # %% ../../nbs/model/01_samples.ipynb #a5b34bbb
-def segment_features(candles: pd.DataFrame) -> pd.DataFrame:
-    "`feature_matrix` of one gap-free run of candles with its first `WARMUP` rows blanked (NaN)."
+FEATURE_SETS = ('base', 'mtf')   # mtf: the base features plus higher timeframes' (data.context)
+
+def feature_names(features: str = 'base', timeframe: Timeframe | str | None = None,
+                  pair: bool = False) -> list[str]:
+    "The columns of a feature set: the base 21, higher timeframes' for 'mtf', a pair's if `pair`."
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features: {features!r} is not one of {', '.join(FEATURE_SETS)}")
+    names = list(FEATURE_NAMES)
+    if features == 'mtf': names += higher_names(Timeframe.parse(timeframe))
+    return names + (pair_names() if pair else [])
+
+# %% ../../nbs/model/01_samples.ipynb #51759f2e
+def feature_warmup(features: str = 'base', timeframe: Timeframe | str | None = None) -> int:
+    "Candles of a gap-free run before its feature rows are complete (blanked before that)."
+    if features == 'mtf': return max(WARMUP, higher_warmup(Timeframe.parse(timeframe)))
+    return WARMUP
+
+# %% ../../nbs/model/01_samples.ipynb #a63b44ca
+def segment_features(candles: pd.DataFrame, timeframe: Timeframe | str | None = None,
+                     features: str = 'base', pair: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The feature set `features` of one gap-free run of candles (with `pair`'s columns if given),
+    its first `feature_warmup` rows blanked (NaN)."""
     f = feature_matrix(candles)
-    f.iloc[:WARMUP] = np.nan
-    return f
+    if features == 'mtf': f = f.join(higher_timeframe_features(candles, timeframe))
+    if pair is not None: f = f.join(pair_features(candles, pair, timeframe))
+    f.iloc[:feature_warmup(features, timeframe)] = np.nan
+    return f[feature_names(features, timeframe, pair is not None)]
 
 # %% ../../nbs/model/01_samples.ipynb #1db04598
 def sliding_windows(rows: np.ndarray, window: int) -> np.ndarray:
@@ -39,54 +65,64 @@ def full_windows(rows: np.ndarray, window: int) -> np.ndarray:
 # %% ../../nbs/model/01_samples.ipynb #ee02a228
 @dataclass
 class Samples:
-    "Every usable window of a candle series: feature rows, where each window ends, its target."
+    "Every usable window of a candle series: feature rows, where each window ends, its label."
 
-    rows: (
-        np.ndarray
-    )  # (n_rows, n_features) float32: feature rows of the usable runs, warm-up dropped
+    rows: np.ndarray  # (n_rows, n_features) float32: feature rows of the usable runs, warm-up dropped
     ends: np.ndarray  # (n,) index into `rows` of each window's last row
     at: np.ndarray  # (n,) position in the candle frame of each window's last candle
-    y: (
-        np.ndarray
-    )  # (n,) float32: 1.0 when the close `horizon` candles later is above the last close
+    y: np.ndarray  # (n,) float32 label: 1.0 up (or target first), 0.0 down
     last_up: np.ndarray  # (n,) bool: the window's last candle closed above its open
     window: int
     horizon: int
+    ret: np.ndarray | None = None  # (n,) log return from the last close to `horizon` candles on
+    lookahead: int | None = None  # candles the label looks ahead (default: horizon)
+    names: list | None = None  # the feature columns of `rows`
+
+    def __post_init__(self):
+        if self.lookahead is None: self.lookahead = self.horizon
+        if self.ret is None: self.ret = np.full(len(self.ends), np.nan)
 
     def __len__(self):
         return len(self.ends)
 
 # %% ../../nbs/model/01_samples.ipynb #791408a9
-def make_samples(
-    df: pd.DataFrame, timeframe: Timeframe | str, window: int, horizon: int
-) -> Samples:
-    "The windows of `window` candles in `df` with a known `horizon`-ahead close, per gap-free run."
-    rows, ends, at, y, up, n = [], [], [], [], [], 0
-    for seg in split_segments(df, timeframe, min_rows=WARMUP + window + horizon):
-        f = segment_features(seg).to_numpy(np.float32)[WARMUP:]
-        o, c = seg['open'].to_numpy(), seg['close'].to_numpy()
-        e = np.arange(window - 1, len(f) - horizon)  # window ends, as rows of f
-        e = e[full_windows(f, window)[e - window + 1]]
-        k = e + WARMUP  # the same candles, as rows of seg
+def make_samples(df: pd.DataFrame, timeframe: Timeframe | str, window: int, horizon: int,
+                 label: str = 'direction', label_k: float = 0.5, stop_pct: float = 2.0,
+                 target_pct: float = 4.0, features: str = 'base',
+                 pair: pd.DataFrame | None = None) -> Samples:
+    "The labelled windows of `window` candles in `df` (feature set `features`), per gap-free run."
+    rows, ends, at, y, up, ret, n = [], [], [], [], [], [], 0
+    warm = feature_warmup(features, timeframe)
+    _, ahead = make_labels(label, *np.ones((3, 1)), horizon, label_k, stop_pct, target_pct)
+    for seg in split_segments(df, timeframe, min_rows=warm + window + ahead):
+        f = segment_features(seg, timeframe, features, pair).to_numpy(np.float32)[warm:]
+        o, h, lo, c = (seg[k].to_numpy() for k in ('open', 'high', 'low', 'close'))
+        lab = make_labels(label, h, lo, c, horizon, label_k, stop_pct, target_pct)[0][warm:]
+        e = np.arange(window - 1, len(f) - ahead)  # window ends, as rows of f
+        e = e[full_windows(f, window)[e - window + 1] & np.isfinite(lab[e])]
+        k = e + warm  # the same candles, as rows of seg
         rows.append(f)
         ends.append(n + e)
         at.append(df.index.searchsorted(seg.index[0]) + k)
-        y.append(c[k + horizon] > c[k])
+        y.append(lab[e])
         up.append(c[k] > o[k])
+        ret.append(np.log(c[np.minimum(k + horizon, len(c) - 1)] / c[k]))
         n += len(f)
-    if not ends:
-        need = WARMUP + window + horizon
-        raise ValueError(f"candles: no gap-free run of {need} candles (got {len(df)} candles)")
+    if not ends or not sum(map(len, ends)):
+        need = warm + window + ahead
+        raise ValueError(f"candles: no gap-free run of {need} candles with a label "
+                         f"(got {len(df)} candles)")
     cat = np.concatenate
-    return Samples(
-        cat(rows), cat(ends), cat(at), cat(y).astype(np.float32), cat(up), window, horizon
-    )
+    names = feature_names(features, timeframe, pair is not None)
+    return Samples(cat(rows), cat(ends), cat(at), cat(y).astype(np.float32), cat(up), window,
+                   horizon, cat(ret), ahead, names)
 
 # %% ../../nbs/model/01_samples.ipynb #521f2f01
 def chronological_split(
     at: np.ndarray, window: int, horizon: int, val_frac: float = 0.15, test_frac: float = 0.15
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Indices of the train, validation and test samples: in time order, `window + horizon` apart."
+    """Indices of the train, validation and test samples: in time order, `window + horizon` apart
+    (`horizon`: how far the label looks ahead). With `test_frac=0` the test split is empty."""
     n, gap = len(at), window + horizon
     i_val, i_test = n - round(n * test_frac) - round(n * val_frac), n - round(n * test_frac)
     train, val, test = np.arange(0, i_val), np.arange(i_val, i_test), np.arange(i_test, n)
@@ -94,7 +130,7 @@ def chronological_split(
         val = val[at[val] >= at[train[-1]] + gap]
     if len(val):
         test = test[at[test] >= at[val[-1]] + gap]
-    if not (len(train) and len(val) and len(test)):
+    if not (len(train) and len(val) and (len(test) or not test_frac)):
         raise ValueError(
             f"candles: {n} samples are too few for train/validation/test splits "
             f"(val_frac={val_frac}, test_frac={test_frac}, gap {gap} candles)"
@@ -112,6 +148,18 @@ def scale_rows(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndar
     "Feature rows standardised with a fitted `mean` and `scale`, as float32."
     return ((np.asarray(rows, np.float32) - mean) / scale).astype(np.float32, copy=False)
 
+# %% ../../nbs/model/01_samples.ipynb #f6d1803b
+def stack_samples(parts: list[Samples]) -> tuple[Samples, list[int]]:
+    "The samples of several series as one (`at` stays per series), and where each one's start."
+    starts = np.cumsum([0] + [len(s) for s in parts[:-1]]).tolist()
+    offsets = np.cumsum([0] + [len(s.rows) for s in parts[:-1]])
+    cat = lambda k: np.concatenate([getattr(s, k) for s in parts])
+    first = parts[0]
+    return Samples(np.concatenate([s.rows for s in parts]),
+                   np.concatenate([s.ends + o for s, o in zip(parts, offsets)]), cat('at'),
+                   cat('y'), cat('last_up'), first.window, first.horizon, cat('ret'),
+                   first.lookahead, first.names), starts
+
 # %% ../../nbs/model/01_samples.ipynb #f627588a
 def iso_utc(t) -> str:
     "`t` (an aware time) as an ISO 8601 string in UTC, to the second: `2024-01-01T00:00:00Z`."
@@ -124,5 +172,5 @@ def split_summary(df: pd.DataFrame, timeframe: Timeframe, s: Samples, splits: tu
     data = dict(first=iso_utc(df.index[0]), last=iso_utc(df.index[-1]), candles=len(df),
                 gaps=len(find_gaps(df, timeframe)))
     ends = {k: dict(first=iso_utc(df.index[s.at[i[0]]]), last=iso_utc(df.index[s.at[i[-1]]]))
-            for k, i in zip(names, splits)}
+            for k, i in zip(names, splits) if len(i)}
     return dict(data=data, samples={k: len(i) for k, i in zip(names, splits)}, splits=ends)

@@ -14,7 +14,8 @@ from ..core import Signal, SignalKind, Timeframe, utc_from_ms
 from datetime import datetime, timedelta, timezone
 from ..data.candles import (candle_frame, candles_from_json, infer_timeframe, open_times_ms,
                                   split_segments, validate_candles)
-from ..data.features import FEATURE_NAMES, WARMUP, feature_array
+from ..data.context import higher_names, higher_timeframe_array
+from ..data.features import FEATURE_NAMES, feature_array
 from .registry import ModelRegistry
 from .samples import segment_features
 from .trained import TrainedModel
@@ -59,18 +60,38 @@ def candles_frame(candles, timeframe: Timeframe | str) -> pd.DataFrame:
 # %% ../../nbs/model/07_signals.ipynb #fc66a9cc
 class Analyzer:
     "Turns candles into the seed's `Signal` with a trained model."
-    def __init__(self, model: TrainedModel, long_threshold: float = 0.6, short_threshold: float = 0.4):
+    def __init__(self, model: TrainedModel, long_threshold: float = 0.6,
+                 short_threshold: float = 0.4, pair: pd.DataFrame | None = None):
         if not 0 <= short_threshold < long_threshold <= 1:
             raise ValueError(f"thresholds: need 0 <= short_threshold < long_threshold <= 1 "
-                             f"(got short_threshold={short_threshold}, long_threshold={long_threshold})")
-        self.model, self.long_threshold, self.short_threshold = model, long_threshold, short_threshold
-        self._columns = [FEATURE_NAMES.index(n) if n in FEATURE_NAMES else None for n in model.feature_names]
+                             f"(got short_threshold={short_threshold}, "
+                             f"long_threshold={long_threshold})")
+        self.model, self.long_threshold, self.short_threshold = (model, long_threshold,
+                                                                 short_threshold)
+        self.pair = pair   # the correlated series a `pair` model reads (research only)
+        self.mtf = model.features == 'mtf'
+        self.timeframe = Timeframe.parse(model.meta['timeframe']) if self.mtf else None
+        names = FEATURE_NAMES + (higher_names(self.timeframe) if self.mtf else [])
+        self._columns = [names.index(n) if n in names else None for n in model.feature_names]
 
     @property
     def run_needed(self) -> int: return self.model.warmup + self.model.window
     @property
     def min_candles(self) -> int: return max(MIN_CANDLES, self.run_needed)
-    def __repr__(self): return f"Analyzer({self.model!r}, long>={self.long_threshold}, short<={self.short_threshold})"
+    def __repr__(self):
+        return (f"Analyzer({self.model!r}, long>={self.long_threshold}, "
+                f"short<={self.short_threshold})")
+
+# %% ../../nbs/model/07_signals.ipynb #c7626ec2
+@patch
+def _pair_for(self: Analyzer) -> pd.DataFrame | None:
+    "The pair series a `pair` model reads; an error naming it when it was not given."
+    pair = self.model.meta.get('pair')
+    if not pair: return None
+    if self.pair is None:
+        raise ValueError(f"pair: the model reads {pair}'s features; give its candles as "
+                         f"`Analyzer(..., pair=candles)` (the service serves no pair models)")
+    return self.pair
 
 # %% ../../nbs/model/07_signals.ipynb #3bef4f10
 @patch
@@ -78,6 +99,9 @@ def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.n
                 close: np.ndarray, volume: np.ndarray, timeframe: Timeframe | str) -> np.ndarray:
     "The network's input for checked candles as columns: the last `window` rows of the last run."
     tf, n = Timeframe.parse(timeframe), len(open_ms)
+    if self.mtf and tf != self.timeframe:
+        raise ValueError(f"timeframe: the model reads {self.timeframe.value} candles and their "
+                         f"higher timeframes' features (got {tf.value})")
     if n < self.min_candles: raise NotEnoughCandles(n, self.min_candles)
     if None in self._columns:
         missing = (c for c, i in zip(self.model.feature_names, self._columns) if i is None)
@@ -90,18 +114,23 @@ def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.n
                                f"{start:%Y-%m-%d %H:%M} UTC; "
                                f"the model needs {self.run_needed} gap-free candles")
     f = feature_array(high[a:], low[a:], close[a:], volume[a:], open_ms[a:] // 1000)
-    f[:WARMUP] = np.nan                                   # as `segment_features` blanks them
+    if self.mtf:
+        c = (open_ms[a:], high[a:], low[a:], close[a:], volume[a:])
+        f = np.hstack([f, higher_timeframe_array(*c, tf)])
+    f[:self.model.warmup] = np.nan                        # as `segment_features` blanks them
     return f[-self.model.window:, self._columns]
 
 # %% ../../nbs/model/07_signals.ipynb #f4b31d3c
 @patch
 def signal_for(self: Analyzer, p: float, last_open_ms: int, symbol: str,
-               timeframe: Timeframe | str) -> Signal:
-    "The `Signal` for the probability `p` of a rise after the candle opened at `last_open_ms`."
+               timeframe: Timeframe | str, thresholds: tuple[float, float] | None = None) -> Signal:
+    """The `Signal` for the probability `p` of a rise after the candle opened at `last_open_ms`,
+    with the analyzer's thresholds or `thresholds` (long, short), e.g. a policy's adaptive ones."""
     if not np.isfinite(p):
         raise ValueError("candles: the features of the last window are not all finite")
     tf = Timeframe.parse(timeframe)
-    kind, confidence = signal_from_probability(p, self.long_threshold, self.short_threshold)
+    long_t, short_t = thresholds or (self.long_threshold, self.short_threshold)
+    kind, confidence = signal_from_probability(p, long_t, short_t)
     closed = utc_from_ms(int(last_open_ms) + tf.ms)
     return Signal(signal=kind, confidence=confidence, probability=p, timestamp=closed,
                   model_type=self.model.model_type, symbol=symbol, timeframe=tf)
@@ -132,7 +161,8 @@ def probabilities(self: Analyzer, df: pd.DataFrame, timeframe: Timeframe | str |
     out = np.full(len(df), np.nan)
     for run in split_segments(df, tf, min_rows=self.run_needed):
         a = df.index.searchsorted(run.index[0])
-        out[a:a + len(run)] = self.model.predict_proba(segment_features(run))
+        f = segment_features(run, tf, self.model.features, self._pair_for())
+        out[a:a + len(run)] = self.model.predict_proba(f)
     out[:self.min_candles - 1] = np.nan
     return pd.Series(out, index=df.index, name='probability')
 

@@ -8,14 +8,15 @@ Docs: https://botcore.github.io/botcore/model/trained.html.md"""
 from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
 from fastcore.basics import patch
 from torch import nn
+from .calibration import calibrate
 from .network import WindowDataset, predict_windows, single_threaded
-from .samples import full_windows, scale_rows
+from .samples import full_windows, scale_rows, sliding_windows
 
 # %% auto #0
 __all__ = ['FEW_WINDOWS', 'SERVE_BLOCK', 'TrainedModel']
@@ -23,22 +24,25 @@ __all__ = ['FEW_WINDOWS', 'SERVE_BLOCK', 'TrainedModel']
 # %% ../../nbs/model/03_trained.ipynb #50082d3e
 @dataclass(eq=False)
 class TrainedModel:
-    "A trained network in eval mode and its JSON metadata."
+    "A fitted model of the zoo (a torch network or a `TabularClassifier`) and its JSON metadata."
 
-    net: nn.Module
+    net: Any
     meta: dict
 
     def __post_init__(self):
-        self.net.eval()
+        if isinstance(self.net, nn.Module): self.net.eval()
         self.mean = np.asarray(self.meta['scaler']['mean'], np.float32)
         self.scale = np.asarray(self.meta['scaler']['scale'], np.float32)
+        self.calibration = self.meta.get('calibration')
 
     version = property(lambda self: self.meta['version'])
     model_type = property(lambda self: self.meta['model_type'])
     window = property(lambda self: self.meta['window'])
     horizon = property(lambda self: self.meta['horizon'])
     warmup = property(lambda self: self.meta['warmup'])
+    features = property(lambda self: self.meta.get('features', 'base'))
     feature_names = property(lambda self: list(self.meta['feature_names']))
+    is_torch = property(lambda self: isinstance(self.net, nn.Module))
 
     def __repr__(self):
         shape = f"window={self.window}, horizon={self.horizon}"
@@ -64,20 +68,21 @@ FEW_WINDOWS = 64  # up to this many windows are scored on one thread
 
 @patch
 def predict_proba(
-    self: TrainedModel, features: pd.DataFrame | np.ndarray, batch_size: int = 4096
-) -> np.ndarray:
-    "P(close `horizon` candles later > last close) for the window ending at each row, or NaN."
+    self: TrainedModel, features: pd.DataFrame | np.ndarray, batch_size: int = 4096,
+    raw: bool = False) -> np.ndarray:
+    """P(up) (calibrated; `raw`: before calibration) for the window ending at each row, or NaN."""
     rows = scale_rows(self.feature_rows(features), self.mean, self.scale)
     out = np.full(len(rows), np.nan)
     if len(rows) < self.window:
         return out
     ends = np.flatnonzero(full_windows(rows, self.window)) + self.window - 1
     with single_threaded() if len(ends) <= FEW_WINDOWS else nullcontext():
-        out[ends] = predict_windows(
-            self.net,
-            WindowDataset(rows, ends, np.zeros(len(ends), np.float32), self.window),
-            batch_size,
-        )
+        if self.is_torch:
+            ds = WindowDataset(rows, ends, np.zeros(len(ends), np.float32), self.window)
+            p = predict_windows(self.net, ds, batch_size)
+        else:
+            p = self.net.predict(sliding_windows(rows, self.window)[ends - self.window + 1])
+    out[ends] = p if raw else calibrate(p, self.calibration)
     return out
 
 # %% ../../nbs/model/03_trained.ipynb #cfd432e4
@@ -95,10 +100,12 @@ def predict_last_many(self: TrainedModel, series: Sequence[np.ndarray]) -> np.nd
     x[:n] = scale_rows(x[:n], self.mean, self.scale)   # elementwise: the bits of scaling each alone
     whole &= np.isfinite(x[:n]).all(axis=(1, 2))
     if not whole.all(): x[:n][~whole] = 0             # a window with no answer keeps its place
-    with single_threaded(), torch.inference_mode():
-        calls = (self.net.infer(torch.from_numpy(x[i:i + b])) for i in range(0, len(x), b))
-        p = np.concatenate([torch.sigmoid(logits).numpy() for logits in calls])
-    out = p[:n].astype(np.float64)
+    if not self.is_torch: p = self.net.predict(x[:n])
+    else:
+        with single_threaded(), torch.inference_mode():
+            calls = (self.net.infer(torch.from_numpy(x[i:i + b])) for i in range(0, len(x), b))
+            p = np.concatenate([torch.sigmoid(logits).numpy() for logits in calls])
+    out = calibrate(p[:n].astype(np.float64), self.calibration)
     out[~whole] = np.nan
     return out
 

@@ -19,7 +19,7 @@ import pandas as pd
 import sklearn
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.metrics import log_loss
 from torch import nn
 from torch.utils.data import DataLoader
@@ -27,28 +27,44 @@ from tqdm.auto import tqdm
 import botcore
 from ..core import Timeframe
 from ..data.candles import infer_timeframe, load_candles
-from ..data.features import FEATURE_NAMES, WARMUP
-from .evaluation import evaluate
-from .network import (SequenceClassifier, WindowDataset, predict_windows,
+from .calibration import calibrate, fit_calibration
+from .evaluation import classification_metrics, evaluate
+from .network import (TORCH_TYPES, WindowDataset, build_net, predict_windows,
                                    torch_threads, window_loader)
 from .registry import ModelRegistry, new_version
-from .samples import (chronological_split, fit_scaler, iso_utc, make_samples,
-                                   scale_rows, split_summary)
+from .samples import (Samples, chronological_split, feature_warmup, fit_scaler,
+                                   iso_utc, make_samples, scale_rows, sliding_windows,
+                                   split_summary, stack_samples)
+from .tabular import fit_tabular
 from .trained import TrainedModel
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_TRAIN_SECONDS', 'TrainConfig', 'train_epoch', 'seeded', 'fit', 'library_versions', 'train_model',
-           'train_default_model']
+__all__ = ['MODEL_TYPES', 'SEQUENCE_TYPES', 'TYPE_DEFAULTS', 'DEFAULT_MAX_TRAIN_SECONDS', 'DEFAULT_MODEL', 'TrainConfig',
+           'train_epoch', 'seeded', 'fit', 'library_versions', 'train_model', 'default_config', 'train_default_model']
 
 # %% ../../nbs/model/06_training.ipynb #520edc7c
+MODEL_TYPES = ('lstm', 'gru', 'transformer', 'mlp', 'lightgbm', 'logistic')
+SEQUENCE_TYPES = ('lstm', 'gru', 'transformer')
+# Defaults of one type where the shared ones do not suit it: attention costs the square of the
+# window, so the transformer reads a shorter one, narrower (two minutes on BTCUSDT 1h, 2 cores).
+TYPE_DEFAULTS = {'transformer': dict(window=32, hidden_size=32)}
+
+
 class TrainConfig(BaseModel):
-    "The hyper-parameters of one training run."
+    "The hyper-parameters of one training run, for every model type of the zoo."
 
     model_config = ConfigDict(extra='forbid', frozen=True, protected_namespaces=())
-    model_type: Literal['lstm', 'gru'] = 'lstm'
-    window: int = Field(60, ge=2, le=1000, description='candles the network reads')
-    horizon: int = Field(4, ge=1, le=1000, description='candles ahead the target looks')
-    hidden_size: int = Field(64, ge=1, le=1024)
+    model_type: Literal['lstm', 'gru', 'transformer', 'mlp', 'lightgbm', 'logistic'] = 'lstm'
+    window: int = Field(60, ge=2, le=1000, description='candles a sequence model reads')
+    lags: int = Field(2, ge=0, le=100, description='rows before the last a tabular model reads')
+    horizon: int = Field(4, ge=1, le=1000, description='candles ahead the label looks')
+    features: Literal['base', 'mtf'] = Field('base', description='mtf: + higher timeframes')
+    pair: Optional[str] = Field(None, description="a correlated series' symbol (research only)")
+    label: Literal['direction', 'volatility', 'barrier'] = 'direction'
+    label_k: float = Field(0.5, ge=0, le=10, description='volatility label: moves under k·σ drop')
+    stop_pct: float = Field(2.0, gt=0, lt=100, description="barrier label: the strategy's stop")
+    target_pct: float = Field(4.0, gt=0, description="barrier label: the strategy's target")
+    hidden_size: int = Field(64, ge=4, le=1024)
     num_layers: int = Field(1, ge=1, le=4)
     dropout: float = Field(0.2, ge=0, lt=1)
     epochs: int = Field(20, ge=1, le=1000)
@@ -56,17 +72,36 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(
-        3, ge=1, description='epochs without a better validation loss before stopping'
-    )
+        3, ge=1, description='epochs (LightGBM: tens of rounds) without a better validation loss')
+    n_estimators: int = Field(500, ge=1, le=10000, description='LightGBM: most trees')
+    learning_rate: float = Field(0.03, gt=0, le=1, description='LightGBM: shrinkage')
+    num_leaves: int = Field(15, ge=2, le=1024)
+    min_child_samples: int = Field(200, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    C: float = Field(0.05, gt=0, description='logistic: inverse L2 strength')
+    calibration: Literal['auto', 'platt', 'isotonic', 'none'] = 'auto'
     seed: int = 0
     val_frac: float = Field(0.15, gt=0, lt=0.5)
-    test_frac: float = Field(0.15, gt=0, lt=0.5)
+    test_frac: float = Field(0.15, ge=0, lt=0.5, description='0: no test split (walk-forward)')
     max_train_seconds: Optional[float] = Field(
         None, gt=0, description='stop after the epoch that passes it'
     )
     threads: Optional[int] = Field(
         1, ge=1, description="torch intra-op threads while training; None keeps the process's"
     )
+
+    @model_validator(mode='before')
+    @classmethod
+    def _type_defaults(cls, data):
+        "The model type's own defaults (`TYPE_DEFAULTS`) under the values given."
+        if isinstance(data, dict): return TYPE_DEFAULTS.get(data.get('model_type'), {}) | data
+        return data
+
+    @property
+    def reads(self) -> int:
+        "Feature rows the model reads: `window`, or `lags + 1` for a tabular model."
+        return self.window if self.model_type in SEQUENCE_TYPES else self.lags + 1
 
 # %% ../../nbs/model/06_training.ipynb #b3fd02e5
 def train_epoch(net: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer) -> float:
@@ -135,39 +170,110 @@ def library_versions() -> dict[str, str]:
         botcore=botcore.__version__,
     )
 
-# %% ../../nbs/model/06_training.ipynb #4bf8d296
-def train_model(df: pd.DataFrame, config: TrainConfig | None = None, symbol: str | None = None,
-                timeframe: Timeframe | str | None = None, progress: bool = True,
-                on_epoch: Callable | None = None) -> TrainedModel:
-    "Train a `TrainedModel` on the candles `df` (as `load_candles` gives them)."
-    cfg, started = config or TrainConfig(), time.perf_counter()
-    tf = Timeframe.parse(timeframe) if timeframe else infer_timeframe(df)
-    s = make_samples(df, tf, cfg.window, cfg.horizon)
-    splits = chronological_split(s.at, cfg.window, cfg.horizon, cfg.val_frac, cfg.test_frac)
-    mean, scale = fit_scaler(s.rows[:s.ends[splits[0][-1]] + 1])
-    rows = scale_rows(s.rows, mean, scale)
-    train_ds, val_ds = (WindowDataset(rows, s.ends[i], s.y[i], cfg.window) for i in splits[:2])
+# %% ../../nbs/model/06_training.ipynb #24b722df
+def _target(cfg: TrainConfig) -> str:
+    "The label in words, for the metadata."
+    return {'direction': f"close {cfg.horizon} candles ahead > last close",
+            'volatility': f"close {cfg.horizon} candles ahead moved over {cfg.label_k}·σ "
+                          "(up 1, down 0; smaller moves left out)",
+            'barrier': f"long from the last close: +{cfg.target_pct} % before -{cfg.stop_pct} % "
+                       f"within {cfg.horizon} candles (else the close then > entry)"}[cfg.label]
+
+# %% ../../nbs/model/06_training.ipynb #9f8ebe74
+def _fit_torch(cfg: TrainConfig, rows: np.ndarray, s: Samples, splits: tuple, progress: bool,
+               on_epoch: Callable | None, started: float) -> tuple:
+    "A network of `cfg.model_type` fitted with early stopping; its run and raw split probabilities."
+    ds = [WindowDataset(rows, s.ends[i], s.y[i], cfg.reads) for i in splits]
+    meta = dict(model_type=cfg.model_type, feature_names=s.names, window=cfg.reads,
+                hyperparameters=cfg.model_dump())
     with torch_threads(cfg.threads), seeded(cfg.seed):
-        net = SequenceClassifier(len(FEATURE_NAMES), cfg.model_type, cfg.hidden_size,
-                                 cfg.num_layers, cfg.dropout)
-        run = fit(net, train_ds, val_ds, cfg, progress, on_epoch, started)
-        metrics = evaluate(net, s, rows, splits)
+        net = build_net(meta)
+        run = fit(net, ds[0], ds[1], cfg, progress, on_epoch, started)
+        raw = tuple(predict_windows(net, d) for d in ds)
+    return net, run, raw
+
+# %% ../../nbs/model/06_training.ipynb #8b3559f8
+def _fit_tabular(cfg: TrainConfig, rows: np.ndarray, s: Samples, splits: tuple,
+                 on_epoch: Callable | None) -> tuple:
+    "A LightGBM or logistic model of `cfg`; its run and raw split probabilities."
+    win = sliding_windows(rows, cfg.reads)
+    x = [np.ascontiguousarray(win[s.ends[i] - cfg.reads + 1]) for i in splits]
+    y = [s.y[i] for i in splits]
+    hp = cfg.model_dump() | dict(patience_rounds=10 * cfg.patience)
+    model, run = fit_tabular(cfg.model_type, x[0], y[0], x[1], y[1], hp, cfg.seed, cfg.threads or 1)
+    raw = tuple(model.predict(xi) if len(xi) else np.zeros(0) for xi in x)
+    losses = [float(log_loss(yi, p, labels=[0, 1])) for yi, p in zip(y[:2], raw[:2])]
+    run['history'] = [dict(epoch=1, train_loss=round(losses[0], 6), val_loss=round(losses[1], 6))]
+    if on_epoch: on_epoch(1, 1, *losses)
+    return model, run, raw
+
+# %% ../../nbs/model/06_training.ipynb #dd601a6b
+def _samples(frames: dict, tf: Timeframe, cfg: TrainConfig, pair: pd.DataFrame | None) -> tuple:
+    "Each series' samples and splits, stacked: (samples, splits, parts, part splits)."
+    parts = [make_samples(f, tf, cfg.reads, cfg.horizon, cfg.label, cfg.label_k, cfg.stop_pct,
+                          cfg.target_pct, cfg.features, pair) for f in frames.values()]
+    each = [chronological_split(p.at, cfg.reads, p.lookahead, cfg.val_frac, cfg.test_frac)
+            for p in parts]
+    s, starts = stack_samples(parts)
+    splits = tuple(np.concatenate([sp[k] + a for sp, a in zip(each, starts)]) for k in range(3))
+    return s, splits, parts, each
+
+# %% ../../nbs/model/06_training.ipynb #a85a4953
+def _summary(frames: dict, tf: Timeframe, parts: list, each: list) -> dict:
+    "The data and split summary of one series, or of each pooled series with the sample totals."
+    sums = [split_summary(f, tf, p, sp) for f, p, sp in zip(frames.values(), parts, each)]
+    if len(sums) == 1: return sums[0]
+    total = {k: sum(x['samples'][k] for x in sums) for k in ('train', 'val', 'test')}
+    return dict(samples=total, series=dict(zip(frames, sums)))
+
+# %% ../../nbs/model/06_training.ipynb #4bf8d296
+def train_model(df: pd.DataFrame | dict, config: TrainConfig | None = None,
+                symbol: str | None = None, timeframe: Timeframe | str | None = None,
+                progress: bool = True, on_epoch: Callable | None = None,
+                pair: pd.DataFrame | None = None) -> TrainedModel:
+    "Train a `TrainedModel` on the candles `df` (or a dict `{symbol: candles}`: pooled)."
+    cfg, started = config or TrainConfig(), time.perf_counter()
+    frames = df if isinstance(df, dict) else {symbol: df}
+    tf = Timeframe.parse(timeframe) if timeframe else infer_timeframe(next(iter(frames.values())))
+    if cfg.pair and pair is None: pair = load_candles(cfg.pair, tf)
+    s, splits, parts, each = _samples(frames, tf, cfg, pair if cfg.pair else None)
+    mean, scale = fit_scaler(np.concatenate(
+        [p.rows[:p.ends[sp[0][-1]] + 1] for p, sp in zip(parts, each)]))
+    rows = scale_rows(s.rows, mean, scale)
+    if cfg.model_type in TORCH_TYPES:
+        net, run, raw = _fit_torch(cfg, rows, s, splits, progress, on_epoch, started)
+    else: net, run, raw = _fit_tabular(cfg, rows, s, splits, on_epoch)
+    cal = fit_calibration(s.y[splits[1]], raw[1], cfg.calibration)
+    probs = tuple(calibrate(p, cal) for p in raw)
+    metrics = (evaluate(probs, s, rows, splits, raw_test=raw[2]) if len(splits[2]) else
+               {k: classification_metrics(s.y[i], p)
+                for k, i, p in zip(('train', 'val'), splits, probs)})
     created = datetime.now(timezone.utc)
     meta = dict(
         model_type=cfg.model_type, version=new_version(cfg.model_type, created),
-        created_at=iso_utc(created), target=f"close {cfg.horizon} candles ahead > last close",
-        feature_names=list(FEATURE_NAMES), feature_count=len(FEATURE_NAMES), warmup=WARMUP,
-        window=cfg.window, horizon=cfg.horizon,
-        scaler=dict(mean=mean.tolist(), scale=scale.tolist()),
-        hyperparameters=cfg.model_dump(), symbols=[symbol] if symbol else [], timeframe=tf.value,
-        **split_summary(df, tf, s, splits), metrics=metrics,
-        training_accuracy=metrics['train']['accuracy'], **run,
+        created_at=iso_utc(created), target=_target(cfg), label=cfg.label,
+        features=cfg.features, pair=cfg.pair, feature_names=list(s.names),
+        feature_count=len(s.names), warmup=feature_warmup(cfg.features, tf), window=cfg.reads,
+        horizon=cfg.horizon, scaler=dict(mean=mean.tolist(), scale=scale.tolist()),
+        calibration=cal, hyperparameters=cfg.model_dump(),
+        symbols=[k for k in frames if k], timeframe=tf.value, **_summary(frames, tf, parts, each),
+        metrics=metrics, training_accuracy=metrics['train']['accuracy'], **run,
+        recent_probabilities=[round(float(x), 6) for x in (probs[2] if len(probs[2]) else
+                                                           probs[1])[-2000:]],
         training_seconds=round(time.perf_counter() - started, 2),
         library_versions=library_versions())
     return TrainedModel(net, meta)
 
 # %% ../../nbs/model/06_training.ipynb #b606726c
 DEFAULT_MAX_TRAIN_SECONDS = 240
+# The configuration the walk-forward selection (`botcore evaluate`) picked on the earlier folds of
+# the bundled series; the README's "Choosing a model honestly" says how and why.
+DEFAULT_MODEL: dict = dict(model_type='lightgbm', label='barrier')
+
+
+def default_config(**overrides) -> TrainConfig:
+    "The default model's `TrainConfig` (`DEFAULT_MODEL`), with `overrides`."
+    return TrainConfig(**(DEFAULT_MODEL | overrides))
 
 
 def train_default_model(
@@ -178,8 +284,9 @@ def train_default_model(
     progress: bool = True,
     on_epoch: Callable | None = None,
 ) -> TrainedModel:
-    "Train the default model on bundled candles, save it in `model_dir` and promote it."
-    cfg = config or TrainConfig(max_train_seconds=DEFAULT_MAX_TRAIN_SECONDS)
+    """Train the default model on bundled candles, save it in `model_dir` and promote it
+    (`PromotionRefused` if its test log loss is worse than the majority class's: kept, not served)."""
+    cfg = config or default_config(max_train_seconds=DEFAULT_MAX_TRAIN_SECONDS)
     model = train_model(load_candles(symbol, timeframe), cfg, symbol, timeframe, progress, on_epoch)
     ModelRegistry(model_dir).promote(model)
     return model

@@ -155,8 +155,9 @@ UNAUTHORIZED = {401: {'description': 'missing or wrong bearer token'}}
 protected = APIRouter(dependencies=[Depends(require_token)], responses=UNAUTHORIZED)
 hot = APIRouter(responses=UNAUTHORIZED)       # endpoints that authenticate themselves
 
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json(), media_type='application/json')
+def _json(model: BaseModel, exclude_none: bool = False) -> Response:
+    body = model.model_dump_json(exclude_none=exclude_none)
+    return Response(body, media_type='application/json')
 
 # %% ../../../nbs/api/ai/04_app.ipynb #a082adee
 @hot.post('/analyze', response_model=AnalysisResponse, tags=['signals'],
@@ -173,20 +174,23 @@ async def analyze(request: Request) -> Response:
     if served is None: raise HTTPException(503, NO_MODEL)
     key = cache_key(symbol, timeframe, columns, served.version)
     if (hit := service.cache.get(key)) is not None:
-        return _json(hit.model_copy(update={'cached': True}))
+        return _json(hit.model_copy(update={'cached': True}), exclude_none=True)
     if not service.warmed.is_set():           # the warm-up still imports vectorbt
         await asyncio.to_thread(service.warmed.wait)
     t, _, high, low, close, volume = columns
-    an = served.analyzer
+    an, opened = served.analyzer, int(t[-1])
     try:
         rows = an.window_rows(t, high, low, close, volume, timeframe)      # on the loop: see above
         p = await service.batcher.score(an.model, rows)
-        signal = an.signal_for(p, t[-1], symbol, timeframe)
+        thresholds = served.thresholds.thresholds(symbol, timeframe, opened)
+        signal = an.signal_for(p, opened, symbol, timeframe, thresholds=thresholds[:2])
     except ValueError as e:
         raise RequestValidationError([request_error(('body', 'candles'), str(e), None)]) from e
-    out = AnalysisResponse(**signal.__dict__, model_version=served.version)
+    served.thresholds.record(symbol, timeframe, opened, p)       # after the read: not its own
+    out = AnalysisResponse(**signal.__dict__, model_version=served.version,
+                           **service.details(served, rows, thresholds))
     service.cache.put(key, out)
-    return _json(out)
+    return _json(out, exclude_none=True)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #6e85ae14
 def _too_large(limit: int) -> HTTPException:
@@ -240,9 +244,9 @@ class SignalApp(FastAPI):
 # %% ../../../nbs/api/ai/04_app.ipynb #51896b84
 @protected.get('/model/info', response_model=ModelInfo, tags=['model'])
 def get_model_info(service: Service) -> ModelInfo:
-    "The served model: the seed's six fields, version, test metrics, training time, cache counters."
+    "The served model: the seed's six fields, version, metrics, training, cache, signal policy."
     service.refresh()
-    return model_info(service.served, service.cache, service.batcher)
+    return model_info(service.served, service.cache, service.batcher, service.policy)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #5be37466
 @protected.get('/cache/stats', response_model=CacheStats, tags=['model'])

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict
 from ...core import Signal, Timeframe
+from ...model.policy import SignalPolicy
 
 # %% auto #0
 __all__ = ['Price', 'LAST_MS', 'Symbol', 'CANDLE_FIELDS', 'CandleIn', 'AnalysisSubject', 'AnalyzeRequest', 'AnalysisResponse',
@@ -50,10 +51,20 @@ class AnalyzeRequest(AnalysisSubject):
     "The seed's analysis request: a pair, its timeframe and at least 100 candles, oldest first."
     candles: list[CandleIn]
 
+_SOURCE = "detailed: where the thresholds came from ('fixed' also while adaptive lacks history)"
+
 class AnalysisResponse(Signal):
-    "The seed's `Signal`, plus the model version that made it and whether it came from the cache."
+    "The seed's `Signal`, the model version that made it, whether it came from the cache; details."
     model_version: str
     cached: bool = False
+    policy: Optional[Literal['fixed', 'adaptive']] = Field(
+        None, description='detailed format: the signal policy configured ([ai] signal_policy)')
+    threshold_source: Optional[Literal['fixed', 'adaptive']] = Field(None, description=_SOURCE)
+    long_threshold: Optional[float] = Field(None, description='detailed: long at p >= this')
+    short_threshold: Optional[float] = Field(None, description='detailed: short at p <= this')
+    indicators: Optional[dict[str, Optional[float]]] = Field(
+        None, description="detailed, with include_indicators: the model's features at the last "
+                          "candle, unscaled (null where not finite)")
 
 # %% ../../../nbs/api/ai/01_schemas.ipynb #52b5227e
 class TrainRequest(BaseModel):
@@ -61,7 +72,8 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     symbol: Symbol = 'BTCUSDT'
     timeframe: Timeframe = Timeframe.H1
-    model_type: Literal['lstm', 'gru'] = 'lstm'
+    model_type: Optional[Literal['lstm', 'gru', 'transformer', 'mlp', 'lightgbm', 'logistic']] = Field(
+        None, description="the zoo member to train; default: the default model's type")
     retrain: bool = Field(False, description='replace a model that is already served')
     candles: Optional[list[CandleIn]] = Field(
         None, description='training candles, oldest first; default: the bundled series')
@@ -163,6 +175,11 @@ class ModelInfo(BaseModel):
     scoring: Optional[ScoringStats] = Field(
         None, description="the network's passes: windows of concurrent requests are scored together"
     )
+    policy: Optional[SignalPolicy] = Field(
+        None, description='how a probability becomes a signal: the [ai] settings in force')
+    calibration: Any = Field(None, description="the model's probability calibration (metadata)")
+    features: Any = Field(None, description="the model's feature set (metadata)")
+    label: Any = Field(None, description="what the model's probability is about (metadata)")
 
 # %% ../../../nbs/api/ai/01_schemas.ipynb #74b6c99f
 def request_error(loc: tuple, msg: str, value) -> dict:

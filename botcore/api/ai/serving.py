@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from ...core import Timeframe
 from ...config import Settings
+from ...model.policy import ServingThresholds, SignalPolicy
 from .schemas import CacheStats, ModelInfo, ScoringStats
 from .training import TrainingJobs
 
@@ -123,26 +125,31 @@ WindowBatcher._pass = _pass
 # %% ../../../nbs/api/ai/02_serving.ipynb #e13d7f3b
 @dataclass(frozen=True)
 class ServedModel:
-    "What /analyze serves: an immutable `Analyzer`, its model's version and metadata."
+    "What /analyze serves: an immutable `Analyzer`, its model's version, metadata, thresholds."
     analyzer: Any
     version: str
     meta: dict
     loaded_at: datetime
+    thresholds: ServingThresholds
 
     @classmethod
     def of(cls, model, settings: Settings) -> ServedModel:
-        "Serve the `TrainedModel` `model` with the thresholds in `settings`."
+        "Serve the `TrainedModel` `model` with the thresholds and signal policy in `settings`."
         from botcore.model.signals import Analyzer
         analyzer = Analyzer(model, long_threshold=settings.ai.long_threshold,
                             short_threshold=settings.ai.short_threshold)
-        return cls(analyzer, model.version, dict(model.meta), datetime.now(timezone.utc))
+        recent = model.meta.get('recent_probabilities') or ()
+        thresholds = ServingThresholds(SignalPolicy.of(settings), recent)
+        loaded = datetime.now(timezone.utc)
+        return cls(analyzer, model.version, dict(model.meta), loaded, thresholds)
 
 # %% ../../../nbs/api/ai/02_serving.ipynb #5afb6f03
 def model_info(served: ServedModel | None, cache: PredictionCache | None = None,
-               batcher: WindowBatcher | None = None) -> ModelInfo:
-    "The seed's `/model/info` for `served` (or for no model)."
+               batcher: WindowBatcher | None = None,
+               policy: SignalPolicy | None = None) -> ModelInfo:
+    "The seed's `/model/info` for `served` (or for no model), and the signal `policy`."
     stats, scoring = cache.stats() if cache else None, batcher.stats() if batcher else None
-    if served is None: return ModelInfo(cache=stats, scoring=scoring)
+    if served is None: return ModelInfo(cache=stats, scoring=scoring, policy=policy)
     m = served.meta
     samples, metrics = m.get('samples', {}), m.get('metrics', {})
     return ModelInfo(
@@ -155,7 +162,9 @@ def model_info(served: ServedModel | None, cache: PredictionCache | None = None,
         best_epoch=m.get('best_epoch'), stopped=m.get('stopped'), created_at=m.get('created_at'),
         symbols=m.get('symbols', []), timeframe=m.get('timeframe'), window=m.get('window'),
         horizon=m.get('horizon'), min_candles=served.analyzer.min_candles,
-        loaded_at=served.loaded_at, cache=stats, scoring=scoring)
+        loaded_at=served.loaded_at, cache=stats, scoring=scoring,
+        policy=policy or served.thresholds.policy, calibration=m.get('calibration'),
+        features=m.get('features'), label=m.get('label'))
 
 # %% ../../../nbs/api/ai/02_serving.ipynb #44c9e703
 NO_MODEL = ("no model is trained yet: train one with "
@@ -173,6 +182,10 @@ class SignalService:
         self.settings, self.registry = settings, ModelRegistry(settings.model_dir)
         self.min_candles = MIN_CANDLES
         self.cache = PredictionCache(settings.ai.cache_ttl_seconds, settings.ai.cache_predictions)
+        self.policy = SignalPolicy.of(settings)
+        answer = settings.api_integration
+        self.detailed = answer.signal_format == 'detailed'
+        self.with_indicators = self.detailed and answer.include_indicators
         self.batcher = WindowBatcher()
         self.served: ServedModel | None = None
         self.jobs = TrainingJobs(self)
@@ -180,6 +193,21 @@ class SignalService:
         self._pointer, self._model_lock = 'unseen', threading.Lock()
         self.warmed = threading.Event()     # cleared while the lifespan's warm-up runs
         self.warmed.set()
+
+# %% ../../../nbs/api/ai/02_serving.ipynb #c2f8a5e3
+def _details(self: SignalService, served: ServedModel, rows: np.ndarray,
+             thresholds: tuple[float, float, str]) -> dict[str, Any]:
+    "The detailed format's fields of the answer for the window `rows` ({} in the simple format)."
+    if not self.detailed: return {}
+    long, short, source = thresholds
+    out = dict(policy=served.thresholds.policy.kind, threshold_source=source,
+               long_threshold=long, short_threshold=short)
+    if self.with_indicators:
+        names, last = served.analyzer.model.feature_names, rows[-1].tolist()
+        out['indicators'] = {n: v if math.isfinite(v) else None for n, v in zip(names, last)}
+    return out
+
+SignalService.details = _details
 
 # %% ../../../nbs/api/ai/02_serving.ipynb #66573c02
 def _swap(self: SignalService, served: ServedModel | None):
@@ -204,7 +232,7 @@ def _refresh(self: SignalService) -> bool:
         stamp = self._pointer_stamp()
         if stamp == self._pointer: return False
         self._pointer = stamp
-        version = self.registry.current() or self.registry.latest()
+        version = self.registry.current() or self.registry.servable()
         if version is None or (self.served and self.served.version == version): return False
         self.swap(ServedModel.of(self.registry.load(version), self.settings))
         return True
@@ -214,10 +242,10 @@ def _refresh(self: SignalService) -> bool:
         return False
     finally: self._model_lock.release()
 
-def _promote(self: SignalService, model) -> str:
-    "Promote the `TrainedModel` `model` in the registry and serve it; its version."
+def _promote(self: SignalService, model, force: bool = False) -> str:
+    "Promote the `TrainedModel` `model` in the registry (its gate unless `force`) and serve it."
     with self._model_lock:
-        version = self.registry.promote(model)
+        version = self.registry.promote(model, force=force)
         self.swap(ServedModel.of(model, self.settings))
         self._pointer = self._pointer_stamp()
     return version

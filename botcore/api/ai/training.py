@@ -43,6 +43,12 @@ class TrainingJobs:
     def _update(self, job_id: str, **kw):
         with self._lock: self._jobs[job_id] = self._jobs[job_id].model_copy(update=kw)
 
+# %% ../../../nbs/api/ai/03_training.ipynb #d0851afd
+def _model_type(req: TrainRequest) -> str:
+    "The type a job trains: the request's, or the default model's."
+    from botcore.model.training import DEFAULT_MODEL
+    return req.model_type or DEFAULT_MODEL['model_type']
+
 # %% ../../../nbs/api/ai/03_training.ipynb #34cb37b0
 def _submit(self: TrainingJobs, req: TrainRequest) -> TrainJob:
     "Queue `req` and start it on a worker thread; `TrainingBusy` if a job is queued or running."
@@ -53,7 +59,7 @@ def _submit(self: TrainingJobs, req: TrainRequest) -> TrainJob:
             msg = f"training job {job.job_id} is {job.status.value}; one job at a time"
             raise TrainingBusy(msg)
         job = TrainJob(job_id=uuid.uuid4().hex[:12], status=JobStatus.QUEUED, symbol=req.symbol,
-                       timeframe=req.timeframe, model_type=req.model_type,
+                       timeframe=req.timeframe, model_type=_model_type(req),
                        created_at=datetime.now(timezone.utc))
         self._jobs[job.job_id] = job
         while len(self._jobs) > self.keep: self._jobs.popitem(last=False)
@@ -73,7 +79,7 @@ def _training_frame(req: TrainRequest):
 # %% ../../../nbs/api/ai/03_training.ipynb #96ccb66c
 def _run(self: TrainingJobs, job_id: str, req: TrainRequest):
     "Train, promote and serve; or record why not."
-    from botcore.model.training import DEFAULT_MAX_TRAIN_SECONDS, TrainConfig, train_model
+    from botcore.model.training import DEFAULT_MAX_TRAIN_SECONDS, default_config, train_model
     def on_epoch(epoch, epochs, train_loss, val_loss):
         fraction = min(1.0, epoch / max(epochs, 1))
         self._update(job_id, progress=TrainProgress(epoch=epoch, epochs=epochs, fraction=fraction,
@@ -81,9 +87,10 @@ def _run(self: TrainingJobs, job_id: str, req: TrainRequest):
     try:
         self.service.warmed.wait()        # the warm-up imports vectorbt; two importers can deadlock
         self._update(job_id, status=JobStatus.RUNNING, started_at=datetime.now(timezone.utc))
-        config = TrainConfig(model_type=req.model_type,
-                             max_train_seconds=req.max_train_seconds or DEFAULT_MAX_TRAIN_SECONDS,
-                             **({'epochs': req.epochs} if req.epochs else {}))
+        config = default_config(
+            model_type=_model_type(req),
+            max_train_seconds=req.max_train_seconds or DEFAULT_MAX_TRAIN_SECONDS,
+            **({'epochs': req.epochs} if req.epochs else {}))
         model = train_model(_training_frame(req), config, req.symbol, req.timeframe, progress=False,
                             on_epoch=on_epoch)
         version = self.service.promote(model)
