@@ -93,6 +93,7 @@ def make_samples(df: pd.DataFrame, timeframe: Timeframe | str, window: int, hori
     "The labelled windows of `window` candles in `df` (feature set `features`), per gap-free run."
     rows, ends, at, y, up, ret, n = [], [], [], [], [], [], 0
     warm = feature_warmup(features, timeframe)
+    # how far the label looks ahead (and a bad `label` refused), asked of one dummy candle
     _, ahead = make_labels(label, *np.ones((3, 1)), horizon, label_k, stop_pct, target_pct)
     for seg in split_segments(df, timeframe, min_rows=warm + window + ahead):
         f = segment_features(seg, timeframe, features, pair).to_numpy(np.float32)[warm:]

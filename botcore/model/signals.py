@@ -103,6 +103,9 @@ def window_rows(self: Analyzer, open_ms: np.ndarray, high: np.ndarray, low: np.n
         raise ValueError(f"timeframe: the model reads {self.timeframe.value} candles and their "
                          f"higher timeframes' features (got {tf.value})")
     if n < self.min_candles: raise NotEnoughCandles(n, self.min_candles)
+    if self.model.meta.get('pair'):
+        raise ValueError(f"model: it reads {self.model.meta['pair']}'s features too, and an "
+                         f"analysis gets one series; serve a model trained without `pair`")
     if None in self._columns:
         missing = (c for c, i in zip(self.model.feature_names, self._columns) if i is None)
         raise ValueError(f"features: missing column(s) {', '.join(missing)}")
