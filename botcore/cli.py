@@ -6,6 +6,7 @@ Docs: https://botcore.github.io/botcore/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #3fbc6b8b
 from __future__ import annotations
+import difflib
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 from fastcore.basics import patch
 from fastcore.script import anno_parser
+import botcore
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
@@ -48,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
             args.pop('pdb', None)
             args.pop('xtra', None)
             return f(**args) or 0
+    if argv[:1] == ['--version']:
+        print(f"botcore {botcore.__version__}")
+        return 0
     asked = bool(argv) and argv[0] in ('-h', '--help')
+    if argv and not asked:
+        near = difflib.get_close_matches(argv[0], {n.split()[0] for n in COMMANDS}, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ''
+        print(f"botcore: unknown command {argv[0]!r}{hint}", file=sys.stderr)
     print(_usage(), file=sys.stdout if asked or not argv else sys.stderr)
     return 0 if asked else 2
 
@@ -87,10 +96,14 @@ def data_cmd(
     from botcore.data.candles import bundled_summary, load_candles
     from botcore.data.features import feature_matrix
 
+    try: candles = load_candles(symbol, timeframe)       # a bad symbol or timeframe: one line, first
+    except ValueError as e:
+        print(f"botcore data: {e}", file=sys.stderr)
+        return 2
     with pd.option_context('display.width', 200, 'display.max_columns', 40):
         print("Bundled real Binance candles (see data/SOURCES.md):")
         print(bundled_summary().to_string(index=False))
-        fm = feature_matrix(load_candles(symbol, timeframe)).dropna()
+        fm = feature_matrix(candles).dropna()
         n, k = fm.shape
         print(f"\nFeature matrix of {symbol} {timeframe}: {n:,} rows x {k} features; "
               f"last {rows} rows:")
@@ -110,6 +123,27 @@ def _train_outcome(registry, before: set) -> int | None:
     print(f"saved {version}, NOT promoted{': ' + why if why else ''}; served: {current}",
           file=sys.stderr)
     return 1 if why else None
+
+# %% ../nbs/90_cli.ipynb #5916f808
+def _train_refusal(symbol: str, timeframe: str, data_path: str | None, given: dict,
+                   overrides: str | None) -> str | None:
+    "Why `botcore train` with these options cannot run, checked before the pipeline starts."
+    import json
+    from pydantic import ValidationError
+    from botcore.data.candles import load_candles
+    from botcore.model.training import default_config
+    try:
+        if data_path is None: load_candles(symbol, timeframe)
+        elif not Path(data_path).is_file(): return f"--data-path {data_path}: no such file"
+        more = json.loads(overrides) if overrides else {}
+        if not isinstance(more, dict): return f"--overrides {overrides!r}: not a JSON object"
+        default_config(**{k: v for k, v in given.items() if v is not None}, **more)
+    except json.JSONDecodeError as e: return f"--overrides {overrides!r}: not JSON ({e})"
+    except ValidationError as e:
+        err = e.errors()[0]
+        return f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}"
+    except ValueError as e: return str(e)
+    return None
 
 # %% ../nbs/90_cli.ipynb #a6bee24a
 @command('train')
@@ -135,6 +169,12 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
     from botcore.jobs.pipelines import run_pipeline
     from botcore.model.registry import ModelRegistry
     model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
+    given = dict(model_type=model_type, window=window, lags=lags, horizon=horizon,
+                 features=features, label=label, epochs=epochs,
+                 max_train_seconds=max_train_seconds)
+    if why := _train_refusal(symbol, timeframe, data_path, given, overrides):
+        print(f"botcore train: {why}", file=sys.stderr)
+        return 2
     before = set(ModelRegistry(model_dir).versions())
     params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type,
                   window=window, lags=lags, horizon=horizon, features=features, label=label,
@@ -278,7 +318,7 @@ def sweep_cmd(
     init_cash: float = 10_000.0,  # starting cash of each backtest
     top: int = 20,  # rows to print
     out: str = None,  # write every row to this CSV file
-    progress: bool = True,  # progress bar of the backtests done (--no-progress: none)
+    progress: bool = True,  # no progress bar of the backtests done
     model_dir: str = None,  # model registry (default: the settings' model_dir)
     config: str = None,  # path to a botcore.toml
 ):
@@ -380,7 +420,7 @@ def tune_cmd(
     seed: int = 0,  # the TPE sampler's seed
     base: str = None,  # TrainConfig fields kept fixed, as JSON, e.g. '{"horizon": 8}'
     top: int = 10,  # trials to print
-    progress: bool = True,  # progress bar of the trials (--no-progress: none)
+    progress: bool = True,  # no progress bar of the trials
     config: str = None,  # path to a botcore.toml
 ):
     "Search a model type's hyper-parameters with Optuna on validation folds; print the best."
@@ -453,7 +493,7 @@ def serve_dashboard_cmd(port: int = None,  # port (default: settings' dashboard.
 # %% ../nbs/90_cli.ipynb #f675ab3b
 @command('run')
 def run_cmd(config: str = None,  # path to a botcore.toml
-            dashboard: bool = True):  # also start the Voila dashboard
+            dashboard: bool = True):  # leave the Voila dashboard out
     "The main job: data summary, default model if none, then the AI service, engine and dashboard."
     from botcore.config import load_settings_or_exit
     from botcore.jobs.services import Supervisor, start_services
@@ -488,7 +528,14 @@ def simulator(
     "Run the local Binance-compatible exchange simulator until Ctrl-C."
     from botcore.simulator.server import simulator_cmd
 
-    return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash, fee)
+    try: return simulator_cmd(port, host, speed, symbols, timeframe, start, api_key, secret, cash,
+                              fee)
+    except ValueError as e:                     # an unknown symbol, timeframe or start
+        print(f"botcore simulator: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:                   # Ctrl-C is how it is meant to stop
+        print("simulator stopped", flush=True)
+        return 0
 
 # %% ../nbs/90_cli.ipynb #89091778
 @command('schedule')

@@ -399,3 +399,19 @@ def test_a_simulator_in_another_process_is_driven_over_the_control_path(tmp_path
         assert httpx.post(f'{url}/_sim/faults', json={'clear': True}).json()['faults'] == {'fail_next': 0, 'status': 429, 'processed': False, 'delay': 0.0}
     finally:
         proc.terminate(); proc.wait(30); log.close()
+
+
+def test_ctrl_c_stops_the_simulator_cleanly(tmp_path):
+    "Its help says it runs until Ctrl-C: Ctrl-C is a clean stop, status 0, no traceback."
+    import signal, subprocess
+    from support import botcore_script, clean_env
+    proc = subprocess.Popen([str(botcore_script()), 'simulator', '--port', '0'], cwd=tmp_path,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert 'BinanceSimulator(' in first and 'http://127.0.0.1:' in first, first
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and 'Traceback' not in rest and 'simulator stopped' in rest, rest

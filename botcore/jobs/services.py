@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from ..config import project_root
 
 # %% auto #0
-__all__ = ['Child', 'Supervisor', 'start_services']
+__all__ = ['Child', 'Supervisor', 'exit_words', 'start_services']
 
 # %% ../../nbs/jobs/03_services.ipynb #4f5a5d4a
 class Child:
@@ -87,6 +87,16 @@ def wait(self: Supervisor):
             self.why = f"{dead[0].name} exited with {dead[0].proc.returncode}"
         time.sleep(0.2)
 
+# %% ../../nbs/jobs/03_services.ipynb #5b922586
+def exit_words(code: int) -> str:
+    "A child's exit status in words: a signal we sent is a clean stop, not a crash."
+    import signal
+    if code == 0: return 'exited cleanly'
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f'signal {-code}'
+        return f'stopped by {name}, as asked'
+    return f'failed (exit status {code})'
+
 # %% ../../nbs/jobs/03_services.ipynb #12c6c6ed
 @patch
 def stop(self: Supervisor) -> int:
@@ -96,7 +106,8 @@ def stop(self: Supervisor) -> int:
     codes = {c.name: c.stop() for c in reversed(self.children)}
     for sig, h in self._old.items():
         signal.signal(sig, h)
-    print('stopped: ' + ', '.join(f"{n} ({code})" for n, code in codes.items()), flush=True)
+    said = ', '.join(f"{n} {exit_words(code)}" for n, code in codes.items())
+    print(f"stopped: {said}", flush=True)
     return 0 if self.why in ('SIGINT', 'SIGTERM') else 1
 
 # %% ../../nbs/jobs/03_services.ipynb #b70911f1
