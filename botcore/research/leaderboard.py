@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from ..core import Timeframe
+from ..model.evaluation import classification_metrics
 from ..model.policy import SignalPolicy, policy_codes
 from ..strategy.params import StrategyParams
 from .backtest import backtest
@@ -22,6 +23,7 @@ from .metrics import max_drawdown, period_returns, periods_per_year, sharpe_rati
 from .selection import (default_config_choice, mark_heldout, select, summarize,
                                         verdict, wide_summary)
 from .signals import rsi_macd_signals
+from .walkforward import fold_windows
 from .sweep import _connect, market_candles
 
 # %% auto #0
@@ -85,17 +87,13 @@ def series_candles(series=None) -> dict[tuple[str, str], pd.DataFrame]:
 
 # %% ../../nbs/research/08_leaderboard.ipynb #4a4ee24b
 def fold_bounds(n: int, train_size: int, test_size: int, n_folds: int) -> list[tuple[range, range]]:
-    "Row ranges (train, test) of `n_folds` rolling folds over the last candles of `n`."
-    for name, v in (('train_size', train_size), ('test_size', test_size), ('n_folds', n_folds)):
-        if v < 1: raise ValueError(f"{name}={v}: must be at least 1")
+    "Row ranges (train, test) of the last `n_folds` walk-forward folds over `n` candles."
+    if n_folds < 1: raise ValueError(f"n_folds={n_folds}: must be at least 1")
     need = train_size + n_folds * test_size
     if need > n:
         raise ValueError(f"train_size + n_folds * test_size = {need:,}: more than the {n:,} "
                          f"candles of the series")
-    a = n - need
-    return [(range(a + k * test_size, a + k * test_size + train_size),
-             range(a + train_size + k * test_size, a + train_size + (k + 1) * test_size))
-            for k in range(n_folds)]
+    return fold_windows(n, train_size, test_size)[-n_folds:]
 
 # %% ../../nbs/research/08_leaderboard.ipynb #228c8bdf
 def forward_returns(close: np.ndarray, rows: range, horizon: int) -> np.ndarray:
@@ -111,18 +109,16 @@ def forward_returns(close: np.ndarray, rows: range, horizon: int) -> np.ndarray:
 def classification_scores(p: np.ndarray, r: np.ndarray) -> dict:
     "AUC, log loss, Brier, accuracy and IC of P(up) `p` against the forward returns `r`."
     from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
     p, r = np.asarray(p, np.float64), np.asarray(r, np.float64)
     ok = np.isfinite(p) & np.isfinite(r)
     coverage = float(np.isfinite(p).mean()) if len(p) else math.nan
     p, r = p[ok], r[ok]
-    y = (r > 0).astype(np.int8)
-    q = np.clip(p, 1e-6, 1 - 1e-6)
-    both = 0 < y.sum() < len(y)
-    return dict(n=int(ok.sum()), coverage=coverage,
-                auc=float(roc_auc_score(y, p)) if both else math.nan,
-                log_loss=float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))),
-                brier=float(np.mean((p - y) ** 2)), accuracy=float(np.mean((p >= 0.5) == y)),
+    if not len(p):
+        return dict(n=0, coverage=coverage, auc=math.nan, log_loss=math.nan, brier=math.nan,
+                    accuracy=math.nan, ic=math.nan)
+    m = classification_metrics((r > 0).astype(np.int8), p)      # the model's own test metrics
+    return dict(n=int(ok.sum()), coverage=coverage, auc=m['roc_auc'], log_loss=m['log_loss'],
+                brier=m['brier'], accuracy=m['accuracy'],
                 ic=float(spearmanr(p, r).statistic) if np.ptp(p) > 0 else 0.0)
 
 # %% ../../nbs/research/08_leaderboard.ipynb #18316e59
