@@ -1,6 +1,8 @@
 # botcore: two commands do all the set-up on a fresh machine.
 #   make run   - set up .venv and run the main job on embedded defaults
 #   make test  - set up .venv and run every check and test
+# The seed's named test runs (test-integration, test-engine-ai, ...) are selections of the same
+# pytest suite, listed at the end of this file and in README.md ("Tests").
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +10,8 @@ STAMP  := $(VENV)/.installed-stamp
 # Checksum of every file under nbs/ and botcore/: a changed or a new file changes it.
 TREE_SUM = find nbs botcore -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum
 
-.PHONY: run test venv check-export lint nbtest pytest clean
+.PHONY: run test venv check-export lint nbtest pytest clean test-integration test-engine-ai \
+	test-dashboard-engine test-dashboard-ai test-websocket test-with-mock-data generate-test-data
 
 venv: $(STAMP)
 
@@ -48,3 +51,44 @@ pytest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- the seed's test targets: named selections of tests/ (PYTEST_ARGS adds pytest options) ---------
+# test-integration: the three services together (botcore run; the engine with the AI service; the
+# dashboards in a browser with both).
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/test_run.py tests/test_engine_e2e.py tests/test_dashboard_e2e.py $(PYTEST_ARGS)
+
+# test-engine-ai (the seed's test-rust-python): the engine asking the AI service for signals over
+# HTTP: trades, degraded while the AI service is down, recovery, restart.
+test-engine-ai: $(STAMP)
+	$(BIN)/pytest tests/test_engine_e2e.py $(PYTEST_ARGS)
+
+# test-dashboard-engine / test-dashboard-ai (the seed's test-dashboard-rust / -python): the monitor
+# page in headless Chromium against the engine's API and WebSocket, or against the AI service.
+DASHBOARD_ENGINE = monitor_renders or events_reach or stop_close or settings or engine_outage
+DASHBOARD_AI = ai_service_outage or train_a_model
+test-dashboard-engine: $(STAMP)
+	$(BIN)/pytest tests/test_dashboard_e2e.py -k '$(DASHBOARD_ENGINE)' $(PYTEST_ARGS)
+
+test-dashboard-ai: $(STAMP)
+	$(BIN)/pytest tests/test_dashboard_e2e.py -k '$(DASHBOARD_AI)' $(PYTEST_ARGS)
+
+# test-websocket: every WebSocket path: the engine's /ws events, their arrival in the open page,
+# clients that never read (test_ws_laggards.py), and Binance's kline streams (the simulator's,
+# through ccxt.pro and BinanceMarketData).
+test-websocket: $(STAMP)
+	$(BIN)/pytest tests/test_engine_e2e.py tests/test_dashboard_e2e.py tests/test_simulator.py \
+	  tests/test_binance.py tests/test_ws_laggards.py tests/test_ws_stall.py \
+	  -k 'websocket or events_reach or stream or watches or laggards or stall' $(PYTEST_ARGS)
+
+# test-with-mock-data: the tests that run against the Binance simulator, the mock exchange that
+# replays the bundled real candles (REST, streams, orders, faults, its fuzzing, botcore download).
+test-with-mock-data: $(STAMP)
+	$(BIN)/pytest tests/test_simulator.py tests/test_simulator_fuzz.py \
+	  tests/test_binance.py tests/test_download.py $(PYTEST_ARGS)
+
+# generate-test-data: from the bundled real candles, TEST_DATA/candles/SYMBOL-TF.csv (the last 500
+# candles of every bundled series) and TEST_DATA/analyze/SYMBOL-TF.json (POST /analyze bodies).
+TEST_DATA ?= runs/test-data
+generate-test-data: $(STAMP)
+	$(BIN)/botcore testdata --out $(TEST_DATA)

@@ -19,7 +19,7 @@ import botcore
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
            'evaluate_cmd', 'tune_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine', 'serve_dashboard_cmd',
-           'run_cmd', 'simulator', 'schedule', 'download']
+           'run_cmd', 'simulator', 'schedule', 'download', 'testdata_cmd']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -87,53 +87,79 @@ def config_token(name: str = 'ai_api_key',  # inter_service_token, engine_api_ke
 # %% ../nbs/90_cli.ipynb #4a8212e3
 @command('data')
 def data_cmd(
-    symbol: str = 'BTCUSDT',  # series whose features to sample
+    symbol: str = 'BTCUSDT',  # series whose features to sample (bundled, else downloaded)
     timeframe: str = '1h',  # its timeframe
     rows: int = 5,  # how many feature rows to show
+    config: str = None,  # path to a botcore.toml (its data_dir holds the downloaded candles)
 ):
-    "Summarise the bundled candles and sample the feature matrix."
+    "Summarise the bundled and downloaded candles and sample the feature matrix."
     import pandas as pd
-    from botcore.data.candles import bundled_summary, load_candles
+    from botcore.config import read_settings
+    from botcore.data.candles import (bundled_dir, bundled_summary, downloads_dir, load_candles,
+                                      series_path, series_summary)
     from botcore.data.features import feature_matrix
 
-    try: candles = load_candles(symbol, timeframe)       # a bad symbol or timeframe: one line, first
+    try:                     # a bad setting, symbol or timeframe: one line, before anything else
+        data_dir = read_settings(config).data_dir
+        path, tf = series_path(symbol, timeframe, data_dir)
+        candles = load_candles(path=path, timeframe=tf)
     except ValueError as e:
         print(f"botcore data: {e}", file=sys.stderr)
         return 2
     with pd.option_context('display.width', 200, 'display.max_columns', 40):
         print("Bundled real Binance candles (see data/SOURCES.md):")
         print(bundled_summary().to_string(index=False))
+        if len(downloaded := series_summary(downloads_dir(data_dir))):
+            print(f"\nDownloaded with `botcore download` into {downloads_dir(data_dir)} (where a "
+                  "series is bundled too, the bundled one is read):")
+            print(downloaded.to_string(index=False))
         fm = feature_matrix(candles).dropna()
         n, k = fm.shape
-        print(f"\nFeature matrix of {symbol} {timeframe}: {n:,} rows x {k} features; "
+        where = '' if path.parent == bundled_dir() else f" (downloaded: {path})"
+        print(f"\nFeature matrix of {symbol} {timeframe}{where}: {n:,} rows x {k} features; "
               f"last {rows} rows:")
         print(fm.tail(rows).round(4).T.to_string())
 
 # %% ../nbs/90_cli.ipynb #43ee28c9
-def _train_outcome(registry, before: set) -> int | None:
-    "Say whether the newly trained model is served; status 1 when the gate refused it."
+def _promotion_line(version: str, before: str | None, now: str | None, why: str | None) -> str:
+    "What became of the newly trained `version`, given the model served `before` and `now`."
+    if version == now:
+        was = f"it replaced {before}" if before else "no model was served before"
+        forced = f" (forced past the promotion gate: {why})" if why else ''
+        return f"promoted and served: {version}; {was}{forced}"
+    kept = f"{now} is still served" if now else "no model is served"
+    return f"saved {version}, NOT promoted: {why or 'promotion was not asked for'}; {kept}"
+
+# %% ../nbs/90_cli.ipynb #9a053dc0
+def _train_outcome(registry, before: set, served: str | None) -> int | None:
+    """Print the new model's test metrics beside the baselines and what became of it; status 1
+    when the gate refused it (or no model was saved)."""
+    import pandas as pd
+    from botcore.model.evaluation import evaluation_report, promotion_refusal
     new = sorted(set(registry.versions()) - before)
-    if not new: return None
-    version, current = new[-1], registry.current()
-    if version == current:
-        print(f"promoted and served: {version}")
-        return None
-    from botcore.model.evaluation import promotion_refusal
-    why = promotion_refusal(registry.meta(version))
-    print(f"saved {version}, NOT promoted{': ' + why if why else ''}; served: {current}",
-          file=sys.stderr)
-    return 1 if why else None
+    if not new:
+        print(f"botcore train: no new model in {registry.dir}", file=sys.stderr)
+        return 1
+    version, now = new[-1], registry.current()
+    meta = registry.meta(version)
+    report, why = evaluation_report(meta), promotion_refusal(meta)
+    with pd.option_context('display.width', 200, 'display.max_columns', 10):
+        print(report.round(4).to_string())
+    print(report.attrs['verdict'])
+    promoted = version == now
+    print(_promotion_line(version, served, now, why), file=sys.stdout if promoted else sys.stderr)
+    return None if promoted or not why else 1
 
 # %% ../nbs/90_cli.ipynb #5916f808
 def _train_refusal(symbol: str, timeframe: str, data_path: str | None, given: dict,
-                   overrides: str | None) -> str | None:
+                   overrides: str | None, data_dir=None) -> str | None:
     "Why `botcore train` with these options cannot run, checked before the pipeline starts."
     import json
     from pydantic import ValidationError
-    from botcore.data.candles import load_candles
+    from botcore.data.candles import series_path
     from botcore.model.training import default_config
     try:
-        if data_path is None: load_candles(symbol, timeframe)
+        if data_path is None: series_path(symbol, timeframe, data_dir)
         elif not Path(data_path).is_file(): return f"--data-path {data_path}: no such file"
         more = json.loads(overrides) if overrides else {}
         if not isinstance(more, dict): return f"--overrides {overrides!r}: not a JSON object"
@@ -145,9 +171,17 @@ def _train_refusal(symbol: str, timeframe: str, data_path: str | None, given: di
     except ValueError as e: return str(e)
     return None
 
+# %% ../nbs/90_cli.ipynb #ae85ffb8
+def _downloaded(symbol: str, timeframe: str, data_dir) -> str | None:
+    "The downloaded file of `symbol` at `timeframe` when it is not bundled, else None."
+    from botcore.data.candles import bundled_dir, series_path
+    try: path, _ = series_path(symbol, timeframe, data_dir)
+    except ValueError: return None
+    return None if path.parent == bundled_dir() else str(path)
+
 # %% ../nbs/90_cli.ipynb #a6bee24a
 @command('train')
-def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train on
+def train_cmd(symbol: str = 'BTCUSDT',  # series to train on (bundled, else downloaded)
               timeframe: str = '1h',  # its timeframe
               data_path: str = None,  # train on this CSV/Parquet file instead of the bundled series
               model_type: str = None,  # lstm, gru, transformer, mlp, lightgbm, logistic (None: default's)
@@ -168,21 +202,24 @@ def train_cmd(symbol: str = 'BTCUSDT',  # symbol of the bundled series to train 
     from botcore.config import load_settings_or_exit
     from botcore.jobs.pipelines import run_pipeline
     from botcore.model.registry import ModelRegistry
-    model_dir = model_dir or str(load_settings_or_exit(config).model_dir)
+    s = load_settings_or_exit(config)
+    model_dir = model_dir or str(s.model_dir)
+    data_path = data_path or _downloaded(symbol, timeframe, s.data_dir)
     given = dict(model_type=model_type, window=window, lags=lags, horizon=horizon,
                  features=features, label=label, epochs=epochs,
                  max_train_seconds=max_train_seconds)
-    if why := _train_refusal(symbol, timeframe, data_path, given, overrides):
+    if why := _train_refusal(symbol, timeframe, data_path, given, overrides, s.data_dir):
         print(f"botcore train: {why}", file=sys.stderr)
         return 2
-    before = set(ModelRegistry(model_dir).versions())
+    registry = ModelRegistry(model_dir)
+    before, served = set(registry.versions()), registry.current()
     params = dict(symbol=symbol, timeframe=timeframe, data_path=data_path, model_type=model_type,
                   window=window, lags=lags, horizon=horizon, features=features, label=label,
                   epochs=epochs, seed=seed, max_train_seconds=max_train_seconds,
                   overrides=overrides, force_promote=force, model_dir=model_dir)
     out = run_pipeline('train', params, runs_dir)
     print(f"report: {out}")
-    return _train_outcome(ModelRegistry(model_dir), before)
+    return _train_outcome(registry, before, served)
 
 # %% ../nbs/90_cli.ipynb #0decc1aa
 def _strategy_params(settings, overrides: dict, more: str | None):
@@ -219,6 +256,7 @@ def _backtest(symbol, timeframe, signals, start, end, data_path, flags: dict, pa
     from botcore.research.sweep import check_signals, market_candles
     s = load_settings_or_exit(config)
     model_dir = model_dir or str(s.model_dir)
+    data_path = data_path or _downloaded(symbol, timeframe, s.data_dir)
     try:
         strategy = _strategy_params(s, flags, params)
         check_signals(signals, model_dir)
@@ -235,7 +273,7 @@ def _backtest(symbol, timeframe, signals, start, end, data_path, flags: dict, pa
 # %% ../nbs/90_cli.ipynb #2686efce
 @command('backtest')
 def backtest_cmd(
-    symbol: str = 'BTCUSDT',  # bundled symbol (a finer bundled timeframe is resampled)
+    symbol: str = 'BTCUSDT',  # bundled (else downloaded) symbol; a finer one is resampled
     timeframe: str = '1h',  # its timeframe
     signals: str = 'rules',  # rules, model (the promoted model) or model:VERSION
     start: str = None,  # first candle's open time, e.g. 2024-01-01 (default: the first)
@@ -472,13 +510,20 @@ def serve_ai(
 @command('serve engine')
 def serve_engine(host: str = None,  # interface to bind (default: settings' api.host)
                  port: int = None,  # port (default: settings' api.port)
-                 config: str = None):  # path to a botcore.toml
+                 config: str = None,  # path to a botcore.toml
+                 log_level: str = 'info'):  # uvicorn's log level: debug, info, warning, error
     "Run the trading engine and its API (FastAPI on uvicorn, WebSocket /ws)."
     import uvicorn
     from botcore.config import load_settings_or_exit
+    from botcore.jobs.services import engine_socket
     s = load_settings_or_exit(config)
-    uvicorn.run('botcore.api.engine:app', host=host or s.api.host, port=port or s.api.port,
-                log_level='info')
+    host, port = host or s.api.host, s.api.port if port is None else port
+    try: sock = engine_socket(s, host, port)  # cuts a /ws client that stops reading
+    except OSError as e:
+        print(f"botcore serve engine: cannot listen on {host}:{port}: {e}", file=sys.stderr)
+        return 1
+    app = uvicorn.Config('botcore.api.engine:app', host=host, port=port, log_level=log_level)
+    uvicorn.Server(app).run(sockets=[sock])
 
 # %% ../nbs/90_cli.ipynb #31f7b06a
 @command('serve dashboard')
@@ -498,7 +543,7 @@ def run_cmd(config: str = None,  # path to a botcore.toml
     from botcore.config import load_settings_or_exit
     from botcore.jobs.services import Supervisor, start_services
     s = load_settings_or_exit(config)          # also generates the tokens the three services share
-    data_cmd()
+    data_cmd(config=config)
     ensure_default_model(s)
     sup = Supervisor()
     try:
@@ -555,11 +600,36 @@ def download(
     timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
     since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: after the file's last)
     until: str = None,  # stop before this time, UTC (default: the last closed candle)
-    path: str = None,  # Parquet file to write (default: data/SYMBOL-TIMEFRAME.parquet)
+    path: str = None,  # Parquet file to write (default: <data_dir>/candles/SYMBOL-TF.parquet)
     no_progress: bool = False,  # no progress bar
     config: str = None,  # path to a botcore.toml ([exchange] rest_url: e.g. the simulator)
 ):
-    "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
+    "Download Binance candles into <data_dir>/candles/ as Parquet, resuming the file if there."
     from botcore.exchange.download import download_cmd  # ccxt loads only when it is used
 
     return download_cmd(symbol, timeframe, since, until, path, not no_progress, config)
+
+# %% ../nbs/90_cli.ipynb #33c2d656
+@command('testdata')
+def testdata_cmd(out: str = 'runs/test-data',  # folder to write into (made if missing)
+                 candles: int = 500,  # candles per series: the last ones of each bundled series
+                 analyze_candles: int = 100):  # candles per /analyze body (the seed's least)
+    "Write test data from the bundled real candles: CSV series and /analyze request bodies."
+    import json
+    from botcore.data.candles import (CANDLE_COLUMNS, bundled_series, candles_to_json,
+                                      load_candles, open_times_ms)
+    if not 0 < analyze_candles <= candles:
+        print(f"botcore testdata: analyze_candles={analyze_candles}: must be 1..candles "
+              f"({candles})", file=sys.stderr)
+        return 2
+    for sym, tf in bundled_series():
+        df = load_candles(sym, tf).iloc[-candles:]
+        csv, body = (Path(out, kind, f'{sym}-{tf}.{ext}')
+                     for kind, ext in (('candles', 'csv'), ('analyze', 'json')))
+        for p in (csv, body): p.parent.mkdir(parents=True, exist_ok=True)
+        table = df.assign(timestamp=open_times_ms(df))[['timestamp', *CANDLE_COLUMNS]]
+        table.to_csv(csv, index=False)
+        last = candles_to_json(df.iloc[-analyze_candles:])
+        body.write_text(json.dumps(dict(symbol=sym, timeframe=tf.value, candles=last)))
+        print(f"{csv}: {len(df)} candles, {df.index[0]:%Y-%m-%d %H:%M} to "
+              f"{df.index[-1]:%Y-%m-%d %H:%M} UTC; {body}: POST /analyze with the last {len(last)}")

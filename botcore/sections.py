@@ -71,14 +71,24 @@ Token = Annotated[SecretStr, AfterValidator(_non_empty)]
 
 # %% ../nbs/02_sections.ipynb #0cffa80c
 class Section(BaseModel):
-    "Base of every settings table: immutable, unknown keys refused."
+    "Base of every settings table: immutable, unknown keys refused, whole numbers of 64 bits."
     model_config = ConfigDict(extra='forbid', frozen=True, protected_namespaces=())
+
+    @field_validator('*', mode='after')
+    @classmethod
+    def _fits_64_bits(cls, v):
+        "A whole number the store and the engine's arrays can hold, or the key's error."
+        if type(v) is int and not -2**63 <= v < 2**63:
+            raise ValueError(f"must fit in 64 bits (below 2**63; got {v})")
+        return v
 
 # %% ../nbs/02_sections.ipynb #d57b3599
 class MarketDataSettings(Section):
     "`[market_data]`: where candles come from and how often the AI service is asked."
     ai_service_url: HttpURL = 'http://127.0.0.1:8000'
-    update_interval_ms: int = Field(60_000, gt=0)
+    update_interval_ms: int = Field(
+        60_000, gt=0, description="ask for a symbol's signal at most this often, in market time "
+        "(candle closes): 60000 asks at every candle of 1m or longer, 300000 at every 5th 1m one")
     confidence_threshold: Threshold = 0.65
     symbols: list[str] = Field(['BTCUSDT'], min_length=1)
     timeframe: Annotated[Timeframe, BeforeValidator(Timeframe.parse)] = Timeframe.H1
@@ -193,7 +203,9 @@ class AISettings(Section):
     port: Port = 8000
     long_threshold: Threshold = 0.6
     short_threshold: Threshold = 0.4
-    confidence_threshold: Threshold = 0.55
+    confidence_threshold: Threshold = Field(
+        0.55, description="adaptive policy's floor: a long needs a probability of at least this, "
+                          "a short at most 1 - this (fixed thresholds stand as given)")
     signal_policy: Literal['fixed', 'adaptive'] = Field(
         'fixed', description="'adaptive': thresholds from the model's recent probabilities")
     adaptive_lookback: int = Field(

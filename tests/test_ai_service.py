@@ -435,8 +435,10 @@ def test_picks_up_a_model_promoted_by_another_process(served, trained, btc_1h):
 
 SIMPLE_FIELDS = ['signal', 'confidence', 'probability', 'timestamp', 'model_type', 'symbol', 'timeframe',
                  'model_version', 'cached']
+# the floor at one half: the one-epoch LSTM's probabilities hug 0.5, under the seed's 0.55 floor
 DETAILED_ENV = dict(BOTCORE_AI__SIGNAL_POLICY='adaptive', BOTCORE_AI__ADAPTIVE_LOOKBACK='20',
-                    BOTCORE_AI__ADAPTIVE_MIN_HISTORY='10', BOTCORE_API_INTEGRATION__SIGNAL_FORMAT='detailed')
+                    BOTCORE_AI__ADAPTIVE_MIN_HISTORY='10', BOTCORE_API_INTEGRATION__SIGNAL_FORMAT='detailed',
+                    BOTCORE_AI__CONFIDENCE_THRESHOLD='0.5')
 
 
 @pytest.fixture(scope='module')
@@ -503,7 +505,7 @@ def test_adaptive_policy_calls_borderline_probabilities(detailed, eth_5m):
     assert longer['cached'] is False
     assert (longer['long_threshold'], longer['short_threshold']) == (answers[-1]['long_threshold'], answers[-1]['short_threshold'])
     answers.append(ask(60).json())
-    policy = SignalPolicy(kind='adaptive', lookback=20, k=1.0, min_history=10)
+    policy = SignalPolicy(kind='adaptive', lookback=20, k=1.0, min_history=10, min_confidence=0.5)
     recent = served_model(detailed).meta.get('recent_probabilities') or []
     ps = np.array([a['probability'] for a in answers[:-2]] + [longer['probability'], answers[-1]['probability']])
     long, short = policy_thresholds(ps, policy, history=recent)
@@ -521,7 +523,7 @@ def test_adaptive_policy_calls_borderline_probabilities(detailed, eth_5m):
 def test_model_info_reports_the_policy_and_the_models_description(detailed, served):
     info = detailed.get('/model/info', headers=OPERATOR).json()
     assert info['policy'] == dict(kind='adaptive', long_threshold=0.6, short_threshold=0.4, lookback=20, k=1.0,
-                                  min_history=10)
+                                  min_history=10, min_confidence=0.5)
     meta = served_model(detailed).meta
     assert [info[k] for k in ('calibration', 'features', 'label')] == [meta.get(k) for k in ('calibration', 'features', 'label')]
     assert SEED_INFO_FIELDS <= set(info) and info['model_loaded'] is True

@@ -1,9 +1,13 @@
 """`botcore backtest` runs pipelines/backtest.ipynb with papermill, keeps the executed report under runs/ and prints the
 statistics table (strategy beside buy-and-hold) that equals an in-process `backtest`; `botcore backtest` and
 `botcore sweep` refuse a parameter that does not exist, or a value it cannot take, with exit status 2 naming the key."""
-import json, os, subprocess
+import base64
+import json
+import os
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,6 +78,37 @@ def test_botcore_backtest_with_the_promoted_model(tmp_path):
     got = pd.read_csv(table, index_col=0)
     assert int(got.loc['Total Trades', 'strategy']) == want.loc['Total Trades', 'strategy'] > 0
     assert float(got.loc['Total Return [%]', 'strategy']) == pytest.approx(want.loc['Total Return [%]', 'strategy'], abs=1e-4)
+
+
+def values(array) -> np.ndarray:
+    "A plotly figure's array: a list, or the typed-array form plotly writes numpy arrays in ({'dtype', 'bdata'})."
+    if isinstance(array, dict): return np.frombuffer(base64.b64decode(array['bdata']), dtype=array['dtype'])
+    return np.asarray(array)
+
+
+def test_a_backtest_of_the_whole_series_leaves_a_small_report_and_no_warnings(tmp_path):
+    """`botcore backtest` as a new user first runs it: the whole BTCUSDT 1h series (58k candles). papermill warns of
+    no parameter (the pipeline declares every one the command passes), the kernel's log stays quiet, and the report
+    stays under 1 MB: the equity and drawdown charts are cut to at most 2,000 points a line, the deepest drawdown
+    kept (it equals the statistics' max drawdown)."""
+    runs = tmp_path / 'runs'
+    r = run(['backtest', '--runs-dir', str(runs)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Passed unknown parameter' not in r.stderr and 'Unable to parse' not in r.stderr, r.stderr[-3000:]
+    assert 'WARNING' not in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    [report] = runs.glob('backtest-BTCUSDT-1h-*.ipynb')
+    assert report.stat().st_size < 1_000_000, report.stat().st_size
+    nb = json.loads(report.read_text())
+    figures = {f['layout']['title']['text']: f for c in nb['cells'] for o in c.get('outputs', [])
+               if (f := o.get('data', {}).get('application/vnd.plotly.v1+json'))}
+    assert set(figures) == {'Trades', 'Equity', 'Drawdown'}, set(figures)
+    for title in ('Equity', 'Drawdown'):
+        sizes = [len(values(line['y'])) for line in figures[title]['data']]
+        assert len(sizes) == 2 and all(1000 < n <= 2000 for n in sizes), (title, sizes)   # strategy, buy & hold
+    stats = pd.read_csv(report.with_suffix('.stats.csv'), index_col=0)
+    deepest = [-values(line['y']).min() for line in figures['Drawdown']['data']]
+    assert deepest == pytest.approx(stats.loc['Max Drawdown [%]', ['strategy', 'buy & hold']].astype(float).tolist(),
+                                    abs=1e-3)
 
 
 @pytest.mark.parametrize('args, says', [

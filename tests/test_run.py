@@ -4,7 +4,12 @@ Runs the real console script in a subprocess with its own data dir (a small mode
 so that the run does not spend minutes training the default one), free loopback ports, and the embedded
 defaults otherwise: the replayed BTCUSDT 1h candles at about one a second, paper trading, SQLite.
 """
-import json, signal, socket, sqlite3, subprocess, time
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
 
 import httpx
 import pytest
@@ -55,7 +60,9 @@ def test_botcore_run_starts_the_services_in_order_and_ctrl_c_stops_them(tmp_path
         proc.send_signal(signal.SIGINT)                       # what Ctrl-C in the terminal sends
         assert proc.wait(90) == 0
     finally:
-        if proc.poll() is None: proc.kill(); proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         log.close()
     out = (tmp_path / 'run.log').read_text(errors='replace')
     assert 'Traceback' not in out, out[-3000:]

@@ -403,13 +403,18 @@ def test_a_simulator_in_another_process_is_driven_over_the_control_path(tmp_path
 
 def test_ctrl_c_stops_the_simulator_cleanly(tmp_path):
     "Its help says it runs until Ctrl-C: Ctrl-C is a clean stop, status 0, no traceback."
-    import signal, subprocess
-    from support import botcore_script, clean_env
+    import re, signal, subprocess
+    from support import botcore_script, clean_env, wait_until
     proc = subprocess.Popen([str(botcore_script()), 'simulator', '--port', '0'], cwd=tmp_path,
                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = proc.stdout.readline()
         assert 'BinanceSimulator(' in first and 'http://127.0.0.1:' in first, first
+        base = re.search(r'http://127\.0\.0\.1:\d+', first).group()
+        def up() -> bool:
+            try: return httpx.get(f'{base}/api/v3/ping', timeout=5).status_code == 200
+            except httpx.HTTPError: return False
+        wait_until(up, timeout=60, what='the simulator answering')  # up, as a user sees it
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[0]
     finally:

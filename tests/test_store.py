@@ -5,17 +5,25 @@ Every test runs on both databases. Each PostgreSQL test gets a freshly created s
 reachable server the PostgreSQL cases skip, naming the reason, unless BOTCORE_REQUIRE_SERVICES=1,
 where they fail. Prices and times come from the real BTCUSDT 1h candles.
 """
-import contextvars, os, signal, subprocess, sys, threading, time, uuid
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from botcore.config import read_settings
 from botcore.core import Fill, Order, OrderStatus, OrderType, Position, Side, Signal, Trade
 from botcore.store.database import metadata, schema_diff, schema_revision, to_ms
-from botcore.store.store import Store
+from botcore.store.store import Store, store_fault
 from botcore.store.writes import DuplicateOrderError, UnknownOrderError
 from support import PG_URL, pg_unreachable, unavailable
 
@@ -111,7 +119,8 @@ def test_fill_round_trip(store, btc_1h):
     fa2 = Fill(client_order_id=a.client_order_id, symbol='BTCUSDT', side=Side.BUY, quantity=0.2, price=p1, fee=0.02, timestamp=t1)
     fb = Fill(client_order_id=b.client_order_id, symbol='ETHUSDT', side=Side.SELL, quantity=2.0, price=3000.5, timestamp=t1)
     with store.transaction() as tx:
-        tx.add_order(a); tx.add_order(b)
+        tx.add_order(a)
+        tx.add_order(b)
         for f in (fa1, fa2, fb): tx.add_fill(f)
     got = store.fills(client_order_id=a.client_order_id)
     assert [{k: f[k] for k in ('client_order_id', 'symbol', 'side', 'quantity', 'price', 'fee', 'ts_ms')} for f in got] == [
@@ -275,9 +284,13 @@ def test_commit_is_one_and_invisible_until_then(store, btc_1h):
     with store.transaction() as tx:
         tx.upsert_position(Position(symbol='BTCUSDT', side=Side.BUY, size=0.1, entry_price=p0, opened_at=t0))
         tx.add_trade(round_trips(btc_1h, 1)[0])
-        th = threading.Thread(target=look, args=('inside',)); th.start(); th.join(10)
+        th = threading.Thread(target=look, args=('inside',))
+        th.start()
+        th.join(10)
         ctx = contextvars.copy_context()  # as asyncio.to_thread runs a function: in a copy of this context
-        th = threading.Thread(target=ctx.run, args=(look, 'copied context')); th.start(); th.join(10)
+        th = threading.Thread(target=ctx.run, args=(look, 'copied context'))
+        th.start()
+        th.join(10)
     look('after')
     assert seen['inside'] == seen['copied context'] == (None, 0)
     assert seen['after'][0]['entry_price'] == p0 and seen['after'][1] == 1
@@ -326,7 +339,9 @@ def test_sqlite_wal_checkpointed_in_background(tmp_path, btc_1h):
     with Store(f'sqlite:///{path}') as s:
         ck = s._checkpointer
         for k in range(5000):  # a burst with no pause for the WAL to restart on its own
-            with s.transaction() as tx: tx.add_trade(trade); tx.add_event('trade', f'closed {k}', data={'k': k})
+            with s.transaction() as tx:
+                tx.add_trade(trade)
+                tx.add_event('trade', f'closed {k}', data={'k': k})
         deadline = time.monotonic() + 10
         while (ck.last is None or ck.last[1] != ck.last[2]) and time.monotonic() < deadline: time.sleep(0.05)
         assert ck.is_alive() and ck.runs > 0 and ck.last[0] == 0 and ck.last[1] == ck.last[2]  # every WAL page is in the db
@@ -407,11 +422,14 @@ def test_reader_threads_and_writers(url, btc_1h):
     def reader():
         while not stop.is_set():
             try:
-                store.trades(limit=20); store.positions(); store.orders(limit=20); store.equity(limit=50)
-                store.events(limit=20); store.trade_count(); store.realized_pnl(); store.load_state('engine')
+                for read in (lambda: store.trades(limit=20), store.positions, lambda: store.orders(limit=20),
+                             lambda: store.equity(limit=50), lambda: store.events(limit=20), store.trade_count,
+                             store.realized_pnl, lambda: store.load_state('engine')):
+                    read()
                 reads[0] += 1
             except Exception as e:
-                errors.append(e); return
+                errors.append(e)
+                return
 
     def engine(n=150):
         try:
@@ -423,7 +441,9 @@ def test_reader_threads_and_writers(url, btc_1h):
                     tx.add_fill(Fill(client_order_id=o.client_order_id, symbol='BTCUSDT', side=o.side, quantity=tr.size,
                                      price=tr.exit_price, fee=0.01, timestamp=tr.exit_time))
                     tx.update_order(o.client_order_id, 'FILLED')
-                    if k % 2: tx.delete_position('BTCUSDT'); tx.add_trade(tr, exit_order_id=o.client_order_id)
+                    if k % 2:
+                        tx.delete_position('BTCUSDT')
+                        tx.add_trade(tr, exit_order_id=o.client_order_id)
                     else: tx.upsert_position(Position(symbol='BTCUSDT', side=tr.side, size=tr.size, entry_price=tr.entry_price,
                                                       opened_at=tr.entry_time), stop=tr.entry_price * 0.98)
                     tx.add_equity([(to_ms(tr.exit_time) + k, 10_000.0 + k, 9_000.0, 0.0)])
@@ -448,4 +468,58 @@ def test_reader_threads_and_writers(url, btc_1h):
         assert (store.trade_count(), len(store.orders(limit=1000)), len(store.fills()), len(store.events(limit=1000))) == (75, 150, 150, 150)
         assert store.positions() == [] and store.load_state('engine')['state'] == {'k': 149}
     finally:
-        stop.set(); store.close(); other.close()
+        stop.set()
+        store.close()
+        other.close()
+
+
+# ---------------------------------------------------------------- faults: what the engine retries, what stops it
+
+def test_a_lost_connection_is_retried_and_the_store_carries_on(url, btc_1h, tmp_path):
+    "PostgreSQL: the session ended mid-transaction (pg_terminate_backend); SQLite: another writer holding the lock."
+    first, second = round_trips(btc_1h, 2)
+    with Store(url) as store:
+        if store.dialect == 'sqlite':
+            event.listen(store.engine, 'connect', lambda c, _: c.execute('PRAGMA busy_timeout = 50'))
+            store.engine.dispose()
+            holder = sa.create_engine(url, poolclass=sa.NullPool).raw_connection()
+            holder.driver_connection.isolation_level = None
+            holder.cursor().execute('BEGIN IMMEDIATE')                   # another process's writer
+        try:
+            with store.transaction() as tx:
+                if store.dialect == 'postgresql':
+                    pid = tx.conn.exec_driver_sql('SELECT pg_backend_pid()').scalar()
+                    with sa.create_engine(PG_URL, poolclass=sa.NullPool).connect() as admin:
+                        assert admin.exec_driver_sql(f'SELECT pg_terminate_backend({pid})').scalar()
+                tx.add_trade(first)
+        except Exception as e: fault = store_fault(e)
+        else: pytest.fail('the transaction should have failed')
+        if store.dialect == 'sqlite': holder.close()
+        assert fault.retry, fault
+        store.add_trade(second)                                          # a new connection: carries on
+        assert [t['entry_price'] for t in store.trades()] == [second.entry_price]
+
+
+def test_a_database_that_cannot_write_is_not_retried(url, btc_1h):
+    "SQLite full (max_page_count, its own 'database or disk is full'); PostgreSQL read-only (as a standby is)."
+    trade = round_trips(btc_1h, 1)[0]
+    with Store(url) as store:
+        def limit(dbapi_conn, _):
+            if store.dialect == 'sqlite':
+                pages = dbapi_conn.execute('PRAGMA page_count').fetchone()[0]
+                dbapi_conn.execute(f'PRAGMA max_page_count = {pages}')
+            else:
+                with dbapi_conn.cursor() as cur: cur.execute('SET default_transaction_read_only = on')
+                dbapi_conn.commit()
+        event.listen(store.engine, 'connect', limit)
+        store.engine.dispose()
+        try:
+            for k in range(1000):
+                with store.transaction() as tx:
+                    tx.add_trade(trade)
+                    tx.add_event('trade', 'x' * 1000)
+        except Exception as e: fault = store_fault(e)
+        else: pytest.fail('the database should have refused the writes')
+        assert not fault.retry
+        assert ('database or disk is full' if store.dialect == 'sqlite' else 'the database is read-only') in fault.reason
+        assert store.trade_count() == k                                  # every transaction before it, whole

@@ -12,12 +12,16 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 from fastapi import (APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket,
                      WebSocketDisconnect)
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 import botcore
 from ..config import Settings, load_settings
+from ..sections import _OPTIONAL_RULES, TradingSettings
+from ..strategy.params import StrategyParams
 from ..secrets import tokens_match
 from ..core import utc_from_ms
 from ..engine.engine import Engine
@@ -25,18 +29,20 @@ from ..engine.events import message
 from ..engine.state import NoPosition
 from ..engine.status import EngineStatus, OpenPosition, performance, status_update
 from ..exchange.interfaces import OrderRejected
-from ..store.store import Store
-from .http import (Bearer, SettingsCORS, install_error_handlers, unauthorized,
+import sqlalchemy as sa
+from ..store.store import Store, store_fault
+from .http import (INT64_MAX, Bearer, BodyLimit, SettingsCORS, Symbol, error_response,
+                              error_responses, install_error_handlers, unauthorized,
                               validation_errors)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EngineDep', 'public', 'api', 'Symbol', 'app', 'iso', 'utc_iso', 'Status', 'PositionOut', 'CloseResult',
+__all__ = ['log', 'EngineDep', 'public', 'api', 'ConfigChange', 'app', 'iso', 'utc_iso', 'Status', 'PositionOut', 'CloseResult',
            'Health', 'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
            'require_key', 'health', 'status', 'positions', 'close_position', 'trades', 'signals', 'equity',
            'get_performance', 'events', 'start_bot', 'stop_bot', 'get_config', 'put_config', 'ws_token',
-           'websocket_events', 'create_app']
+           'websocket_events', 'on_store_error', 'create_app']
 
 # %% ../../nbs/api/02_engine.ipynb #df317a15
 def iso(ms: int | None) -> str | None:
@@ -70,13 +76,19 @@ class Status(BaseModel):
     last_candle: Optional[str] = Field(
         None, description='close time of the last candle processed (the market clock)')
     finished: bool = False
+    reason: Optional[str] = Field(
+        None, description='why the status is what it is: what is down, what stopped the engine')
+    ws_clients: int = Field(0, description='WebSocket clients listening on /ws now')
+    ws_dropped: int = Field(
+        0, description='WebSocket clients dropped for reading too slowly, since the start')
 
     @classmethod
     def of(cls, s: EngineStatus) -> Status:
         "The response for the engine's status `s`: money rounded to 8 decimals, times in ISO 8601."
         money = ('total_pnl', 'realized_pnl', 'unrealized_pnl', 'equity', 'cash')
         same = ('status', 'active_positions', 'total_trades', 'ai_service', 'symbols', 'timeframe',
-                'mode', 'source', 'candles_processed', 'finished')
+                'mode', 'source', 'candles_processed', 'finished', 'reason', 'ws_clients',
+                'ws_dropped')
         last = utc_iso(s.last_candle) if s.last_candle else None
         rounded = {k: round(getattr(s, k), 8) for k in money}
         return cls(uptime=int(s.uptime), last_candle=last, **rounded,
@@ -207,10 +219,8 @@ async def health(request: Request) -> Health:
     return Health(engine=state, uptime=uptime, version=botcore.__version__)
 
 # %% ../../nbs/api/02_engine.ipynb #ea49eedb
-api = APIRouter(prefix='/api', dependencies=[Depends(require_key)],
-                responses={401: {'description': 'missing or wrong bearer token'}})
-Symbol = Annotated[str, BeforeValidator(lambda s: s.strip().upper() if isinstance(s, str) else s),
-                   Field(pattern=r'^[A-Z0-9]{2,20}$')]
+api = APIRouter(prefix='/api', dependencies=[Depends(require_key)], responses=error_responses(
+    401, described={503: "the store is unreachable or cannot write: `message` says which; retry"}))
 
 # %% ../../nbs/api/02_engine.ipynb #ffa303db
 @api.get('/status', response_model=Status, tags=['bot'])
@@ -225,8 +235,8 @@ async def positions(engine: EngineDep) -> list[PositionOut]:
 
 # %% ../../nbs/api/02_engine.ipynb #00412f18
 @api.post('/positions/{symbol}/close', response_model=CloseResult, tags=['positions'],
-          responses={404: {'description': 'no open position for the symbol'},
-                     409: {'description': 'the exchange refused the order'}})
+          responses=error_responses(422, described={404: 'no open position for the symbol',
+                                                    409: 'the exchange refused the order'}))
 async def close_position(symbol: Symbol, engine: EngineDep) -> CloseResult:
     "Close a position now at market."
     try: trade = await engine.close_position(symbol)
@@ -237,9 +247,9 @@ async def close_position(symbol: Symbol, engine: EngineDep) -> CloseResult:
                        pnl=trade.pnl)
 
 # %% ../../nbs/api/02_engine.ipynb #dbe3dbda
-@api.get('/trades', response_model=TradePage, tags=['history'])
+@api.get('/trades', response_model=TradePage, tags=['history'], responses=error_responses(422))
 async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0,
+                 offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                  symbol: Optional[Symbol] = None) -> TradePage:
     "Closed trades, newest first, a page at a time."
     rows = await asyncio.to_thread(engine.store.trades, limit=limit, offset=offset, symbol=symbol)
@@ -248,7 +258,8 @@ async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] 
     return TradePage(trades=out, total=total, limit=limit, offset=offset)
 
 # %% ../../nbs/api/02_engine.ipynb #fcc67ab0
-@api.get('/signals', response_model=list[SignalOut], tags=['history'])
+@api.get('/signals', response_model=list[SignalOut], tags=['history'],
+         responses=error_responses(422))
 async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                   symbol: Optional[Symbol] = None) -> list[SignalOut]:
     "The last AI signals received, newest first."
@@ -259,9 +270,11 @@ async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)]
                       received_at=iso(r['received_ms'])) for r in rows]
 
 # %% ../../nbs/api/02_engine.ipynb #5b7fee60
-@api.get('/equity', response_model=list[EquityPoint], tags=['history'])
+@api.get('/equity', response_model=list[EquityPoint], tags=['history'],
+         responses=error_responses(422))
 async def equity(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-                 since: Annotated[Optional[int], Query(ge=0, description='epoch ms')] = None
+                 since: Annotated[Optional[int], Query(ge=0, le=INT64_MAX,
+                                                       description='epoch ms')] = None
                  ) -> list[EquityPoint]:
     "Equity after each candle, oldest first."
     rows = await asyncio.to_thread(engine.store.equity, limit=limit, since_ms=since)
@@ -280,7 +293,7 @@ async def get_performance(engine: EngineDep) -> dict:
     return await asyncio.to_thread(compute)
 
 # %% ../../nbs/api/02_engine.ipynb #37c49992
-@api.get('/events', tags=['history'])
+@api.get('/events', tags=['history'], responses=error_responses(422))
 async def events(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
     "The bot's event log (status changes, rejected orders, AI service errors, settings changes), newest first."
     rows = await asyncio.to_thread(engine.store.events, limit=limit)
@@ -305,12 +318,33 @@ async def get_config(engine: EngineDep) -> dict:
     "The trading and risk settings in force."
     return engine.config()
 
+# %% ../../nbs/api/02_engine.ipynb #acc8de8d
+def _change_field(name: str, field: FieldInfo) -> tuple:
+    "A setting as a field of `ConfigChange`: its type and bounds (0 allowed for an optional rule)."
+    off_at_zero = name in _OPTIONAL_RULES
+    bounds = [Ge(0) if off_at_zero and isinstance(m, Gt) and m.gt == 0 else m
+              for m in field.metadata]
+    is_int = int in (field.annotation, *get_args(field.annotation))
+    if is_int and not any(isinstance(m, (Le, Lt)) for m in bounds): bounds.append(Le(INT64_MAX))
+    kind = Annotated[(field.annotation, *bounds)] if bounds else field.annotation
+    return kind, Field(None, description=field.description)
+
+def _no_defaults(schema: dict):
+    for p in schema['properties'].values(): p.pop('default', None)
+
+_SETTINGS = TradingSettings.model_fields | {
+    'confidence_threshold': StrategyParams.model_fields['confidence_threshold']}
+ConfigChange = create_model(
+    'ConfigChange', __doc__='Some of the settings `GET /api/config` lists, with their new values.',
+    __config__=ConfigDict(extra='forbid', strict=True, json_schema_extra=_no_defaults),
+    **{name: _change_field(name, f) for name, f in _SETTINGS.items()})
+
 # %% ../../nbs/api/02_engine.ipynb #346e6bf2
-@api.put('/config', tags=['config'],
-         responses={422: {'description': 'a setting is unknown or its value is refused'}})
-async def put_config(change: dict[str, Any], engine: EngineDep) -> dict:
+@api.put('/config', tags=['config'], responses=error_responses(
+    400, 413, described={422: 'a setting is unknown or its value is refused'}))
+async def put_config(change: ConfigChange, engine: EngineDep) -> dict:
     "Change some trading and risk settings; validated as a whole, applied at once, without a restart."
-    try: return await engine.update_config(change)
+    try: return await engine.update_config(change.model_dump(exclude_unset=True))
     except ValidationError as e:
         detail, msg = validation_errors(e.errors())
         raise HTTPException(422, msg)
@@ -376,8 +410,16 @@ async def _lifespan(app: FastAPI):
         await engine.close()
         store.close()
 
+# %% ../../nbs/api/02_engine.ipynb #4b0ebafd
+async def on_store_error(request: Request, exc: sa.exc.SQLAlchemyError):
+    "A 503 naming the store's fault (a lost connection, a full disk); else the usual 500."
+    if (fault := store_fault(exc)) is None:
+        return await request.app.exception_handlers[Exception](request, exc)
+    return error_response(503, f"the store cannot answer now ({fault.reason}); retry")
+
 # %% ../../nbs/api/02_engine.ipynb #9bd57a4e
-def create_app(settings: Settings | None = None, engine_factory=None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine_factory=None,
+               max_body_bytes: int = 2**20) -> FastAPI:
     "The engine's API; settings default to `load_settings()`, the engine to `Engine.create`."
     app = FastAPI(title='botcore trading engine', version=botcore.__version__, lifespan=_lifespan,
                   summary="AI-driven paper trading over HTTP and WebSocket, the seed's engine contract.")
@@ -386,8 +428,10 @@ def create_app(settings: Settings | None = None, engine_factory=None) -> FastAPI
     app.include_router(public)
     app.include_router(api)
     app.add_api_websocket_route('/ws', websocket_events)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(SettingsCORS, origins=lambda app: app.state.settings.api.cors_origins)
     install_error_handlers(app, 'engine')
+    app.add_exception_handler(sa.exc.SQLAlchemyError, on_store_error)
     return app
 
 app = create_app()

@@ -1,4 +1,4 @@
-"""What botcore's two services share: errors that name the field, bearer-token refusals, CORS.
+"""What both services share: error bodies, bearer tokens, the body limit, CORS, request values.
 
 Docs: https://botcore.github.io/botcore/api/http.html.md"""
 
@@ -9,18 +9,22 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from typing import Callable, Optional, Annotated
+from typing import Any, Callable, Optional, Annotated, Union
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger('botcore.api')
 
 # %% auto #0
-__all__ = ['log', 'Bearer', 'validation_errors', 'install_error_handlers', 'unauthorized', 'SettingsCORS']
+__all__ = ['log', 'ERROR_MEANINGS', 'METHODS', 'Bearer', 'Symbol', 'INT64_MAX', 'validation_errors', 'FieldError', 'ErrorBody',
+           'error_responses', 'allowed_methods', 'error_response', 'install_error_handlers', 'unauthorized',
+           'SettingsCORS', 'BodyTooLarge', 'limited_receive', 'declared_length', 'BodyLimit']
 
 # %% ../../nbs/api/01_http.ipynb #07e268cd
 def _where(loc) -> str:
@@ -41,6 +45,53 @@ def validation_errors(errors) -> tuple[list[dict], str]:
     msg = '; '.join(f"{_where(d['loc'])}: {d['msg']}" for d in detail[:5])
     return detail, msg + (f' (and {len(detail) - 5} more)' if len(detail) > 5 else '')
 
+# %% ../../nbs/api/01_http.ipynb #da58838d
+class FieldError(BaseModel):
+    "One refused value of a 422: where (`loc`), why (`msg`), pydantic's `type`, a scalar `input`."
+    type: Optional[str] = None
+    loc: list[Union[str, int]]
+    msg: Optional[str] = None
+    input: Any = None
+
+class ErrorBody(BaseModel):
+    "The body of every error answer: what went wrong, and one line to show a person."
+    detail: Union[str, list[FieldError]] = Field(
+        description='the reason; for a refused request, the list of refused values')
+    message: str = Field(description='one line; for a refused request, each field and why')
+    error_id: Optional[str] = Field(
+        None, description='500 only: the id to find the traceback by in the service log')
+
+# %% ../../nbs/api/01_http.ipynb #fc9f4318
+ERROR_MEANINGS = {
+    400: 'the body could not be read: not UTF-8 text, or the client hung up before its end',
+    401: 'missing or wrong bearer token',
+    404: 'no such resource',
+    409: 'the request conflicts with the current state',
+    413: 'the body is over the size limit, which the message states',
+    422: 'a refused value: `detail` names each field and says why',
+    503: 'the service cannot answer this yet',
+}
+
+def error_responses(*codes: int, described: dict[int, str] | None = None) -> dict:
+    "FastAPI `responses=` for the error `codes` and `described`, each with `ErrorBody`."
+    meanings = {c: ERROR_MEANINGS[c] for c in codes} | (described or {})
+    return {c: {'model': ErrorBody, 'description': why} for c, why in sorted(meanings.items())}
+
+# %% ../../nbs/api/01_http.ipynb #5d0fbdcf
+METHODS = ('DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT')
+
+def allowed_methods(request: Request) -> str:
+    "The methods some route of the app takes on the request's path, for a 405's `Allow`."
+    routes = request.app.router.routes
+    def taken(method: str) -> bool:
+        return any(r.matches({**request.scope, 'method': method})[0] == Match.FULL for r in routes)
+    return ', '.join(m for m in METHODS if taken(m))
+
+# %% ../../nbs/api/01_http.ipynb #b248d033
+def error_response(status: int, detail, headers: dict | None = None) -> JSONResponse:
+    "The JSON answer of an error: `ErrorBody`'s `detail` and `message`."
+    return JSONResponse({'detail': detail, 'message': str(detail)}, status, headers=headers)
+
 # %% ../../nbs/api/01_http.ipynb #ed9342ae
 def install_error_handlers(app: FastAPI, service: str = 'service'):
     "422 naming the fields, HTTP errors with a `message`, a 500 with an error id, no traceback."
@@ -49,8 +100,9 @@ def install_error_handlers(app: FastAPI, service: str = 'service'):
         return JSONResponse({'detail': detail, 'message': msg}, status_code=422)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({'detail': exc.detail, 'message': str(exc.detail)},
-                            status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405: headers = (headers or {}) | {'Allow': allowed_methods(request)}
+        return error_response(exc.status_code, exc.detail, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
@@ -87,3 +139,52 @@ class SettingsCORS:
             self.cors = CORSMiddleware(self.app, allow_origins=list(self.origins(scope['app'])),
                                        allow_methods=['*'], allow_headers=['*'])
         await self.cors(scope, receive, send)
+
+# %% ../../nbs/api/01_http.ipynb #a81839c4
+class BodyTooLarge(HTTPException):
+    "The 413 of a request body over `limit` bytes."
+    def __init__(self, limit: int):
+        super().__init__(413, f'request body: over the limit of {limit:,} bytes')
+
+def limited_receive(receive, limit: int, declared: int | None):
+    "`receive`, raising `BodyTooLarge` when the declared length or the bytes so far pass `limit`."
+    got = 0
+    async def receive_within_limit():
+        nonlocal got
+        if declared is not None and declared > limit: raise BodyTooLarge(limit)
+        message = await receive()
+        got += len(message.get('body', b''))
+        if got > limit: raise BodyTooLarge(limit)
+        return message
+    return receive_within_limit
+
+# %% ../../nbs/api/01_http.ipynb #4e72dd8c
+def declared_length(scope) -> int | None:
+    "The request's `Content-Length`, or None (none, or not a number)."
+    for name, value in scope['headers']:
+        if name == b'content-length': return int(value) if value.isdigit() else None
+    return None
+
+class BodyLimit:
+    "ASGI middleware: a request body over `limit` bytes gets the JSON 413 that states the limit."
+    def __init__(self, app, limit: int): self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        started = False
+        async def send_and_note(message):
+            nonlocal started
+            started = started or message['type'] == 'http.response.start'
+            await send(message)
+        try: await self.app(scope, limited_receive(receive, self.limit, declared_length(scope)),
+                            send_and_note)
+        except BodyTooLarge as e:
+            if started: raise
+            await error_response(e.status_code, e.detail)(scope, receive, send)
+
+# %% ../../nbs/api/01_http.ipynb #4cc28e44
+Symbol = Annotated[str, Field(pattern=r'^[A-Za-z0-9]{2,20}$', examples=['BTCUSDT']),
+                   AfterValidator(str.upper)]
+
+# %% ../../nbs/api/01_http.ipynb #414dd284
+INT64_MAX = 2**63 - 1     # the largest integer SQLite and PostgreSQL's BIGINT hold

@@ -11,14 +11,15 @@ import shutil
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..config import project_root
+from ..config import project_root, read_settings
 from ..core import Candle, CandleError, Timeframe
 
 # %% auto #0
-__all__ = ['CANDLE_COLUMNS', 'PRICE_COLUMNS', 'bundled_dir', 'bundled_series', 'CandleDataError', 'UnknownSeriesError',
-           'index_ms', 'open_times_ms', 'candle_frame', 'candle_offences', 'offences_by_row', 'offence_text',
-           'validate_candles', 'infer_timeframe', 'load_candles', 'find_gaps', 'split_segments', 'fill_gaps',
-           'resample_candles', 'candles_to_json', 'candles_from_json', 'bundle_candles', 'bundled_summary']
+__all__ = ['CANDLE_COLUMNS', 'PRICE_COLUMNS', 'bundled_dir', 'bundled_series', 'downloads_dir', 'downloaded_series',
+           'CandleDataError', 'UnknownSeriesError', 'index_ms', 'open_times_ms', 'candle_frame', 'candle_offences',
+           'offences_by_row', 'offence_text', 'validate_candles', 'infer_timeframe', 'series_path', 'load_candles',
+           'find_gaps', 'split_segments', 'fill_gaps', 'resample_candles', 'candles_to_json', 'candles_from_json',
+           'bundle_candles', 'series_summary', 'bundled_summary']
 
 # %% ../../nbs/data/01_candles.ipynb #a7ceeabe
 CANDLE_COLUMNS = ('open', 'high', 'low', 'close', 'volume')
@@ -36,10 +37,24 @@ def _split_series_name(stem: str) -> tuple[str, Timeframe] | None:
     if not sym or tf not in Timeframe._value2member_map_: return None
     return sym.upper(), Timeframe(tf)
 
+def _series_in(folder: Path) -> list[tuple[str, Timeframe]]:
+    "Every (symbol, timeframe) with a `SYMBOL-TIMEFRAME.parquet` in `folder`, in order."
+    found = (_split_series_name(p.stem) for p in folder.glob('*.parquet'))
+    return sorted((s for s in found if s), key=lambda s: (s[0], s[1].ms))
+
 def bundled_series() -> list[tuple[str, Timeframe]]:
     "Every bundled (symbol, timeframe), sorted by symbol then duration."
-    found = (_split_series_name(p.stem) for p in bundled_dir().glob('*.parquet'))
-    return sorted((s for s in found if s), key=lambda s: (s[0], s[1].ms))
+    return _series_in(bundled_dir())
+
+# %% ../../nbs/data/01_candles.ipynb #03eeddee
+def downloads_dir(data_dir: str | Path | None = None) -> Path:
+    "Where `botcore download` keeps candles: `<data_dir>/candles` (default: settings' data_dir)."
+    if data_dir is None: data_dir = read_settings().data_dir
+    return Path(data_dir).expanduser() / 'candles'
+
+def downloaded_series(data_dir: str | Path | None = None) -> list[tuple[str, Timeframe]]:
+    "Every downloaded (symbol, timeframe) in `downloads_dir(data_dir)`, by symbol then duration."
+    return _series_in(downloads_dir(data_dir))
 
 # %% ../../nbs/data/01_candles.ipynb #5960de46
 class CandleDataError(CandleError):
@@ -203,25 +218,34 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     raise ValueError(f"{path}: unknown candle file type {path.suffix!r}; expected .csv or .parquet")
 
-def _bundled_path(symbol: str, timeframe) -> tuple[Path, Timeframe]:
-    "The bundled file of `symbol` at `timeframe`, or an error listing what is bundled."
+def _listing(series: list[tuple[str, Timeframe]]) -> str:
+    "`BTCUSDT 1m, 1h; ETHUSDT 5m`, or `nothing`."
+    have = {}
+    for s, t in series: have.setdefault(s, []).append(t.value)
+    return '; '.join(f"{s} {', '.join(ts)}" for s, ts in have.items()) or "nothing"
+
+# %% ../../nbs/data/01_candles.ipynb #079b35ab
+def series_path(symbol: str, timeframe: Timeframe | str,
+                data_dir: str | Path | None = None) -> tuple[Path, Timeframe]:
+    "The file of `symbol` at `timeframe`: the bundled one, else a downloaded one, else an error."
     sym, tf = symbol.upper().replace('/', ''), Timeframe.parse(timeframe)
-    if (sym, tf) not in bundled_series():
-        have = {}
-        for s, t in bundled_series(): have.setdefault(s, []).append(t.value)
-        listing = '; '.join(f"{s} {', '.join(ts)}" for s, ts in have.items()) or 'nothing'
-        raise UnknownSeriesError(f"no bundled candles for {sym} {tf} in {bundled_dir()}; "
-                                 f"bundled: {listing}")
-    return bundled_dir()/f'{sym}-{tf}.parquet', tf
+    name = f'{sym}-{tf}.parquet'
+    if (bundled_dir() / name).is_file(): return bundled_dir() / name, tf
+    downloads = downloads_dir(data_dir)
+    if (downloads / name).is_file(): return downloads / name, tf
+    raise UnknownSeriesError(
+        f"no bundled candles for {sym} {tf} in {bundled_dir()}; bundled: "
+        f"{_listing(bundled_series())}; downloaded in {downloads}: "
+        f"{_listing(_series_in(downloads))} (`botcore download` fetches more)")
 
 # %% ../../nbs/data/01_candles.ipynb #da48ca31
 def load_candles(symbol: str | None = None, timeframe: Timeframe | str | None = None,
                  path: str | Path | None = None, validate: bool = True) -> pd.DataFrame:
-    "Candles of a bundled `symbol` and `timeframe`, or from the CSV/Parquet file at `path`."
+    "Candles of `symbol` at `timeframe` (bundled, else downloaded), or of the CSV/Parquet `path`."
     if path is None:
         if symbol is None or timeframe is None:
             raise ValueError("load_candles needs symbol and timeframe, or path")
-        path, tf = _bundled_path(symbol, timeframe)
+        path, tf = series_path(symbol, timeframe)
     else:
         if symbol is not None:
             raise ValueError("give either symbol (bundled candles) or path, not both")
@@ -334,13 +358,18 @@ def bundle_candles(src_dir: str | Path, dst_dir: str | Path, pattern: str = '*.c
     return written
 
 # %% ../../nbs/data/01_candles.ipynb #e62743db
-def bundled_summary() -> pd.DataFrame:
-    "Per bundled series: symbol, timeframe, rows, first, last, missing, gaps, first and last close."
-    rows = []
-    for sym, tf in bundled_series():
-        df = load_candles(sym, tf)
+def series_summary(folder: str | Path | None = None) -> pd.DataFrame:
+    """Per series in `folder` (default: the bundled ones): symbol, timeframe, rows, first, last,
+    missing, gaps, first and last close."""
+    folder, rows = Path(folder) if folder else bundled_dir(), []
+    for sym, tf in _series_in(folder):
+        df = load_candles(path=folder / f'{sym}-{tf}.parquet', timeframe=tf)
         gaps = find_gaps(df, tf)
         rows.append(dict(symbol=sym, timeframe=tf.value, rows=len(df), first=df.index[0],
                          last=df.index[-1], missing=int(gaps.missing.sum()), gaps=len(gaps),
                          first_close=df.close.iloc[0], last_close=df.close.iloc[-1]))
     return pd.DataFrame(rows)
+
+def bundled_summary() -> pd.DataFrame:
+    "`series_summary` of the bundled candles."
+    return series_summary(bundled_dir())

@@ -11,6 +11,7 @@ import time
 from fastcore.basics import patch
 from ..core import Candle, Signal
 from .signal_sources import AIServiceError
+from ..store.store import StoreUnavailable
 from .state import TradedSymbol, log
 from .orders import Engine  # with its status, persistence and orders
 
@@ -20,9 +21,10 @@ __all__ = []
 # %% ../../nbs/engine/07_engine.ipynb #8fcf7868
 @patch
 async def _signal(self: Engine, ts: TradedSymbol) -> Signal | None:
-    "The signal for the symbol's last candle; None while the AI service is down or not used."
+    "The signal for the symbol's last candle; None while the AI service or the store is down."
     if self.signals is None or not self.trading.enabled or self.ai_up is False: return None
-    if len(ts.window) < 100: return None
+    if len(ts.window) < 100 or self.store_up is False: return None
+    ts.asked_ms = ts.window[-1].timestamp + self._tf_ms
     try: return await self.signals(ts.symbol, self.tf, ts.window)
     except AIServiceError as e:
         self.event('ai_error', str(e), 'warning', symbol=ts.symbol)
@@ -72,30 +74,33 @@ async def on_candle(self: Engine, ts: TradedSymbol, candle: Candle, signal: Sign
 # %% ../../nbs/engine/07_engine.ipynb #1552c797
 @patch
 async def _run(self: Engine, stream):
-    symbols, lock, stop = self.symbols, self._lock, self._stop
+    symbols, lock, stop, tf_ms = self.symbols, self._lock, self._stop, self._tf_ms
     lookup = getattr(self.signals, 'lookup', None)  # a source that answers without awaiting
+    spacing = self.settings.market_data.update_interval_ms  # market time between two signals
     every = 15 if self.group_commit_seconds else 0  # at full speed, a look at the clock in 16
     try:
         async for symbol, candle in stream:
             ts = symbols.get(symbol)
             if ts is None or candle.timestamp <= ts.last_ms: continue
             ts.window.append(candle)
-            if lookup is None: signal = await self._signal(ts) if self.signals is not None else None
-            elif self.trading.enabled: signal = lookup(symbol, candle.timestamp)
-            else: signal = None
+            signal, close_ms = None, candle.timestamp + tf_ms
+            if close_ms - ts.asked_ms < spacing: pass  # asked too recently
+            elif lookup is None:
+                if self.signals is not None: signal = await self._signal(ts)
+            elif self.trading.enabled and self.store_up is not False:
+                ts.asked_ms, signal = close_ms, lookup(symbol, candle.timestamp)
             async with lock:
-                if stop.is_set(): return
+                if stop.is_set() or self.status == 'error': return
                 await self.on_candle(ts, candle, signal)
             if not (self.candles_processed & every): self._commit_if_due()
         self.finished = True
         self.checkpoint()
         self._set_status('stopped', 'the market data stream ended (replay finished)')
     except asyncio.CancelledError: raise
+    except StoreUnavailable: return  # the engine stopped, its status says why
     except Exception as e:
         log.exception("engine loop failed")
-        self.status = 'error'
-        self.event('error', f"{type(e).__name__}: {e}", 'error')
-        self.publish_status()
+        self._fail(f"{type(e).__name__}: {e}")
 
 # %% ../../nbs/engine/07_engine.ipynb #32346f3e
 @patch
@@ -105,6 +110,21 @@ def _commit_if_due(self: Engine):
     if self._ops and now - self._pending_since >= self.group_commit_seconds: self.commit()
     elif now - self._last_checkpoint >= self.trading.checkpoint_seconds: self.commit()
 
+# %% ../../nbs/engine/07_engine.ipynb #8bdc1f0d
+@patch
+async def _watch_store(self: Engine, first: float = 0.1, most: float = 5.0):
+    while True:
+        await self._store_lost.wait()
+        self._store_lost.clear()
+        delay = first
+        while self.store_up is False and self._store_fault.retry:
+            await asyncio.sleep(delay)
+            async with self._lock:
+                self._dirty = True  # a checkpoint at least, to find out
+                try: self._try_commit()
+                except StoreUnavailable: return  # it cannot write: the engine stops
+            delay = min(2 * delay, most)
+
 # %% ../../nbs/engine/07_engine.ipynb #ab6ef67b
 @patch
 async def _recover_or_fail(self: Engine) -> bool:
@@ -113,16 +133,14 @@ async def _recover_or_fail(self: Engine) -> bool:
     if not self.log_intent or self.store.load_state('engine') is not None: return True
     try: self.account.sync(equity=(await self.exchange.fetch_balance())['equity'])
     except Exception as e:
-        self.status = 'error'
-        self.event('error', f"cannot read the account's balance: {type(e).__name__}: {e}", 'error')
-        self.publish_status()
+        self._fail(f"cannot read the account's balance: {type(e).__name__}: {e}")
         return False
     return True
 
 # %% ../../nbs/engine/07_engine.ipynb #9ff6e955
 @patch
 async def start(self: Engine):
-    "Start trading: recover, backfill, run the candle loop (and the AI health monitor)."
+    "Start trading: recover, backfill, run the candle loop, the store watch (and the AI monitor)."
     if self._task is not None and not self._task.done(): return
     if not self._recovered and not await self._recover_or_fail(): return
     after = {s: ts.last_ms for s, ts in self.symbols.items() if ts.last_ms >= 0} or None
@@ -132,12 +150,13 @@ async def start(self: Engine):
     self.finished = False
     self.started_at = time.monotonic()
     if self.ai is not None: self.ai_up = await self.ai.healthy()
+    self._down.pop('the AI service', None)
+    if self.ai_up is False: self._down['the AI service'] = 'started without the AI service'
+    if self.store_up is False and not self._store_fault.retry: self.store_up = None  # try again
     self.status = 'stopped'
-    if self.ai_up is not False: self._set_status('running', 'started')
-    else:
-        why = 'started without the AI service; nothing new opens until it answers'
-        self._set_status('degraded', why, 'warning')
+    self._running('started')
     self._task = asyncio.create_task(self._run(stream), name='engine-candles')
+    self._store_watch = asyncio.create_task(self._watch_store(), name='engine-store-watch')
     if self.ai is not None:
         self._monitor = asyncio.create_task(self._watch_ai(), name='engine-ai-health')
 
@@ -147,11 +166,12 @@ async def stop(self: Engine, why: str = 'stopped by request'):
     "Stop after the candle in hand; save a checkpoint."
     self._stop.set()
     me = asyncio.current_task()
-    tasks = [t for t in (self._task, self._monitor) if t is not None and t is not me]
+    tasks = [t for t in (self._task, self._monitor, self._store_watch)
+             if t is not None and t is not me]
     async with self._lock:
         for t in tasks: t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    self._task = self._monitor = None
+    self._task = self._monitor = self._store_watch = None
     self.checkpoint()
     if self.status != 'error': self._set_status('stopped', why)
 

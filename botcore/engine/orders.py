@@ -14,6 +14,7 @@ from ..core import Fill, Order, OrderStatus, Position, Side, Trade, ms_from_utc,
 from ..strategy.live import Decision
 from ..exchange.interfaces import ExchangeAuthError, ExchangeError, OrderRejected
 from ..store.writes import DuplicateOrderError
+from ..store.store import StoreUnavailable, store_fault
 from .state import NoPosition, TradedSymbol, position_from_row
 from .persist import (AddEvent, AddFill, AddOrder, AddTrade, DeletePosition, Engine,
                                     UpdateOrder, UpsertPosition)
@@ -42,15 +43,32 @@ async def patiently(self: Engine, call: Callable[[], Awaitable], what: str,
             await asyncio.sleep(delay)
             delay = min(2 * delay, most)
 
+# %% ../../nbs/engine/06_orders.ipynb #147af717
+@patch
+async def _record_intent(self: Engine, order: Order, first_delay: float = 0.1,
+                         most: float = 5.0) -> bool:
+    "Record `order` as `NEW` before it is sent, waiting out a lost store; False if filled before."
+    delay = first_delay
+    while True:
+        try:
+            try: self.store.add_order(order)
+            except DuplicateOrderError:  # a restart, or a try whose answer was lost
+                status = self.store.order(order.client_order_id)['status']
+                return status != OrderStatus.FILLED.value
+            return True
+        except Exception as e:
+            if (fault := store_fault(e)) is None: raise
+            self._store_down(fault)
+            if not fault.retry: raise StoreUnavailable(fault) from e
+            if self._stop.is_set(): raise asyncio.CancelledError() from e  # never sent
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, most)
+
 # %% ../../nbs/engine/06_orders.ipynb #1a56908e
 @patch
 async def _send(self: Engine, order: Order, market_price: float):
     "Send `order`: (result, or None if a restart finds it filled; the refusal, or None)."
-    if self.log_intent:
-        try: self.store.add_order(order)
-        except DuplicateOrderError:
-            status = self.store.order(order.client_order_id)['status']
-            if status == OrderStatus.FILLED.value: return None, None
+    if self.log_intent and not await self._record_intent(order): return None, None
     place = lambda: self.exchange.place_order(order, market_price=market_price)
     try: return await self.patiently(place, f"order {order.client_order_id}"), None
     except OrderRejected as e: return None, e.reason

@@ -14,7 +14,8 @@ from ..data.candles import index_ms
 from ..strategy.rules import ACCOUNT_DT
 from ..strategy.live import record_from_dict, record_to_dict
 from ..store.writes import Tx
-from .state import position_from_row
+from ..store.store import StoreUnavailable, store_fault
+from .state import log, position_from_row
 from .status import Engine  # with its status and settings
 
 # %% auto #0
@@ -83,40 +84,100 @@ def write_staged(tx: Tx, ops: list[StagedWrite]):
 
 # %% ../../nbs/engine/05_persist.ipynb #623ed5b1
 @patch
-def _flush(self: Engine, tx: Tx):
-    "Write the buffered signals and equity points and the strategy's checkpoint in `tx`."
-    if self._signal_rows:
-        tx.add_signal_rows(self._signal_rows)
-        self._signal_rows = []
-    if self._equity_rows:
-        tx.add_equity(self._equity_rows)
-        self._equity_rows = []
+def _flush(self: Engine, tx: Tx, number: int):
+    "Write the buffered rows, the open positions and the strategy's checkpoint as commit `number`."
+    if self._signal_rows: tx.add_signal_rows(self._signal_rows)
+    if self._equity_rows: tx.add_equity(self._equity_rows)
+    for ts_ms, kind, level, message, data in self._event_rows:
+        tx.add_event(kind, message, level, data, ts_ms)
     for ts in self.symbols.values():
         if ts.entry is not None: tx.upsert_position(ts.entry, **ts.strategy.levels)
-    symbols = {s: dict(position=ts.strategy.state_dict(), last_candle_ms=ts.last_ms)
-               for s, ts in self.symbols.items()}
-    state = dict(account=record_to_dict(self.account.state), symbols=symbols)
+    symbols = {s: dict(position=ts.strategy.state_dict(), last_candle_ms=ts.last_ms,
+                       asked_ms=ts.asked_ms) for s, ts in self.symbols.items()}
+    state = dict(account=record_to_dict(self.account.state), symbols=symbols, commit=number)
     tx.save_state('engine', self._last_ms(), state)
-    self._dirty, self._last_checkpoint = False, time.monotonic()
 
 @patch
 def _last_ms(self: Engine) -> int: return max(ts.last_ms for ts in self.symbols.values())
 
 # %% ../../nbs/engine/05_persist.ipynb #53ccda41
 @patch
-def commit(self: Engine):
-    "Commit the staged writes with the cash and the checkpoint; then publish their events."
-    if not (self._ops or self._dirty or self._signal_rows or self._equity_rows): return
-    ops, events = self._ops, self._events
-    with self.store.transaction() as tx:
-        write_staged(tx, ops)
-        if ops: tx.save_state('exchange', self._last_ms(), dict(cash=self.cash))
-        self._flush(tx)
-    self._ops, self._events = [], []
+def _staged(self: Engine) -> tuple[int, int, int, int, int]:
+    "How many staged writes, events, signal, equity and event rows a commit now would write."
+    return (len(self._ops), len(self._events), len(self._signal_rows), len(self._equity_rows),
+            len(self._event_rows))
+
+@patch
+def _forget(self: Engine, sizes: tuple[int, int, int, int, int]) -> list:
+    "Drop the first `sizes` of each buffer, which a commit wrote; the events to publish for them."
+    n_ops, n_events, n_signals, n_equity, n_rows = sizes
+    events, self._events = self._events[:n_events], self._events[n_events:]
+    self._ops, self._event_rows = self._ops[n_ops:], self._event_rows[n_rows:]
+    self._signal_rows = self._signal_rows[n_signals:]
+    self._equity_rows = self._equity_rows[n_equity:]
+    return events
+
+# %% ../../nbs/engine/05_persist.ipynb #d6967b68
+@patch
+def _try_commit(self: Engine) -> bool:
+    "Commit everything staged, once; False (all of it still staged) if the store failed."
+    if not (self._dirty or any(self._staged())): return True
+    landed = []
+    try:
+        with self.store.transaction() as tx:
+            if self._unsure is not None: landed = self._settle(tx)
+            number = self._commits + 1
+            write_staged(tx, self._ops)
+            if self._ops: tx.save_state('exchange', self._last_ms(), dict(cash=self.cash))
+            self._flush(tx, number)
+            self._unsure = (number, self._staged())  # until the commit's answer comes
+    except Exception as e:
+        self._publish(landed)
+        if (fault := store_fault(e)) is None: raise
+        self._store_down(fault)
+        if not fault.retry: raise StoreUnavailable(fault) from e
+        return False
+    self._landed(landed)
+    return True
+
+# %% ../../nbs/engine/05_persist.ipynb #dc3126b2
+@patch
+def _settle(self: Engine, tx: Tx) -> list:
+    "Did the commit in doubt land (the store has its number)? If so, forget it; its events."
+    number, sizes = self._unsure
+    saved, self._unsure = self.store.load_state('engine'), None
+    if saved is None or saved['state'].get('commit') != number: return []
+    log.warning("commit %d landed, though its connection failed: not written again", number)
+    self._commits = number
+    return self._forget(sizes)
+
+@patch
+def _landed(self: Engine, landed: list):
+    "The commit landed: forget what it wrote, publish its events, trade on."
+    self._commits, sizes = self._unsure
+    self._unsure, self._dirty, self._last_checkpoint = None, False, time.monotonic()
+    events = landed + self._forget(sizes)
+    if self.store_up is False: self._store_back()
+    self.store_up = True
+    self._publish(events)
+
+@patch
+def _publish(self: Engine, events: list):
     for type_, data in events: self.bus.publish(type_, **data)
     if events: self.publish_status()
 
-Engine.checkpoint = Engine.commit
+# %% ../../nbs/engine/05_persist.ipynb #8001a893
+@patch
+def commit(self: Engine) -> bool:
+    "Commit the staged writes with the cash and the checkpoint; False while the store is down."
+    if self.store_up is False: return False  # the engine's store watch tries again
+    return self._try_commit()
+
+@patch
+def checkpoint(self: Engine) -> bool:
+    "Commit now (stopping, or the stream ended): one try, even while the store is down."
+    try: return self._try_commit()
+    except StoreUnavailable: return False
 
 # %% ../../nbs/engine/05_persist.ipynb #fa3fee85
 @patch
@@ -138,10 +199,12 @@ def recover(self: Engine):
 def _load_checkpoint(self: Engine, state: dict):
     "Put back the account and each symbol's strategy state and last candle."
     self.account.state[:] = record_from_dict(ACCOUNT_DT, state['account'])
+    self._commits = state.get('commit', 0)  # numbers go on from the store's
     for sym, ts in self.symbols.items():
         if sym not in state['symbols']: continue
         ts.strategy.load_state(state['symbols'][sym]['position'])
         ts.last_ms = state['symbols'][sym]['last_candle_ms']
+        ts.asked_ms = state['symbols'][sym].get('asked_ms', -1)
 
 # %% ../../nbs/engine/05_persist.ipynb #e1d76f46
 @patch

@@ -25,7 +25,7 @@ from ..store.store import Store
 from .signal_sources import AIClient
 
 # %% auto #0
-__all__ = ['log', 'TradedSymbol', 'position_from_row', 'NoPosition', 'Engine', 'market_data']
+__all__ = ['log', 'ORDERS_KEPT', 'TradedSymbol', 'position_from_row', 'NoPosition', 'Engine', 'market_data']
 
 # %% ../../nbs/engine/03_state.ipynb #1fd30dfc
 log = logging.getLogger('botcore.engine.engine')
@@ -40,6 +40,7 @@ class TradedSymbol:
     last_ms: int = -1  # open time of the last candle processed
     entry: Optional[Position] = None  # the open position, as filled
     entry_order: Optional[str] = None  # the client order id that opened it
+    asked_ms: int = -1  # close time of the last candle a signal was asked for
 
     def __post_init__(self): self.symbol = self.strategy.symbol
 
@@ -85,11 +86,14 @@ class Engine:
                                         deque(maxlen=history))
                         for s in settings.market_data.symbols}
         self.status, self.started_at, self.ai_up, self.finished = 'stopped', None, None, False
+        self.status_reason, self.store_up, self._store_fault = None, None, None
+        self._down = {}  # why the engine is degraded, by what is down
         self.total_trades, self.realized_pnl, self.candles_processed = 0, 0.0, 0
         self.cash = settings.trading.paper_cash if cash is None else cash
-        self._lock, self._stop = asyncio.Lock(), asyncio.Event()
-        self._task = self._monitor = None
+        self._lock, self._stop, self._store_lost = asyncio.Lock(), asyncio.Event(), asyncio.Event()
+        self._task = self._monitor = self._store_watch = None
         self._recovered = False
+        self._commits, self._unsure = 0, None  # the last commit's number; (number, sizes) in doubt
         self._new_buffers()
         # a real exchange outlives a crash: record each order before sending it
         self.log_intent = not isinstance(exchange, PaperExchange)
@@ -99,7 +103,7 @@ class Engine:
 @patch
 def _new_buffers(self: Engine):
     "Empty buffers of what the candles change, and the clocks of the commits."
-    self._signal_rows, self._equity_rows, self._equity_ms = [], [], -1
+    self._signal_rows, self._equity_rows, self._equity_ms, self._event_rows = [], [], -1, []
     self._dirty, self._last_checkpoint = False, 0.0
     self._ops, self._events, self._pending_since, self._last_decisions = [], [], 0.0, []
 
@@ -108,6 +112,9 @@ def _new_buffers(self: Engine):
 def __repr__(self: Engine):
     symbols = ', '.join(self.symbols)
     return f"Engine({self.status}, {symbols} {self.tf}, {self.total_trades} trades)"
+
+# %% ../../nbs/engine/03_state.ipynb #0e66a501
+ORDERS_KEPT = 1_000  # finished orders and closed trades the engine's exchange remembers
 
 # %% ../../nbs/engine/03_state.ipynb #78cdb49f
 def market_data(settings: Settings) -> MarketData:
@@ -121,7 +128,7 @@ def _live_exchange(settings: Settings) -> Exchange:
         raise ValueError(f"trading.market={settings.trading.market!r}: live trading on the spot "
                          "market needs trading.market = 'spot' (long only)")
     from botcore.exchange.binance import live_exchange  # refuses without keys and confirm_live
-    return live_exchange(settings)
+    return live_exchange(settings, keep=ORDERS_KEPT)
 
 # %% ../../nbs/engine/03_state.ipynb #db6b0b60
 @patch(cls_method=True)
@@ -138,7 +145,7 @@ def create(cls: Engine, settings: Settings, store: Store | None = None,
         else:
             positions = [position_from_row(r) for r in store.positions()]
             params = StrategyParams.from_settings(settings)
-            exchange = PaperExchange.from_params(params, cash, positions)
+            exchange = PaperExchange.from_params(params, cash, positions, keep=ORDERS_KEPT)
     use_ai = signals is None and settings.trading.use_ai_signals
     ai = AIClient.from_settings(settings) if use_ai else None
     return cls(settings, store, market, exchange, signals=signals, ai=ai, bus=bus, cash=cash)

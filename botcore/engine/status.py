@@ -16,6 +16,8 @@ from ..core import Position, utc_from_ms
 from ..config import TradingSettings
 from ..strategy.params import StrategyParams
 from ..research.metrics import equity_metrics, trade_metrics
+from ..store.database import now_ms
+from ..store.store import StoreFault, store_fault
 from .state import Engine, log
 
 # %% auto #0
@@ -42,6 +44,9 @@ class EngineStatus:
     candles_processed: int
     last_candle: datetime | None  # close time of the last candle processed: the market clock
     finished: bool
+    reason: str | None = None  # why the status is what it is
+    ws_clients: int = 0  # subscribers of the event bus: the /ws clients listening now
+    ws_dropped: int = 0  # subscribers dropped for falling behind, since the engine was made
 
     @property
     def total_pnl(self) -> float: return self.realized_pnl + self.unrealized_pnl
@@ -65,7 +70,8 @@ def snapshot(self: Engine) -> EngineStatus:
         symbols=list(self.symbols), timeframe=self.tf.value, mode=self.trading.mode,
         source=self.settings.market_data.source, candles_processed=self.candles_processed,
         last_candle=utc_from_ms(last + self.tf.ms) if last >= 0 else None,
-        finished=self.finished)
+        finished=self.finished, reason=self.status_reason,
+        ws_clients=len(self.bus.subscribers), ws_dropped=self.bus.dropped)
 
 # %% ../../nbs/engine/04_status.ipynb #e86f8e78
 def status_update(s: EngineStatus) -> dict:
@@ -84,29 +90,81 @@ LOG_LEVELS = dict(info=logging.INFO, warning=logging.WARNING, error=logging.ERRO
 
 @patch
 def event(self: Engine, kind: str, message: str, level: str = 'info', **data):
-    "Record a bot event in the store and the log."
+    "Record a bot event in the store (while it is down, with the next commit) and the log."
     log.log(LOG_LEVELS.get(level, logging.INFO), "%s: %s", kind, message)
-    try: self.store.add_event(kind, message, level=level, data=data or None)
-    except Exception: log.exception("could not record the event %s", kind)
+    ts_ms, data = now_ms(), data or None
+    row = (ts_ms, kind, level, message, data)
+    if self.store_up is False:
+        self._event_rows.append(row)
+        return
+    try: self.store.add_event(kind, message, level=level, data=data, ts_ms=ts_ms)
+    except Exception as e:
+        if (fault := store_fault(e)) is None:
+            log.exception("could not record the event %s", kind)
+            return
+        self._event_rows.append(row)
+        self._store_down(fault)
 
 # %% ../../nbs/engine/04_status.ipynb #82813f59
 @patch
 def _set_status(self: Engine, status: str, why: str, level: str = 'info'):
-    if status == self.status: return
-    self.status = status
+    if status == self.status and (status != 'degraded' or why == self.status_reason): return
+    self.status, self.status_reason = status, why
     self.event('status', f"{status}: {why}", level)
     self.publish_status()
 
 # %% ../../nbs/engine/04_status.ipynb #3ec40cbf
 @patch
+def _set_down(self: Engine, part: str, why: str | None):
+    "Note why `part` (the AI service, the store) is down, or that it is back (None)."
+    if why is None: self._down.pop(part, None)
+    else: self._down[part] = why
+    if self.status in ('running', 'degraded'): self._running(f"{part} is back")
+
+@patch
+def _running(self: Engine, why: str):
+    "`running` (with `why`), or `degraded` naming what is down."
+    if not self._down: return self._set_status('running', why)
+    self._set_status('degraded', '; '.join(self._down.values()) + '; nothing new opens', 'warning')
+
+@patch
 def _set_ai(self: Engine, up: bool, why: str = ''):
     if up == self.ai_up: return
     self.ai_up = up
-    if self.status not in ('running', 'degraded'): return
-    if up: self._set_status('running', 'the AI service is back')
-    else:
-        why = f"the AI service is down ({why}); nothing new opens"
-        self._set_status('degraded', why, 'warning')
+    self._set_down('the AI service', None if up else f"the AI service is down ({why})")
+
+# %% ../../nbs/engine/04_status.ipynb #d0686272
+@patch
+def _fail(self: Engine, why: str):
+    "Stop trading with status `error`: an `error` event saying why, and the status published."
+    self.status, self.status_reason = 'error', why
+    self.event('error', why, 'error')
+    self.publish_status()
+
+# %% ../../nbs/engine/04_status.ipynb #78c2e1e6
+@patch
+def _store_down(self: Engine, fault: StoreFault):
+    "The store failed: degraded while its connection is retried, `error` if it cannot write."
+    if self.store_up is not False:
+        self.store_up, self._store_since, self._store_tries = False, time.monotonic(), 0
+        self.event('store_error', fault.reason, 'warning' if fault.retry else 'error')
+    self._store_fault, self._store_tries = fault, self._store_tries + 1
+    if fault.retry:
+        self._store_lost.set()  # the engine's store watch tries again
+        self._set_down('the store', f"the store is unreachable ({fault.reason})")
+    elif self.status != 'error':
+        self._fail(f"the store cannot write ({fault.reason}): trading stopped, so that no order "
+                   "goes out unrecorded")
+
+# %% ../../nbs/engine/04_status.ipynb #7c7bee83
+@patch
+def _store_back(self: Engine):
+    "The store took a commit again: say after how long, and trade on."
+    down, tries = time.monotonic() - self._store_since, self._store_tries
+    self.store_up, self._store_fault = True, None
+    said = f"the store answers again after {down:.1f} s and {tries} failed tries"
+    self.event('store_recovered', said, seconds=round(down, 3), tries=tries)
+    self._set_down('the store', None)
 
 # %% ../../nbs/engine/04_status.ipynb #5f377235
 @dataclass(frozen=True)

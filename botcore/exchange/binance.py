@@ -7,6 +7,7 @@ Docs: https://botcore.github.io/botcore/exchange/binance.html.md"""
 # %% ../../nbs/exchange/06_binance.ipynb #26a5c075
 from __future__ import annotations
 import asyncio
+from collections import OrderedDict
 from datetime import datetime, timezone
 from fastcore.basics import patch
 import ccxt
@@ -26,15 +27,18 @@ class BinanceExchange(_Binance, Exchange):
     name = 'binance'
 
     def __init__(self, connection: BinanceConnection | None = None,
-                 symbols: list[str] | None = None):
+                 symbols: list[str] | None = None, keep: int | None = None):
         Exchange.__init__(self)
+        if keep is not None and not keep >= 1:
+            raise ValueError(f"keep={keep!r}: must be at least 1 (or None to keep every order)")
         self._setup(connection or BinanceConnection(), symbols)
-        self._results: dict[str, OrderResult] = {}
+        self.keep = keep
+        self._results: OrderedDict[str, OrderResult] = OrderedDict()  # by id, the newest last
 
     @classmethod
-    def from_settings(cls, settings) -> BinanceExchange:
+    def from_settings(cls, settings, keep: int | None = None) -> BinanceExchange:
         "The exchange `[exchange]` describes, trading `[market_data]`'s symbols."
-        return cls(BinanceConnection.from_settings(settings), settings.market_data.symbols)
+        return cls(BinanceConnection.from_settings(settings), settings.market_data.symbols, keep)
 
     def __repr__(self): return f"BinanceExchange({self.connection})"
     async def close(self) -> None: await self.rest.close()
@@ -162,6 +166,8 @@ async def place_order(
             rejected = order.model_copy(update=dict(status=OrderStatus.REJECTED))
             known = OrderResult(order=rejected, reason=e.reason)
         self._results[cid] = known
+        if self.keep is not None and len(self._results) > self.keep:
+            self._results.popitem(last=False)
     if known.order.status is OrderStatus.REJECTED:
         raise OrderRejected(cid, known.reason, known.order)
     return known
@@ -250,7 +256,7 @@ async def fetch_positions(self: BinanceExchange) -> list[Position]:
 concrete(BinanceExchange)
 
 # %% ../../nbs/exchange/06_binance.ipynb #ec886e86
-def live_exchange(settings) -> BinanceExchange:
+def live_exchange(settings, keep: int | None = None) -> BinanceExchange:
     "The Binance exchange `trading.mode = 'live'` sends orders to, refused unless switched on."
     ex, md = settings.exchange, settings.market_data
     testnet = md.source == 'binance-testnet'
@@ -267,4 +273,4 @@ def live_exchange(settings) -> BinanceExchange:
     if problems:
         raise LiveTradingRefused(f"trading.mode = 'live' sends real orders to {where}; "
                                  f"refused: {'; '.join(problems)}")
-    return BinanceExchange.from_settings(settings)
+    return BinanceExchange.from_settings(settings, keep)

@@ -13,10 +13,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
+from ..config import project_root, read_settings
 from ..core import Timeframe, ms_from_utc
 from botcore.data.candles import (
     CANDLE_COLUMNS,
     bundled_dir,
+    downloads_dir,
     find_gaps,
     load_candles,
     open_times_ms,
@@ -26,7 +28,7 @@ from .interfaces import ExchangeError, ohlcv_frame
 from .binance_data import BinanceMarketData
 
 # %% auto #0
-__all__ = ['attribute', 'download_candles_async', 'download_candles', 'download_cmd']
+__all__ = ['download_path', 'attribute', 'download_candles_async', 'download_candles', 'download_cmd']
 
 # %% ../../nbs/exchange/07_download.ipynb #d5d47d99
 def _ms(when) -> int | None:
@@ -36,6 +38,19 @@ def _ms(when) -> int | None:
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         return int(when)
     return ms_from_utc(pd.Timestamp(when).to_pydatetime())
+
+# %% ../../nbs/exchange/07_download.ipynb #b4bc513f
+def download_path(symbol: str, timeframe: Timeframe | str, path: str | Path | None = None,
+                  data_dir: str | Path | None = None) -> Path:
+    "The file a download writes: `path`, else `<data_dir>/candles/SYMBOL-TF.parquet`; no bundle."
+    tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
+    p = Path(path).expanduser() if path else downloads_dir(data_dir) / f"{sym}-{tf}.parquet"
+    for bundle in (project_root() / 'data', bundled_dir()):
+        if p.resolve().is_relative_to(bundle.resolve()):
+            raise ValueError(f"path: {p} is in the bundled candles ({bundle}), which a download "
+                             f"never changes; leave --path out (downloads go to "
+                             f"{downloads_dir(data_dir)}) or name a file elsewhere")
+    return p
 
 # %% ../../nbs/exchange/07_download.ipynb #13ee2b3a
 def _save_candles(path: Path, df: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
@@ -82,35 +97,43 @@ def attribute(path: Path, df: pd.DataFrame, timeframe: Timeframe, source: str) -
     return sources
 
 # %% ../../nbs/exchange/07_download.ipynb #77022391
-def _resume(path: Path, tf: Timeframe, since) -> tuple[pd.DataFrame | None, int]:
-    "The candles already in `path` (or None) and the open time to download from."
+def _plan(path: Path, tf: Timeframe, since) -> tuple[pd.DataFrame | None, list[tuple]]:
+    """The candles already in `path` (or None) and the ranges to fetch: (first open time, end or
+    None for now, whether a part of the range may be kept)."""
     have = load_candles(path=path, timeframe=tf) if path.exists() else None
     start = _ms(since)
-    if have is not None and len(have): start = max(start or 0, int(open_times_ms(have)[-1]) + tf.ms)
-    if start is None:
-        raise ValueError(f"since: give the first candle's date, e.g. 2024-01-01 "
-                         f"(there is no {path} to resume)")
-    return have, start
+    if have is None or not len(have):
+        if start is None:
+            raise ValueError(f"since: give the first candle's date, e.g. 2024-01-01 "
+                             f"(there is no {path} to resume)")
+        return have, [(start, None, True)]
+    first, last = (int(t) for t in open_times_ms(have)[[0, -1]])
+    earlier = [(start, first, False)] if start is not None and start < first else []
+    return have, earlier + [(max(start or 0, last + tf.ms), None, True)]
 
 # %% ../../nbs/exchange/07_download.ipynb #6f678b1d
-async def _download(market: BinanceMarketData, sym: str, tf: Timeframe, start: int, end: int,
+async def _download(market: BinanceMarketData, sym: str, tf: Timeframe, ranges: list[tuple],
                     path: Path, have: pd.DataFrame | None, checkpoint_seconds: float, bar) -> None:
-    "Page `sym`'s candles in [start, end) into `path` after `have`, saving them as it goes."
-    frames, fetched, saved_at = [] if have is None else [have], 0, time.monotonic()
+    "Page `sym`'s candles of each (start, end, partial) range into `path` with `have`."
+    kept, new, partial, fetched = ([] if have is None else [have]), [], True, 0
+    save = lambda frames: [_save_candles(path, pd.concat(frames).sort_index(), tf)]
+    saved_at = time.monotonic()
     try:
-        cursor = start
-        async for page in market.pages(sym, start, end):
-            frames.append(ohlcv_frame(page))
-            fetched += len(page)
-            bar.update((int(page[-1][0]) + tf.ms - cursor) // tf.ms)
-            cursor = int(page[-1][0]) + tf.ms
-            if time.monotonic() - saved_at >= checkpoint_seconds:
-                frames = [_save_candles(path, pd.concat(frames), tf)]
-                saved_at = time.monotonic()
+        for start, end, partial in ranges:
+            cursor = start
+            async for page in market.pages(sym, start, end):
+                new.append(ohlcv_frame(page))
+                bar.update((int(page[-1][0]) + tf.ms - cursor) // tf.ms)
+                cursor = int(page[-1][0]) + tf.ms
+                if partial and time.monotonic() - saved_at >= checkpoint_seconds:
+                    fetched += sum(map(len, new))
+                    kept, new, saved_at = save(kept + new), [], time.monotonic()
+            fetched, kept, new = fetched + sum(map(len, new)), kept + new, []
     finally:
+        if partial: fetched, kept = fetched + sum(map(len, new)), kept + new
         if fetched:
-            frames = [_save_candles(path, pd.concat(frames), tf)]
-            attribute(path, frames[0], tf, market.source_name())
+            kept = save(kept)
+            attribute(path, kept[0], tf, market.source_name())
 
 # %% ../../nbs/exchange/07_download.ipynb #510b32c1
 async def download_candles_async(symbol: str, timeframe: Timeframe | str, since=None,
@@ -120,19 +143,20 @@ async def download_candles_async(symbol: str, timeframe: Timeframe | str, since=
     "`download_candles` in a running event loop, asking `market` (default: from `settings`)."
     from tqdm.auto import tqdm
     tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
-    path = Path(path).expanduser() if path else bundled_dir() / f"{sym}-{tf}.parquet"
-    have, start = _resume(path, tf, since)
+    if settings is None and (market is None or path is None): settings = read_settings()
+    path = download_path(sym, tf, path, settings.data_dir if settings else None)
+    have, plan = _plan(path, tf, since)
     own = market is None
-    if own:
-        from botcore.config import read_settings
-        market = BinanceMarketData.from_settings(settings or read_settings(), [sym], tf)
+    if own: market = BinanceMarketData.from_settings(settings, [sym], tf)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         forming = await market.forming_open(sym)
         end = forming if until is None else min(forming, _ms(until))
-        total = max(0, (end - start) // tf.ms)
+        ranges = [(a, end if b is None else min(b, end), keep) for a, b, keep in plan]
+        ranges = [r for r in ranges if r[0] < r[1]]
+        total = sum(max(0, (b - a) // tf.ms) for a, b, _ in ranges)
         with tqdm(total=total, unit='candle', desc=f"{sym} {tf}", disable=not progress) as bar:
-            await _download(market, sym, tf, start, end, path, have, checkpoint_seconds, bar)
+            await _download(market, sym, tf, ranges, path, have, checkpoint_seconds, bar)
     finally:
         if own: await market.close()
     return path
@@ -146,22 +170,43 @@ def download_candles(symbol: str, timeframe: Timeframe | str, since=None,
                                               settings=settings))
 
 # %% ../../nbs/exchange/07_download.ipynb #973a758f
+def _after_download(p: Path, sym: str, tf: Timeframe, since, df: pd.DataFrame, data_dir) -> str:
+    "What a downloaded file holds and how to use it, for `botcore download`."
+    lines = [f"{p}: {len(df):,} candles, {df.index[0]:%Y-%m-%d %H:%M} to "
+             f"{df.index[-1]:%Y-%m-%d %H:%M} UTC"]
+    asked = _ms(since)
+    if asked is not None and int(open_times_ms(df)[0]) - asked >= tf.ms:
+        lines.append(f"the exchange has no {sym} {tf} candles before {df.index[0]:%Y-%m-%d %H:%M} "
+                     f"UTC (asked from {since})")
+    if p != downloads_dir(data_dir) / f"{sym}-{tf}.parquet":
+        lines.append(f"train or backtest on it with --data-path {p}")
+    elif (bundled_dir() / p.name).is_file():
+        lines.append(f"{sym} {tf} is bundled too: --symbol {sym} --timeframe {tf} reads the "
+                     f"bundled series; train or backtest on this file with --data-path {p}")
+    else:
+        lines.append(f"botcore data, train and backtest find it: --symbol {sym} --timeframe {tf}")
+    return '\n'.join(lines)
+
+# %% ../../nbs/exchange/07_download.ipynb #968c134d
 def download_cmd(symbol: str = 'BTCUSDT',  # Binance symbol, e.g. BTCUSDT
                  timeframe: str = '1h',  # candle interval: 1m, 5m, 15m, 1h, 4h, 1d, ...
                  since: str = None,  # first open time, UTC, e.g. 2024-01-01 (default: file's end)
                  until: str = None,  # stop before this time, UTC (default: the last closed candle)
-                 path: str = None,  # Parquet file (default: data/SYMBOL-TIMEFRAME.parquet)
+                 path: str = None,  # Parquet file (default: <data_dir>/candles/SYMBOL-TF.parquet)
                  progress: bool = True,  # progress bar (--no-progress: none)
                  config: str = None):  # a botcore.toml ([exchange] rest_url: another host)
-    "Download Binance candles into data/ as Parquet, resuming after the last candle stored."
-    from botcore.config import ConfigError, read_settings
+    "Download Binance candles into <data_dir>/candles/ as Parquet, resuming the file if there."
+    from botcore.config import ConfigError
     try:
-        p = download_candles(symbol, timeframe, since, path, until, progress,
-                             settings=read_settings(config))
-        df = load_candles(path=p, timeframe=timeframe)
+        settings = read_settings(config)
+        tf, sym = Timeframe.parse(timeframe), symbol.upper().replace('/', '')
+        p = download_candles(sym, tf, since, path, until, progress, settings=settings)
+        df = load_candles(path=p, timeframe=tf) if p.exists() else None
     except (ConfigError, ValueError, ExchangeError) as e:
         print(f"botcore download: {e}", file=sys.stderr)
         return 2 if isinstance(e, (ConfigError, ValueError)) else 1
-    if not len(df): return print(f"{p}: no candles")
-    print(f"{p}: {len(df):,} candles, "
-          f"{df.index[0]:%Y-%m-%d %H:%M} to {df.index[-1]:%Y-%m-%d %H:%M} UTC")
+    if df is None or not len(df):
+        print(f"botcore download: the exchange has no {sym} {tf} candles from {since} on; "
+              f"nothing written", file=sys.stderr)
+        return 1
+    print(_after_download(p, sym, tf, since, df, settings.data_dir))

@@ -7,6 +7,7 @@ Docs: https://botcore.github.io/botcore/exchange/paper.html.md"""
 # %% ../../nbs/exchange/02_paper.ipynb #96ecba3e
 from __future__ import annotations
 import math
+from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping
 from fastcore.basics import patch
@@ -26,7 +27,7 @@ class MarginAccount:
     "A margin account's books in the quote currency: cash, net positions, the margin they hold."
     def __init__(self, cash: float = 10_000.0, leverage: float = 1.0,
                  positions: Iterable[Position] | Mapping | None = None,
-                 quote: str = 'USDT', spot: bool = False):
+                 quote: str = 'USDT', spot: bool = False, keep: int | None = None):
         if not math.isfinite(cash): raise ValueError(f"cash={cash!r}: must be a finite number")
         if not leverage >= 1: raise ValueError(f"leverage={leverage!r}: must be at least 1")
         self.cash, self.leverage, self.quote, self.spot = float(cash), float(leverage), quote, spot
@@ -38,7 +39,7 @@ class MarginAccount:
             self.positions[p.symbol] = p
         self.prices: dict[str, float] = {}     # the latest (mark) price of each symbol
         self.reserved: dict[str, float] = {}   # margin and fee held for each resting order
-        self.trades: list[Trade] = []          # closed round trips
+        self.trades: deque[Trade] = deque(maxlen=keep)  # closed round trips, the last `keep`
 
     def __repr__(self):
         positions = list(self.positions.values())
@@ -143,8 +144,10 @@ class PaperExchange(Exchange):
                  positions: Iterable[Position] | Mapping[str, Position] | None = None, *,
                  maker_fee: float | None = None, symbols: Iterable[str] | None = None,
                  orders: Iterable[OrderResult | Order] = (),
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, keep: int | None = None):
         super().__init__()
+        if keep is not None and not keep >= 1:
+            raise ValueError(f"keep={keep!r}: must be at least 1 (or None to keep every order)")
         if market not in ('paper', 'futures', 'spot'):
             raise ValueError(f"market={market!r}: expected 'paper', 'futures' or 'spot'")
         if market == 'spot' and leverage != 1:
@@ -152,11 +155,14 @@ class PaperExchange(Exchange):
                              "the spot market trades without leverage (use 1)")
         self.market, self.taker_fee, self.slippage = market, float(taker_fee), float(slippage)
         self.maker_fee = self.taker_fee if maker_fee is None else float(maker_fee)
-        self.account = MarginAccount(cash, leverage, positions, self.quote, spot=market == 'spot')
+        self.account = MarginAccount(cash, leverage, positions, self.quote, spot=market == 'spot',
+                                     keep=keep)
         self.account.prices = self.last_prices
         self.symbols = None if symbols is None else sorted({s.upper() for s in symbols})
         self.clock = clock or _utcnow
-        self._results: dict[str, OrderResult] = {}   # every order seen, by client_order_id
+        self.keep = keep
+        # the orders seen by client_order_id, the last changed last
+        self._results: OrderedDict[str, OrderResult] = OrderedDict()
         # resting limit id -> open time of the candle before it was placed
         self._resting: dict[str, int] = {}
         self._last_candle: dict[str, int] = {}
@@ -177,7 +183,7 @@ async def place_order(
             known = self._rest(order) if limit else self._fill_market(order, market_price)
         except OrderRejected as e:
             known = OrderResult(order=_as(order, OrderStatus.REJECTED), reason=e.reason)
-        self._results[order.client_order_id] = known
+        self._remember(known)
     if known.order.status is OrderStatus.REJECTED:
         raise OrderRejected(order.client_order_id, known.reason, known.order)
     return known
@@ -193,9 +199,7 @@ async def cancel_order(self: PaperExchange, symbol: str, client_order_id: str) -
         del self._resting[client_order_id]
         self.account.reserved.pop(client_order_id, None)
         canceled = _as(r.order, OrderStatus.CANCELED)
-        r = self._results[client_order_id] = OrderResult(
-            order=canceled, fills=r.fills, reason='canceled'
-        )
+        r = self._remember(OrderResult(order=canceled, fills=r.fills, reason='canceled'))
     elif r.order.status is not OrderStatus.CANCELED:
         raise ExchangeError(
             f"order {client_order_id} is {r.order.status.value}: "
@@ -235,10 +239,23 @@ def from_params(cls: PaperExchange, params: StrategyParams, cash: float = 10_000
 
 # %% ../../nbs/exchange/02_paper.ipynb #faffe6f2
 @patch(as_prop=True)
-def trades(self: PaperExchange) -> list[Trade]: return self.account.trades
+def trades(self: PaperExchange) -> deque[Trade]: return self.account.trades
 
 @patch(as_prop=True)
 def order_results(self: PaperExchange) -> list[OrderResult]: return list(self._results.values())
+
+# %% ../../nbs/exchange/02_paper.ipynb #de800371
+@patch
+def _remember(self: PaperExchange, result: OrderResult) -> OrderResult:
+    "Keep `result` as its id's newest; past `keep` finished results, forget the oldest."
+    cid = result.order.client_order_id
+    self._results[cid] = result
+    self._results.move_to_end(cid)
+    if self.keep is not None:
+        while len(self._results) - len(self._resting) > self.keep:
+            old, r = self._results.popitem(last=False)
+            if old in self._resting: self._results[old] = r  # resting: never forgotten
+    return result
 
 # %% ../../nbs/exchange/02_paper.ipynb #d177e627
 @patch
@@ -302,14 +319,13 @@ def _rest(self: PaperExchange, order: Order) -> OrderResult:
 def _restore(self: PaperExchange, r: OrderResult | Order):
     "Remember an order from before a restart; a resting limit order rests again."
     r = r if isinstance(r, OrderResult) else OrderResult(order=r)
-    self._results[r.order.client_order_id] = r
     if r.order.type is OrderType.LIMIT and r.order.status is OrderStatus.NEW:
         try:
             self._rest(r.order)
         except OrderRejected as e:
-            self._results[r.order.client_order_id] = OrderResult(
-                order=_as(r.order, OrderStatus.REJECTED), reason=f"not restored: {e.reason}"
-            )
+            r = OrderResult(order=_as(r.order, OrderStatus.REJECTED),
+                            reason=f"not restored: {e.reason}")
+    self._remember(r)
 
 # %% ../../nbs/exchange/02_paper.ipynb #bf7cd990
 @patch
@@ -325,7 +341,7 @@ def on_candle(self: PaperExchange, symbol: str, candle: Candle) -> None:
             self.account.reserved.pop(cid, None)
             price, fee = fill(o.price, o.side, o.quantity, self.maker_fee, 0.0)
             reason = self.account.refusal(o.symbol, o.side, o.quantity, price, fee)
-            self._results[cid] = (
+            self._remember(
                 OrderResult(order=_as(o, OrderStatus.REJECTED), reason=reason)
                 if reason
                 else OrderResult(

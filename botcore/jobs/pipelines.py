@@ -6,12 +6,14 @@ Docs: https://botcore.github.io/botcore/jobs/pipelines.html.md"""
 
 # %% ../../nbs/jobs/01_pipelines.ipynb #089ec0aa
 from __future__ import annotations
+import ast
+import json
 import time
 from pathlib import Path
 from ..config import project_root
 
 # %% auto #0
-__all__ = ['run_path', 'run_pipeline']
+__all__ = ['run_path', 'pipeline_parameters', 'run_pipeline']
 
 # %% ../../nbs/jobs/01_pipelines.ipynb #acae7a3e
 def run_path(name: str, parameters: dict, runs_dir: str | Path = 'runs') -> Path:
@@ -20,15 +22,28 @@ def run_path(name: str, parameters: dict, runs_dir: str | Path = 'runs') -> Path
     tag = '-'.join(str(parameters[k]) for k in ('symbol', 'timeframe') if parameters.get(k))
     return Path(runs_dir) / f"{name}-{tag + '-' if tag else ''}{stamp}.ipynb"
 
+# %% ../../nbs/jobs/01_pipelines.ipynb #f8d037f2
+def pipeline_parameters(pipeline: str) -> set[str]:
+    "The names the `parameters` cell of pipelines/<pipeline>.ipynb assigns."
+    nb = json.loads((project_root() / 'pipelines' / f'{pipeline}.ipynb').read_text())
+    cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    body = ast.parse(''.join(cells[0]['source'])).body if cells else []
+    targets = [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign))
+               for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
+    return {t.id for t in targets if isinstance(t, ast.Name)}
+
 # %% ../../nbs/jobs/01_pipelines.ipynb #a741d4b1
 def run_pipeline(name: str, parameters: dict, runs_dir: str | Path = 'runs',
                  progress: bool = True) -> Path:
     """Execute `pipelines/<name>.ipynb` with papermill; the executed notebook's path under
     `runs_dir`."""
     import papermill as pm
+    if unknown := sorted(set(parameters) - (known := pipeline_parameters(name))):
+        raise ValueError(f"{unknown[0]}: not a parameter of pipelines/{name}.ipynb "
+                         f"(it has {', '.join(sorted(known))})")
     out = run_path(name, parameters, runs_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(project_root() / 'pipelines' / f'{name}.ipynb'), str(out),
                         parameters=parameters, progress_bar=progress, cwd=str(project_root()),
-                        kernel_name='python3')
+                        kernel_name='python3', extra_arguments=['--IPKernelApp.log_level=ERROR'])
     return out

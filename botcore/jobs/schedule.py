@@ -6,8 +6,6 @@ Docs: https://botcore.github.io/botcore/jobs/schedule.html.md"""
 
 # %% ../../nbs/jobs/02_schedule.ipynb #6b359d06
 from __future__ import annotations
-import ast
-import json
 import logging
 import signal
 import sys
@@ -23,13 +21,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from fastcore.basics import patch
 from ..config import Settings, load_settings_or_exit
+from .pipelines import pipeline_parameters
 from ..sections import ScheduledRun
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'run_parameters', 'pipeline_parameters', 'check_parameters', 'crontab_days', 'crontab_trigger', 'RunOutcome',
-           'error_text', 'UnknownRunError', 'PipelineScheduler', 'schedule_cmd']
+__all__ = ['log', 'run_parameters', 'check_parameters', 'crontab_days', 'crontab_trigger', 'RunOutcome', 'error_text',
+           'UnknownRunError', 'PipelineScheduler', 'schedule_cmd']
 
 # %% ../../nbs/jobs/02_schedule.ipynb #21563704
 def run_parameters(run: ScheduledRun, settings: Settings) -> dict:
@@ -40,17 +39,6 @@ def run_parameters(run: ScheduledRun, settings: Settings) -> dict:
         defaults |= dict(long_threshold=settings.ai.long_threshold,
                          short_threshold=settings.ai.short_threshold)
     return defaults | dict(run.parameters)
-
-# %% ../../nbs/jobs/02_schedule.ipynb #f2e244b3
-def pipeline_parameters(pipeline: str) -> set[str]:
-    "The names the `parameters` cell of pipelines/<pipeline>.ipynb assigns."
-    from botcore.config import project_root
-    nb = json.loads((project_root() / 'pipelines' / f'{pipeline}.ipynb').read_text())
-    cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
-    body = ast.parse(''.join(cells[0]['source'])).body if cells else []
-    targets = [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign))
-               for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
-    return {t.id for t in targets if isinstance(t, ast.Name)}
 
 # %% ../../nbs/jobs/02_schedule.ipynb #32f6e1f6
 def check_parameters(runs: list[ScheduledRun]) -> None:

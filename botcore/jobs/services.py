@@ -7,6 +7,7 @@ Docs: https://botcore.github.io/botcore/jobs/services.html.md"""
 # %% ../../nbs/jobs/03_services.ipynb #93726b68
 from __future__ import annotations
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from fastcore.basics import patch
 from ..config import project_root
 
 # %% auto #0
-__all__ = ['Child', 'Supervisor', 'exit_words', 'start_services']
+__all__ = ['STALLED_PINGS', 'Child', 'Supervisor', 'exit_words', 'engine_socket', 'start_services']
 
 # %% ../../nbs/jobs/03_services.ipynb #4f5a5d4a
 class Child:
@@ -110,18 +111,38 @@ def stop(self: Supervisor) -> int:
     print(f"stopped: {said}", flush=True)
     return 0 if self.why in ('SIGINT', 'SIGTERM') else 1
 
+# %% ../../nbs/jobs/03_services.ipynb #8a1736ff
+STALLED_PINGS = 3  # /ws pings a client may leave untaken before the kernel cuts its connection
+
+# %% ../../nbs/jobs/03_services.ipynb #59138b99
+def engine_socket(s, host: str | None = None, port: int | None = None) -> socket.socket:
+    "The engine's socket, bound to `host:port` (default `[api]`'s), cutting stalled clients."
+    host, port = host or s.api.host, s.api.port if port is None else port
+    sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, 'TCP_USER_TIMEOUT'):  # Linux
+        stalled_ms = round(STALLED_PINGS * s.api.ws_ping_seconds * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, stalled_ms)
+    sock.bind((host, port))
+    return sock
+
 # %% ../../nbs/jobs/03_services.ipynb #b70911f1
 def _uvicorn(app: str, host: str, port: int) -> list[str]:
     "The command that serves the ASGI `app` on `host:port` with this interpreter's uvicorn."
     return [sys.executable, '-m', 'uvicorn', '--log-level', 'warning', app,
             '--host', host, '--port', str(port)]
 
+# %% ../../nbs/jobs/03_services.ipynb #f2e7f666
+def _botcore(config: str | None, *args: str) -> list[str]:
+    "The command that runs `botcore <args>` of this environment, with `--config` if given."
+    botcore = str(Path(sys.executable).with_name('botcore'))
+    return [botcore, *args] + (['--config', config] if config else [])
+
 # %% ../../nbs/jobs/03_services.ipynb #2b5937ef
 def _start_dashboard(sup: Supervisor, s, config: str | None, env: dict) -> bool:
     "Start `botcore serve dashboard` and wait for it; False if it failed."
     dash_url = f"http://{_local(s.dashboard.host)}:{s.dashboard.port}"
-    botcore = str(Path(sys.executable).with_name('botcore'))
-    cmd = [botcore, 'serve', 'dashboard'] + (['--config', config] if config else [])
+    cmd = _botcore(config, 'serve', 'dashboard')
     if not sup.start(Child('dashboard', cmd, f'{dash_url}/health', env), 120):
         return False
     token = '<botcore config token --name dashboard_session_secret>'
@@ -140,7 +161,7 @@ def start_services(sup: Supervisor, s, config: str | None, dashboard: bool) -> b
         return False
     print(f"\nAI signal service: {ai_url}  (token: botcore config token --name ai_api_key)",
           flush=True)
-    engine = Child('engine', _uvicorn('botcore.api.engine:app', s.api.host, s.api.port),
+    engine = Child('engine', _botcore(config, 'serve', 'engine', '--log-level', 'warning'),
                    f'{engine_url}/health', env | {'PYTHON_AI_SERVICE_URL': ai_url})
     if not sup.start(engine, 120):
         return False

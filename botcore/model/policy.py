@@ -30,6 +30,9 @@ class SignalPolicy(BaseModel):
     k: float = Field(1.0, gt=0, description='adaptive: thresholds at mean +- k * std')
     min_history: int = Field(
         50, ge=2, description='adaptive: fewer finite predictions before t: the fixed thresholds')
+    min_confidence: float = Field(
+        0.0, ge=0, le=1, description="adaptive: a long needs p >= this, a short p <= 1 - this "
+                                     "([ai] confidence_threshold); fixed thresholds stand as given")
 
     @model_validator(mode='after')
     def _consistent(self):
@@ -47,7 +50,14 @@ class SignalPolicy(BaseModel):
         ai = settings.ai
         return cls(kind=ai.signal_policy, long_threshold=ai.long_threshold,
                    short_threshold=ai.short_threshold, lookback=ai.adaptive_lookback,
-                   k=ai.adaptive_k, min_history=ai.adaptive_min_history)
+                   k=ai.adaptive_k, min_history=ai.adaptive_min_history,
+                   min_confidence=ai.confidence_threshold)
+
+    def floor(self, long, short):
+        "Adaptive `long` and `short` thresholds (numbers or arrays) kept `min_confidence` apart."
+        if self.kind == 'fixed': return long, short
+        c = self.min_confidence
+        return np.maximum(long, c), np.minimum(short, 1 - c)
 
 # %% ../../nbs/model/08_policy.ipynb #2018cda1
 _FLAT = 1e-12       # a spread this small is none: a constant history gives no thresholds
@@ -79,12 +89,12 @@ def policy_thresholds(p: np.ndarray, policy: SignalPolicy,
     p = np.asarray(p, np.float64)
     long = np.full(len(p), policy.long_threshold)
     short = np.full(len(p), policy.short_threshold)
-    if policy.kind == 'fixed': return long, short
+    if policy.kind == 'fixed': return policy.floor(long, short)
     h = _finite_tail(history, policy.lookback)
     al, ash = adaptive_thresholds(np.concatenate([h, p]), policy.lookback, policy.k,
                                   policy.min_history)
     known = ~np.isnan(al[len(h):])
-    return np.where(known, al[len(h):], long), np.where(known, ash[len(h):], short)
+    return policy.floor(np.where(known, al[len(h):], long), np.where(known, ash[len(h):], short))
 
 # %% ../../nbs/model/08_policy.ipynb #aed11c8c
 def policy_codes(p: np.ndarray, policy: SignalPolicy,
@@ -131,8 +141,11 @@ def _thresholds(self: ServingThresholds, symbol: str, timeframe: str,
         if len(before) >= pol.min_history:
             a = np.array(before)
             mean, std = float(a.mean()), float(a.std())
-            if std > _FLAT: return mean + pol.k * std, mean - pol.k * std, 'adaptive'
-    return pol.long_threshold, pol.short_threshold, 'fixed'
+            if std > _FLAT:
+                long, short = pol.floor(mean + pol.k * std, mean - pol.k * std)
+                return float(long), float(short), 'adaptive'
+    long, short = pol.floor(pol.long_threshold, pol.short_threshold)
+    return float(long), float(short), 'fixed'
 
 ServingThresholds.thresholds = _thresholds
 

@@ -178,13 +178,11 @@ def price(self: MatchingEngine, symbol: str) -> float:
 
 # %% ../../nbs/simulator/02_engine.ipynb #6d83dea2
 _CID = re.compile(r'^[.A-Za-z0-9:/_-]{1,36}$')
+_DECIMAL = re.compile(r'[0-9]{1,20}(\.[0-9]{1,20})?')
 
 def _decimal(p: dict, name: str) -> Decimal | None:
     if (v := p.get(name)) in (None, ''): return None
-    try:
-        d = Decimal(v)
-        if d.is_finite() and d > 0: return d
-    except InvalidOperation: pass
+    if _DECIMAL.fullmatch(v) and (d := Decimal(v)) > 0: return d
     raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; "
                               "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
 

@@ -7,6 +7,7 @@ Docs: https://botcore.github.io/botcore/simulator/rest.html.md"""
 # %% ../../nbs/simulator/03_rest.ipynb #e050c3a4
 from __future__ import annotations
 import json
+import re
 import secrets
 import time
 from ..core import Timeframe
@@ -45,12 +46,24 @@ def new_order_json(o: SimOrder, resp_type: str = 'FULL') -> dict:
 def _wall_ms() -> int: return int(time.time() * 1000)
 
 # %% ../../nbs/simulator/03_rest.ipynb #3eb9166e
+_DIGITS = re.compile(r'[0-9]{1,20}')
+
 def _int(p: dict, name: str, default=None):
     if p.get(name) in (None, ''): return default
-    try: return int(p[name])
-    except ValueError:
-        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; "
-                                  "legal range is '^[0-9]{1,20}$'.") from None
+    if _DIGITS.fullmatch(p[name]): return int(p[name])
+    raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; "
+                              "legal range is '^[0-9]{1,20}$'.")
+
+# %% ../../nbs/simulator/03_rest.ipynb #ba61a64c
+_SYMBOLS = re.compile(r'\[("[A-Za-z0-9_.-]{1,20}"(,"[A-Za-z0-9_.-]{1,20}")*)?\]')
+_SYMBOLS_RANGE = r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$'   # Binance's words
+
+def _symbols(p: dict) -> list[str]:
+    "The symbols of the `symbols` parameter."
+    if not _SYMBOLS.fullmatch(p['symbols']):
+        raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'; "
+                                  f"legal range is '{_SYMBOLS_RANGE}'.")
+    return json.loads(p['symbols'])
 
 # %% ../../nbs/simulator/03_rest.ipynb #aad1674e
 def _symbol_info(m: ReplayMarket) -> dict:
@@ -67,7 +80,7 @@ def _symbol_info(m: ReplayMarket) -> dict:
 
 # %% ../../nbs/simulator/03_rest.ipynb #47deead2
 def _exchange_info(sim: MatchingEngine, p: dict, weight_limit: int = 6000):
-    wanted = ([p['symbol']] if p.get('symbol') else json.loads(p['symbols']) if p.get('symbols')
+    wanted = ([p['symbol']] if p.get('symbol') else _symbols(p) if p.get('symbols')
               else list(sim.markets))
     ms = [sim.market(s) for s in wanted]
     limits = [dict(rateLimitType='REQUEST_WEIGHT', interval='MINUTE', intervalNum=1,
@@ -121,7 +134,7 @@ def _ticker_24hr(sim: MatchingEngine, m: ReplayMarket) -> dict:
 # %% ../../nbs/simulator/03_rest.ipynb #4a308317
 def _tickers(sim: MatchingEngine, p: dict, make):
     if p.get('symbol'): return make(sim.market(p['symbol']))
-    wanted = json.loads(p['symbols']) if p.get('symbols') else sim.markets
+    wanted = _symbols(p) if p.get('symbols') else sim.markets
     return [make(sim.market(s)) for s in wanted]
 
 # %% ../../nbs/simulator/03_rest.ipynb #ff80d1df
@@ -245,7 +258,7 @@ def _no_futures(sim, p):
 # %% ../../nbs/simulator/03_rest.ipynb #6341a12e
 def _depth_weight(p):
     limit = _int(p, 'limit', 100)
-    return next(w for n, w in ((100, 5), (500, 25), (1000, 50), (10**9, 250)) if limit <= n)
+    return next((w for n, w in ((100, 5), (500, 25), (1000, 50)) if limit <= n), 250)
 
 # %% ../../nbs/simulator/03_rest.ipynb #08f40764
 def _all_weight(one: int, every: int): return lambda p: one if p.get('symbol') else every

@@ -97,7 +97,7 @@ def authenticate(self: BinanceSimulator, api_key: str | None, query: str, body: 
     if not p.get('signature'): raise _missing('signature')
     signed = (_unsigned(query) + _unsigned(body)).encode()
     mac = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, p['signature'].lower()):
+    if not hmac.compare_digest(mac.encode(), p['signature'].lower().encode()):
         raise BinanceError(-1022, 'Signature for this request is not valid.')
     ts, window = _int(p, 'timestamp'), _int(p, 'recvWindow', 5000)
     now = _wall_ms() if now_ms is None else now_ms
@@ -152,7 +152,8 @@ def _call(self: BinanceSimulator, endpoint: tuple, request: Request, query: str,
     p = dict(parse_qsl(query, keep_blank_values=True))
     p |= dict(parse_qsl(body, keep_blank_values=True))
     is_order = request.method == 'POST' and request.url.path == '/api/v3/order'
-    headers = self._count(weight(p) if callable(weight) else weight, is_order)
+    try: headers = self._count(weight(p) if callable(weight) else weight, is_order)
+    except BinanceError as e: return JSONResponse(dict(code=e.code, msg=e.msg), e.status)
     try:
         if self._weights[int(time.time() // 60)] > self.weight_limit:
             return _fault_response(429, 60 - time.time() % 60)
@@ -167,6 +168,7 @@ def _call(self: BinanceSimulator, endpoint: tuple, request: Request, query: str,
 
 # %% ../../nbs/simulator/05_server.ipynb #f2ee6721
 _UNSUPPORTED = dict(code=-1020, msg='This operation is not supported.')
+_NOT_TEXT = dict(code=-1100, msg='Illegal characters found in a parameter.')
 
 @patch
 async def _dispatch(self: BinanceSimulator, request: Request) -> Response:
@@ -180,7 +182,8 @@ async def _dispatch(self: BinanceSimulator, request: Request) -> Response:
     if fail:
         fail['count'] -= 1
         if not fail['processed']: return _fault_response(fail['status'], fail['retry_after'])
-    query, body = request.url.query, (await request.body()).decode()
+    try: query, body = request.url.query, (await request.body()).decode()
+    except UnicodeDecodeError: return JSONResponse(_NOT_TEXT, 400)
     answer = self._call(endpoint, request, query, body)
     return _fault_response(fail['status'], fail['retry_after']) if fail else answer
 
@@ -336,11 +339,12 @@ def _make_app(self: BinanceSimulator) -> Starlette:
             task.cancel()
             self.drop_streams()
     async def not_found(request, exc): return JSONResponse(_UNSUPPORTED, 404)
+    async def other_method(request, exc): return JSONResponse(_UNSUPPORTED, 405)
     ws = [WebSocketRoute(p, self._ws) for p in ('/ws', '/ws/{names:path}', '/stream')]
     control = Route('/_sim/{what}', self._control, methods=['GET', 'POST'])
     rest = Route('/{path:path}', self._dispatch, methods=['GET', 'POST', 'PUT', 'DELETE'])
     return Starlette(routes=[control, *ws, rest],
-                     exception_handlers={404: not_found}, lifespan=lifespan)
+                     exception_handlers={404: not_found, 405: other_method}, lifespan=lifespan)
 
 # %% ../../nbs/simulator/05_server.ipynb #b4737a97
 def _listen(host: str, port: int) -> socket.socket:

@@ -27,8 +27,8 @@ _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['metadata', 'orders', 'fills', 'positions', 'trades', 'signals', 'equity', 'events', 'engine_state', 'SQLITE_PRAGMAS',
-           'MIGRATIONS', 'to_ms', 'now_ms', 'enum_value', 'make_engine', 'alembic_config', 'schema_revision',
-           'upgrade_schema', 'schema_diff', 'WalCheckpointer']
+           'PG_CONNECT_TIMEOUT', 'MIGRATIONS', 'to_ms', 'now_ms', 'enum_value', 'make_engine', 'alembic_config',
+           'schema_revision', 'upgrade_schema', 'schema_diff', 'WalCheckpointer']
 
 # %% ../../nbs/store/01_database.ipynb #19e28e67
 metadata = sa.MetaData(naming_convention={
@@ -210,11 +210,14 @@ def _sqlite_begin(conn):
     conn.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
 
 # %% ../../nbs/store/01_database.ipynb #3c8c8b76
+PG_CONNECT_TIMEOUT = 5  # seconds
+
 def make_engine(url: str, echo: bool = False) -> sa.Engine:
     "A SQLAlchemy engine for `url`, SQLite connections set up for the store."
     u = make_url(url)
     if u.get_backend_name() != 'sqlite':
-        return sa.create_engine(u, echo=echo, pool_pre_ping=True)
+        wait = {} if 'connect_timeout' in u.query else {'connect_timeout': PG_CONNECT_TIMEOUT}
+        return sa.create_engine(u, echo=echo, pool_pre_ping=True, connect_args=wait)
     if u.database in (None, '', ':memory:'):
         eng = sa.create_engine(u, echo=echo, poolclass=sa.StaticPool,
                                connect_args={'check_same_thread': False})

@@ -8,10 +8,11 @@ Docs: https://botcore.github.io/botcore/store/store.html.md"""
 from __future__ import annotations
 import inspect
 import json
+import sqlite3
 import threading
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Iterator
+from typing import Iterator, NamedTuple
 import sqlalchemy as sa
 from fastcore.basics import patch
 from botcore.store.database import (
@@ -21,7 +22,7 @@ from botcore.store.database import (
 from .writes import TX_WRITES, Tx, write_statements
 
 # %% auto #0
-__all__ = ['Store']
+__all__ = ['Store', 'StoreFault', 'StoreUnavailable', 'store_fault']
 
 # %% ../../nbs/store/03_store.ipynb #239d6399
 class Store:
@@ -217,3 +218,41 @@ def states(self: Store) -> dict[str, dict]:
     "Every saved state by key."
     rows = self._rows(sa.select(engine_state).order_by(engine_state.c.key))
     return {r['key']: _state(r) for r in rows}
+
+# %% ../../nbs/store/03_store.ipynb #8f169143
+class StoreFault(NamedTuple):
+    "Why a store call failed: `retry` when the connection was lost, not when it cannot write."
+    retry: bool
+    reason: str
+
+class StoreUnavailable(RuntimeError):
+    "The store cannot take the engine's writes, so the engine stops trading."
+    def __init__(self, fault: StoreFault):
+        self.fault = fault
+        super().__init__(fault.reason)
+
+# %% ../../nbs/store/03_store.ipynb #140ca6a1
+_CANNOT_WRITE = {'53100': 'the disk is full', '25006': 'the database is read-only'}  # SQLSTATEs
+
+def _first_line(e: BaseException) -> str: return (str(e).strip().splitlines() or [''])[0]
+
+def _kinds(e: BaseException) -> set[str]:
+    "The names of `e`'s classes: PEP 249 errors share them across drivers."
+    return {c.__name__ for c in type(e).__mro__}
+
+# %% ../../nbs/store/03_store.ipynb #f2008cea
+def store_fault(e: BaseException) -> StoreFault | None:
+    "What `e` says about the store: a lost connection, a database that cannot write, or None."
+    if isinstance(e, sa.exc.TimeoutError): return StoreFault(True, _first_line(e))
+    orig = e.orig if isinstance(e, sa.exc.DBAPIError) else e
+    said, lost = _first_line(orig), getattr(e, 'connection_invalidated', False)
+    if isinstance(orig, sqlite3.Error):
+        name = getattr(orig, 'sqlite_errorname', 'SQLITE_ERROR')
+        if type(orig) not in (sqlite3.OperationalError, sqlite3.DatabaseError): return None
+        retry = name.startswith(('SQLITE_BUSY', 'SQLITE_LOCKED'))
+        return StoreFault(retry, f"SQLite: {said} ({name})")
+    if (code := getattr(orig, 'sqlstate', None)) in _CANNOT_WRITE:
+        return StoreFault(False, f"{_CANNOT_WRITE[code]}: {said}")
+    if lost or _kinds(orig) & {'OperationalError', 'InterfaceError'}:
+        return StoreFault(True, f"the database connection failed: {said}")
+    return None

@@ -25,10 +25,12 @@ import botcore
 from ...core import Timeframe
 from ...config import Settings, load_settings
 from ...secrets import tokens_match
-from ..http import Bearer, SettingsCORS, install_error_handlers, unauthorized
-from .schemas import (LAST_MS, AnalysisResponse, AnalysisSubject, AnalyzeRequest,
-                                    CacheStats, Health, ModelInfo, TrainJob, TrainRequest,
-                                    candle_columns, candle_errors, request_error, series_errors)
+from ..http import (Bearer, BodyLimit, SettingsCORS, declared_length, error_responses,
+                              install_error_handlers, limited_receive, unauthorized)
+from .schemas import (LAST_MS, MIN_CANDLES, AnalysisResponse, AnalysisSubject,
+                                    AnalyzeRequest, CacheStats, Health, ModelInfo, TrainJob,
+                                    TrainRequest, candle_columns, candle_errors, request_error,
+                                    series_errors)
 from .serving import NO_MODEL, SignalService, cache_key, model_info
 from .training import TrainingBusy
 
@@ -96,6 +98,8 @@ def parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
         raise RequestValidationError([{'type': 'missing', 'loc': ('body',), 'msg': 'Field required',
                                        'input': None}])
     try: data = json.loads(body)
+    except UnicodeDecodeError:
+        raise HTTPException(400, 'There was an error parsing the body') from None
     except json.JSONDecodeError as e:
         raise RequestValidationError([{'type': 'json_invalid', 'loc': ('body', e.pos), 'input': {},
                                        'msg': 'JSON decode error',
@@ -116,7 +120,7 @@ class _Candle(msgspec.Struct, gc=False):
 class _AnalyzeBody(msgspec.Struct):
     symbol: str
     timeframe: str
-    candles: list[_Candle]
+    candles: Annotated[list[_Candle], msgspec.Meta(min_length=MIN_CANDLES)]
 
 _decode_analyze = msgspec.json.Decoder(_AnalyzeBody).decode
 
@@ -151,7 +155,7 @@ def json_body(model: type[BaseModel]) -> dict:
     return {'requestBody': {'required': True, 'content': {'application/json': {'schema': schema}}}}
 
 # %% ../../../nbs/api/ai/04_app.ipynb #78287628
-UNAUTHORIZED = {401: {'description': 'missing or wrong bearer token'}}
+UNAUTHORIZED = error_responses(401)
 protected = APIRouter(dependencies=[Depends(require_token)], responses=UNAUTHORIZED)
 hot = APIRouter(responses=UNAUTHORIZED)       # endpoints that authenticate themselves
 
@@ -162,8 +166,8 @@ def _json(model: BaseModel, exclude_none: bool = False) -> Response:
 # %% ../../../nbs/api/ai/04_app.ipynb #a082adee
 @hot.post('/analyze', response_model=AnalysisResponse, tags=['signals'],
           openapi_extra=json_body(AnalyzeRequest) | {'security': [{'HTTPBearer': []}]},
-          responses={422: {'description': 'bad candles'},
-                     503: {'description': 'no model trained yet'}})
+          responses=error_responses(400, 413, described={
+              422: 'bad candles, or too few for the served model', 503: 'no model trained yet'}))
 async def analyze(request: Request) -> Response:
     "The seed's trading signal for the last of at least 100 candles (body: `AnalyzeRequest`)."
     service, _ = await authenticate(request)
@@ -192,22 +196,6 @@ async def analyze(request: Request) -> Response:
     service.cache.put(key, out)
     return _json(out, exclude_none=True)
 
-# %% ../../../nbs/api/ai/04_app.ipynb #6e85ae14
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f'request body: over the limit of {limit:,} bytes')
-
-def _limited(receive, limit: int, declared: int | None):
-    "`receive`, refusing (413) a body whose declared length or whose bytes so far pass `limit`."
-    got = 0
-    async def receive_within_limit():
-        nonlocal got
-        if declared is not None and declared > limit: raise _too_large(limit)
-        message = await receive()
-        got += len(message.get('body', b''))
-        if got > limit: raise _too_large(limit)
-        return message
-    return receive_within_limit
-
 # %% ../../../nbs/api/ai/04_app.ipynb #f37e5496
 async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:
     "The response the app's exception handler for `exc` gives."
@@ -218,7 +206,7 @@ async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:
 
 async def serve_analyze(app: FastAPI, scope, receive, send, declared: int | None = None):
     "`POST /analyze` as an ASGI app: `analyze`, the app's exception handlers, and the body limit."
-    request = Request(scope, _limited(receive, app.state.max_body_bytes, declared))
+    request = Request(scope, limited_receive(receive, app.state.max_body_bytes, declared))
     try: response = await analyze(request)
     except Exception as exc: response = await _handled(app, request, exc)
     await response(scope, receive, send)
@@ -229,16 +217,9 @@ class SignalApp(FastAPI):
 
     async def __call__(self, scope, receive, send):
         if scope['type'] == 'http' and scope['method'] == 'POST' and scope['path'] == '/analyze':
-            origin, declared = None, None
-            for name, value in scope['headers']:
-                if name == b'origin':
-                    origin = value
-                elif name == b'content-length':
-                    declared = value
-            if origin is None:
+            if not any(name == b'origin' for name, _ in scope['headers']):
                 scope['app'] = self
-                length = int(declared) if declared and declared.isdigit() else None
-                return await serve_analyze(self, scope, receive, send, length)
+                return await serve_analyze(self, scope, receive, send, declared_length(scope))
         await super().__call__(scope, receive, send)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #51896b84
@@ -265,8 +246,8 @@ def _bundled_or_refused(req: TrainRequest):
     raise RequestValidationError([request_error(('body', 'symbol'), msg, req.symbol)])
 
 @protected.post('/train', status_code=202, response_model=TrainJob, tags=['model'],
-                responses={409: {'description':
-                                 'a job is running, or a model is served and retrain is false'}})
+                responses=error_responses(400, 413, 422, described={
+                    409: 'a job is running, or a model is served and retrain is false'}))
 def train(req: TrainRequest, service: Service, request: Request) -> JSONResponse:
     "Start a training job; poll `GET /train/{job_id}`."
     if req.candles is None: _bundled_or_refused(req)
@@ -281,7 +262,8 @@ def train(req: TrainRequest, service: Service, request: Request) -> JSONResponse
     return JSONResponse(job.model_dump(mode='json'), status_code=202, headers=headers)
 
 # %% ../../../nbs/api/ai/04_app.ipynb #d8586734
-@protected.get('/train/{job_id}', response_model=TrainJob, tags=['model'])
+@protected.get('/train/{job_id}', response_model=TrainJob, tags=['model'],
+               responses=error_responses(422, described={404: 'no training job with this id'}))
 async def train_status(job_id: str, service: Service) -> TrainJob:
     "A training job's status, progress, and metrics or error."
     if (job := service.jobs.get(job_id)) is None:
@@ -342,13 +324,14 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = 5 * 2**20
     "The AI service; `settings` default to `load_settings()` at startup."
     summary = "Trading signals from an LSTM over real candles, the seed's AI service contract."
     app = SignalApp(title='botcore AI service', version=botcore.__version__, lifespan=_lifespan,
-                    max_body_size=max_body_bytes, summary=summary)
+                    summary=summary)
     app.state.settings, app.state.reload_seconds = settings, reload_seconds
     app.state.max_body_bytes, app.state.torch_threads = max_body_bytes, torch_threads
     app.include_router(public)
     app.include_router(hot)
     app.include_router(protected)
     app.openapi = lambda: _openapi(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(SettingsCORS, origins=lambda app: cors_origins(app.state.service.settings))
     install_error_handlers(app, 'AI service')
     return app

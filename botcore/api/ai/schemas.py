@@ -12,15 +12,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 from ...core import Signal, Timeframe
+from ..http import Symbol
 from ...model.policy import SignalPolicy
 
 # %% auto #0
-__all__ = ['Price', 'LAST_MS', 'Symbol', 'CANDLE_FIELDS', 'CandleIn', 'AnalysisSubject', 'AnalyzeRequest', 'AnalysisResponse',
-           'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob', 'CacheStats', 'ScoringStats', 'Health',
-           'ModelInfo', 'request_error', 'candle_columns', 'series_errors', 'candle_errors']
+__all__ = ['Price', 'LAST_MS', 'MIN_CANDLES', 'CANDLE_FIELDS', 'CandleIn', 'AnalysisSubject', 'AnalyzeRequest',
+           'AnalysisResponse', 'TrainRequest', 'JobStatus', 'TrainProgress', 'TrainJob', 'CacheStats', 'ScoringStats',
+           'Health', 'ModelInfo', 'request_error', 'candle_columns', 'series_errors', 'candle_errors']
 
 # %% ../../../nbs/api/ai/01_schemas.ipynb #f313ae07
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -37,19 +38,17 @@ class CandleIn(TypedDict):
     volume: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 # %% ../../../nbs/api/ai/01_schemas.ipynb #d81d0625
-def _upper(s): return s.strip().upper() if isinstance(s, str) else s
-Symbol = Annotated[str, BeforeValidator(_upper),
-                   Field(min_length=2, max_length=20, pattern=r'^[A-Z0-9]+$', examples=['BTCUSDT'])]
-
 class AnalysisSubject(BaseModel):
     "What an analysis request asks about: a pair and its timeframe (checked before the candles)."
     symbol: Symbol
     timeframe: Timeframe
 
 # %% ../../../nbs/api/ai/01_schemas.ipynb #40cf9229
+MIN_CANDLES = 100      # the seed's minimum: botcore.model.signals.MIN_CANDLES
+
 class AnalyzeRequest(AnalysisSubject):
     "The seed's analysis request: a pair, its timeframe and at least 100 candles, oldest first."
-    candles: list[CandleIn]
+    candles: list[CandleIn] = Field(min_length=MIN_CANDLES)
 
 _SOURCE = "detailed: where the thresholds came from ('fixed' also while adaptive lacks history)"
 
@@ -69,14 +68,16 @@ class AnalysisResponse(Signal):
 # %% ../../../nbs/api/ai/01_schemas.ipynb #52b5227e
 class TrainRequest(BaseModel):
     "A training job: the series (bundled, or `candles`), the architecture and the number of epochs."
-    model_config = ConfigDict(protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=(), json_schema_extra={
+        'examples': [{'symbol': 'BTCUSDT', 'timeframe': '1h', 'retrain': True}]})
     symbol: Symbol = 'BTCUSDT'
     timeframe: Timeframe = Timeframe.H1
     model_type: Optional[Literal['lstm', 'gru', 'transformer', 'mlp', 'lightgbm', 'logistic']] = Field(
         None, description="the zoo member to train; default: the default model's type")
     retrain: bool = Field(False, description='replace a model that is already served')
     candles: Optional[list[CandleIn]] = Field(
-        None, description='training candles, oldest first; default: the bundled series')
+        None, min_length=MIN_CANDLES,
+        description='training candles, oldest first; default: the bundled series')
     epochs: Optional[int] = Field(None, ge=1, le=1000, description="default: TrainConfig's")
     max_train_seconds: Optional[float] = Field(
         None, gt=0, description='stop after the epoch that passes it; default 240')
