@@ -1,7 +1,8 @@
 """What the tests (and benchmarks/dashboard_bench.py, benchmarks/analyze_bench.py) share besides
-fixtures: free loopback ports, a clean environment, skipping for a missing service, and real
-uvicorn and Voila servers in subprocesses. The shared fixtures are in conftest.py."""
-import functools, os, signal, socket, subprocess, sys, time
+fixtures: free loopback ports, a clean environment, skipping for a missing service, WebSocket
+clients (one that reads everything, one that stalls), and real uvicorn and Voila servers in
+subprocesses. The shared fixtures are in conftest.py."""
+import asyncio, functools, os, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
@@ -142,3 +143,43 @@ class Dashboards:
         for pid in left:                                      # a kernel Voila failed to shut down
             try: os.kill(pid, signal.SIGKILL)
             except ProcessLookupError: pass
+
+
+def stalled_ws(url: str, rcvbuf: int = 4096, mss: int | None = None):
+    """A raw WebSocket client socket, handshake done, that will read nothing more unless told:
+    (websockets' sans-I/O `ClientProtocol`, the socket), with a `rcvbuf`-byte receive buffer (and
+    an `mss`-byte segment size) as a slow client on a small window would have."""
+    import socket as _socket
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+    uri = parse_uri(url)
+    ws, sock = ClientProtocol(uri), _socket.socket()
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf)
+    if mss: sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_MAXSEG, mss)
+    sock.settimeout(10)
+    sock.connect((uri.host, uri.port))
+    ws.send_request(ws.connect())
+    sock.sendall(b''.join(ws.data_to_send()))
+    while ws.state is State.CONNECTING: ws.receive_data(sock.recv(4096))
+    return ws, sock
+
+
+class WsReader(threading.Thread):
+    "A WebSocket client that reads every event, in a thread of its own; `done.set()` ends it."
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.events, self.closed, self.done = url, 0, None, threading.Event()
+        self.start()
+
+    def run(self): asyncio.run(self.read())
+
+    async def read(self):
+        import websockets
+        async with websockets.connect(self.url) as ws:
+            try:
+                while not self.done.is_set():
+                    try: await asyncio.wait_for(ws.recv(), 0.5)
+                    except TimeoutError: continue
+                    self.events += 1
+            except websockets.ConnectionClosed as e: self.closed = e.rcvd.code if e.rcvd else -1

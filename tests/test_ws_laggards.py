@@ -26,20 +26,13 @@ The queue holds two seconds of events: the reading client never falls that far b
 `/api/status` reports the clients listening (`ws_clients`) and those dropped (`ws_dropped`): the
 test waits on those, as an operator's monitor would.
 """
-import asyncio
-import socket
-import threading
 
 import httpx
 import psutil
 import pytest
-import websockets
-from websockets.client import ClientProtocol
 from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.uri import parse_uri
 
-from support import UvicornServer, clean_env, wait_until
+from support import UvicornServer, WsReader, clean_env, stalled_ws, wait_until
 
 KEY = 'engine-key-' + 'e' * 32
 AUTH = {'Authorization': f'Bearer {KEY}'}
@@ -82,15 +75,7 @@ def texts(events) -> int: return sum(getattr(e, 'opcode', None) is Opcode.TEXT f
 class Laggard:
     "A WebSocket client with small socket buffers that reads nothing after the handshake."
     def __init__(self, url: str):
-        uri = parse_uri(url)
-        self.ws, self.sock = ClientProtocol(uri), socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-        self.sock.settimeout(10)
-        self.sock.connect((uri.host, uri.port))
-        self.ws.send_request(self.ws.connect())
-        self.sock.sendall(b''.join(self.ws.data_to_send()))
-        while self.ws.state is State.CONNECTING: self.ws.receive_data(self.sock.recv(4096))
+        self.ws, self.sock = stalled_ws(url, rcvbuf=4096, mss=536)
         self.events = texts(self.ws.events_received())
 
     def drain(self) -> int | None:
@@ -103,30 +88,13 @@ class Laggard:
         return self.ws.close_rcvd.code if self.ws.close_rcvd else None
 
 
-class Reader(threading.Thread):
-    "A WebSocket client that reads every event, in a thread of its own."
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.events, self.closed, self.done = url, 0, None, threading.Event()
-        self.start()
-
-    def run(self): asyncio.run(self.read())
-
-    async def read(self):
-        async with websockets.connect(self.url) as ws:
-            try:
-                while not self.done.is_set():
-                    try: await asyncio.wait_for(ws.recv(), 0.5)
-                    except TimeoutError: continue
-                    self.events += 1
-            except websockets.ConnectionClosed as e: self.closed = e.rcvd.code if e.rcvd else -1
 
 
 def test_laggards_are_dropped_and_nobody_else_suffers(engine):
     http, url = engine.http, engine.url.replace('http', 'ws') + f'/ws?token={KEY}'
     status = lambda: http.get('/api/status').json()
     rss = lambda: psutil.Process(engine.proc.pid).memory_info().rss
-    reader = Reader(url)
+    reader = WsReader(url)
     wait_until(lambda: reader.events >= 50, timeout=30, what='the reader receiving events')
     before, rss_before = status(), rss()
     assert before['status'] == 'running' and status()['ws_dropped'] == 0

@@ -24,23 +24,18 @@ What is checked, as an operator would check it:
 - the stalled client, reading again, finds its connection reset rather than stale events;
 - no traceback in the engine's log.
 """
-import asyncio
 import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import httpx
 import psutil
 import pytest
-import websockets
-from websockets.client import ClientProtocol
-from websockets.protocol import State
-from websockets.uri import parse_uri
 
-from support import UvicornServer, botcore_script, clean_env, free_port, wait_until
+from support import (UvicornServer, WsReader, botcore_script, clean_env, free_port, stalled_ws,
+                     wait_until)
 
 INTER, KEY = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32
 AUTH = {'Authorization': f'Bearer {KEY}'}
@@ -96,15 +91,8 @@ def engine(ai, tmp_path_factory):
 class Stalled:
     "A WebSocket client with a 4 KiB receive buffer that reads nothing after the handshake."
     def __init__(self, url: str):
-        uri = parse_uri(url)
-        self.ws, self.sock = ClientProtocol(uri), socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.settimeout(10)
-        self.sock.connect((uri.host, uri.port))
+        self.ws, self.sock = stalled_ws(url, rcvbuf=4096)
         self.port = self.sock.getsockname()[1]
-        self.ws.send_request(self.ws.connect())
-        self.sock.sendall(b''.join(self.ws.data_to_send()))
-        while self.ws.state is State.CONNECTING: self.ws.receive_data(self.sock.recv(4096))
 
     def wake(self) -> str:
         "Read again until the connection ends: 'reset', or 'closed' (a FIN); 'open' after 20 s."
@@ -119,23 +107,6 @@ class Stalled:
         finally: self.sock.close()
 
 
-class Reader(threading.Thread):
-    "A WebSocket client that reads every event, in a thread of its own."
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.events, self.closed, self.done = url, 0, None, threading.Event()
-        self.start()
-
-    def run(self): asyncio.run(self.read())
-
-    async def read(self):
-        async with websockets.connect(self.url) as ws:
-            try:
-                while not self.done.is_set():
-                    try: await asyncio.wait_for(ws.recv(), 0.5)
-                    except TimeoutError: continue
-                    self.events += 1
-            except websockets.ConnectionClosed as e: self.closed = e.rcvd.code if e.rcvd else -1
 
 
 def kernel_sockets(server_port: int, client_port: int) -> list[str]:
@@ -161,7 +132,7 @@ def test_a_client_that_stops_reading_is_disconnected(engine):
     proc, http, port = engine
     url = f'ws://127.0.0.1:{port}/ws?token={KEY}'
     status = lambda: http.get('/api/status').json()
-    reader = Reader(url)
+    reader = WsReader(url)
     wait_until(lambda: reader.events >= 50, timeout=60, what='the reader receiving events')
     stalled = Stalled(url)
     assert kernel_sockets(port, stalled.port) == [psutil.CONN_ESTABLISHED]
