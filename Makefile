@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed-stamp
 # Checksum of every file under nbs/ and botcore/: a changed or a new file changes it.
 TREE_SUM = find nbs botcore -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum
 
-.PHONY: run test venv check-export lint nbtest pytest clean test-integration test-engine-ai \
+.PHONY: run test venv check-export lint nbtest nbval pytest lab docs clean test-integration \
+	test-engine-ai \
 	test-dashboard-engine test-dashboard-ai test-websocket test-with-mock-data generate-test-data
 
 venv: $(STAMP)
@@ -24,7 +25,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/botcore run
 
-test: check-export lint nbtest pytest
+test: check-export lint nbtest nbval pytest
+
+# JupyterLab in the project on 127.0.0.1 ([lab] port, 8888), the guide opened on first start; its
+# token: `botcore config token --name lab_token`.
+lab: $(STAMP)
+	$(BIN)/botcore lab
+
+# The documentation site from the notebooks (nbs/ and guide/) and the README, into _docs/;
+# `botcore docs` serves it.
+docs: $(STAMP)
+	$(BIN)/python -c "from botcore.jobs.docs import build_docs; build_docs()"
 
 # The notebooks are the source: cleaning and exporting them must change nothing.
 check-export: $(STAMP)
@@ -40,11 +51,22 @@ check-export: $(STAMP)
 # an import that points the wrong way (a library module importing the CLI, the engine importing the
 # API, ...) fails here.
 lint: $(STAMP)
-	$(BIN)/ruff check nbs botcore dashboards pipelines
+	$(BIN)/ruff check nbs botcore dashboards pipelines guide
 	$(BIN)/lint-imports
 
+# A notebook cell still running after 10 minutes has hung: it fails the run instead of holding CI.
 nbtest: $(STAMP)
-	$(BIN)/python .ci/nbtest.py --n-workers 2 --timing $(NBTEST_FLAGS)
+	$(BIN)/python .ci/nbtest.py --n-workers 2 --timing --cell-timeout 600 $(NBTEST_FLAGS)
+
+# The guide, the dashboards and the pipelines run top to bottom as tests (nbval; a cell that raises
+# fails), with their quick parameters (BOTCORE_QUICK=1) and a data directory of their own, which
+# also holds their temporary files (TMPDIR) and goes when they end.
+NBVAL_PATHS = guide dashboards pipelines
+nbval: $(STAMP)
+	@data=$$(mktemp -d); trap 'rm -rf "$$data"' EXIT; \
+	BOTCORE_QUICK=1 BOTCORE_DATA_DIR="$$data" TMPDIR="$$data" \
+	  $(BIN)/pytest --nbval-lax -p no:cacheprovider \
+	  $(NBVAL_PATHS) $(NBVAL_ARGS)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

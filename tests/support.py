@@ -2,7 +2,7 @@
 fixtures: free loopback ports, a clean environment, skipping for a missing service, WebSocket
 clients (one that reads everything, one that stalls), and real uvicorn and Voila servers in
 subprocesses. The shared fixtures are in conftest.py."""
-import asyncio, functools, os, signal, socket, subprocess, sys, threading, time
+import asyncio, functools, os, shutil, signal, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
@@ -14,6 +14,10 @@ BOTCORE = Path(sys.executable).with_name('botcore')
 
 
 PG_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'   # the test server: trust auth
+
+
+# Where browser tests keep their screenshots, logs and timings.
+ARTIFACTS = Path(os.environ.get('BOTCORE_TEST_ARTIFACTS') or Path(__file__).parent / 'artifacts')
 
 
 @functools.cache
@@ -34,6 +38,15 @@ def unavailable(reason: str):
     if os.environ.get('BOTCORE_REQUIRE_SERVICES') == '1':
         pytest.fail(f'{reason} (BOTCORE_REQUIRE_SERVICES=1)')
     pytest.skip(reason)
+
+
+def chromium() -> str:
+    "Chromium's path, or skip (fail when BOTCORE_REQUIRE_SERVICES=1)."
+    try: import playwright.sync_api  # noqa: F401
+    except ImportError: unavailable('Playwright is not installed: pip install playwright')
+    for p in (os.environ.get('BOTCORE_CHROMIUM'), '/usr/bin/chromium', '/usr/bin/chromium-browser', shutil.which('chromium')):
+        if p and Path(p).is_file(): return p
+    unavailable('Chromium is not installed: apt-get install -y chromium (or set BOTCORE_CHROMIUM)')
 
 
 def botcore_script() -> Path:

@@ -81,7 +81,8 @@ def test_good_config_loads_and_keeps_generated_tokens_private(tmp_path):
     path = tmp_path / 'data' / 'secrets.json'
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     tokens = json.loads(path.read_text())
-    assert set(tokens) == {'inter_service_token', 'engine_api_key', 'ai_api_key', 'dashboard_session_secret'}
+    assert set(tokens) == {'inter_service_token', 'engine_api_key', 'ai_api_key', 'dashboard_session_secret',
+                           'lab_token'}
     assert all(len(v) >= 43 and v not in r1.stdout + r2.stdout for v in tokens.values())
     assert json.loads(path.read_text()) == tokens  # the second run reused them
 

@@ -17,31 +17,21 @@ its token and kernel culling). Headless Chromium, driven by Playwright, opens th
 Screenshots and timings are kept under tests/artifacts/ (or $BOTCORE_TEST_ARTIFACTS). Without Chromium or
 Playwright the tests skip, unless BOTCORE_REQUIRE_SERVICES=1, where they fail.
 """
-import json, os, re, shutil, statistics, subprocess, sys, time
+import json, re, shutil, statistics, subprocess, sys, time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import Dashboards, UvicornServer, clean_env, wait_until, free_port, unavailable
+from support import ARTIFACTS, Dashboards, UvicornServer, chromium, clean_env, wait_until, free_port
 
 INTER, ENGINE_KEY, AI_KEY, SECRET = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32, 'ai-key-' + 'a' * 32, 'dashboard-' + 'd' * 32
 ENGINE_AUTH, AI_AUTH = {'Authorization': f'Bearer {ENGINE_KEY}'}, {'Authorization': f'Bearer {AI_KEY}'}
 CULL_SECONDS = 10                 # the dashboards' kernel culling in this test (the setting's minimum)
 # Times (first render, event lag) go to artifacts/dashboard-timings.json and are not asserted: on a shared machine they
 # are noise; benchmarks/dashboard_bench.py measures them.
-ARTIFACTS = Path(os.environ.get('BOTCORE_TEST_ARTIFACTS') or Path(__file__).parent / 'artifacts')
 pytestmark = pytest.mark.timeout(900)
 TIMINGS: dict = {}
-
-
-def chromium() -> str:
-    "Chromium's path, or skip (fail when BOTCORE_REQUIRE_SERVICES=1)."
-    try: import playwright.sync_api  # noqa: F401
-    except ImportError: unavailable('Playwright is not installed: pip install playwright')
-    for p in (os.environ.get('BOTCORE_CHROMIUM'), '/usr/bin/chromium', '/usr/bin/chromium-browser', shutil.which('chromium')):
-        if p and Path(p).is_file(): return p
-    unavailable('Chromium is not installed: apt-get install -y chromium (or set BOTCORE_CHROMIUM)')
 
 
 # ---------------------------------------------------------------- the services and the dashboards

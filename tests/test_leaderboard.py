@@ -147,8 +147,8 @@ def test_botcore_evaluate_writes_the_tables(tmp_path):
     cmd = [str(botcore_script()), 'evaluate', '--symbols', 'BTCUSDT', '--timeframes', '1h',
            '--models', 'lightgbm', '--folds', '2', '--train-size', '600', '--test-size', '200',
            '--holdout', '1', '--workers', '0', '--out', str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=clean_env(),
-                          cwd=tmp_path)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=clean_env(BOTCORE_DATA_DIR=str(tmp_path / 'data')), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     names = {p.name for p in out.iterdir()}
     assert {'leaderboard.csv', 'folds.csv', 'leaderboard.md', 'verdict.txt'} <= names
