@@ -2,12 +2,13 @@
 fixtures: free loopback ports, a clean environment, skipping for a missing service, WebSocket
 clients (one that reads everything, one that stalls), and real uvicorn and Voila servers in
 subprocesses. The shared fixtures are in conftest.py."""
-import asyncio, functools, os, shutil, signal, socket, subprocess, sys, threading, time
+import asyncio, functools, os, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
 
 from botcore.config import ENV_VARS
+from botcore.jobs.sandbox import free_port   # a loopback port nothing listens on
 
 
 BOTCORE = Path(sys.executable).with_name('botcore')
@@ -56,10 +57,6 @@ def botcore_script() -> Path:
     return BOTCORE
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict:

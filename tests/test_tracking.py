@@ -5,7 +5,6 @@ and its registry entry name each other. A tracking server that cannot be reached
 line, never the training. Every size is tiny (an MLP of 2 epochs, folds of a few hundred candles,
 2-trial studies): what is tested is the record, not the models."""
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from botcore.data.candles import candles_to_json
-from support import UvicornServer, botcore_script, clean_env
+from support import UvicornServer, botcore_script, clean_env, free_port
 
 pytestmark = [pytest.mark.slow,   # MLflow's own SQLAlchemy store, not ours:
               pytest.mark.filterwarnings('ignore:The ``noload`` loader strategy is deprecated')]
@@ -56,13 +55,6 @@ def artifacts(client: MlflowClient, run_id: str, path: str = '') -> list[str]:
 
 def history(client, run_id, key) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-
-
-def closed_port() -> int:
-    "A loopback port nothing listens on (free a moment ago)."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- botcore train
@@ -117,7 +109,7 @@ def test_botcore_train_run_and_registry_point_at_each_other(tmp_path):
 
 
 def test_an_unreachable_tracking_server_costs_one_warning_not_the_model(tmp_path):
-    data, port = tmp_path / 'data', closed_port()
+    data, port = tmp_path / 'data', free_port()   # nothing listens there
     started = time.monotonic()
     r = botcore(data, 'train', '--symbol', 'ETHUSDT', '--timeframe', '15m', '--force',
                 '--runs-dir', str(tmp_path / 'runs'), cwd=tmp_path, MLFLOW_TRACKING_URI=f'http://127.0.0.1:{port}')
