@@ -18,8 +18,9 @@ import botcore
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'main', 'config_show', 'config_token', 'data_cmd', 'train_cmd', 'backtest_cmd', 'sweep_cmd',
-           'evaluate_cmd', 'tune_cmd', 'runs_cmd', 'ensure_default_model', 'serve_ai', 'serve_engine',
-           'serve_dashboard_cmd', 'lab_cmd', 'docs_cmd', 'run_cmd', 'simulator', 'schedule', 'download', 'testdata_cmd']
+           'evaluate_cmd', 'tune_cmd', 'runs_cmd', 'default_series', 'ensure_default_model', 'replay_note', 'serve_ai',
+           'serve_engine', 'serve_dashboard_cmd', 'lab_cmd', 'docs_cmd', 'run_cmd', 'simulator', 'schedule', 'download',
+           'testdata_cmd']
 
 # %% ../nbs/90_cli.ipynb #62faff0b
 COMMANDS: dict[str, Callable] = {}
@@ -513,9 +514,20 @@ def runs_cmd(n: int = 20,  # how many runs to list, newest first
     print(f"\nbrowse them: {ui_command(s)}")
 
 # %% ../nbs/90_cli.ipynb #16a14cda
+def default_series(settings) -> tuple[list[str], str]:
+    """The symbols and timeframe the default model trains on: the ones the engine trades (pooled)
+    where their candles are here, else BTCUSDT 1h."""
+    from botcore.data.candles import UnknownSeriesError, series_path
+    md = settings.market_data
+    try:
+        for s in md.symbols: series_path(s, md.timeframe, settings.data_dir)
+    except UnknownSeriesError: return ['BTCUSDT'], '1h'
+    return list(md.symbols), md.timeframe.value
+
+# %% ../nbs/90_cli.ipynb #00a093e7
 def ensure_default_model(settings) -> None:
-    """Train the default model (BTCUSDT 1h) into the settings' model_dir when it holds none the
-    service would serve; say so plainly if the promotion gate refuses it."""
+    """Train the default model on `default_series` into the settings' model_dir when it holds none
+    the service would serve; say so plainly if the promotion gate refuses it."""
     from botcore.model.evaluation import evaluation_report
     from botcore.model.registry import ModelRegistry, PromotionRefused
     from botcore.model.training import DEFAULT_MODEL, train_default_model
@@ -523,15 +535,48 @@ def ensure_default_model(settings) -> None:
     if reg.current() is not None or reg.servable() is not None:
         return
     what = ', '.join(f'{k}={v}' for k, v in DEFAULT_MODEL.items())
-    print(f"\nNo model in {settings.model_dir}: training the default model ({what}) on BTCUSDT "
-          "1h (once)...", flush=True)
-    try: model = train_default_model(settings.model_dir)
+    symbols, tf = default_series(settings)
+    print(f"\nNo model in {settings.model_dir}: training the default model ({what}) on "
+          f"{' + '.join(symbols)} {tf} (once)...", flush=True)
+    try: model = train_default_model(settings.model_dir, symbols, tf)
     except PromotionRefused as e:
         print(f"The default model was saved but {e}. The AI service serves no model until one "
               "passes: try `botcore evaluate` and `botcore train`.", flush=True)
         return
     report = evaluation_report(model)
     print(report.round(4).to_string(), '\n' + report.attrs['verdict'], flush=True)
+
+# %% ../nbs/90_cli.ipynb #1fd832f1
+def _val_end_ms(meta: dict, symbol: str) -> int | None:
+    "The open time of the last candle of `symbol` in the model's validation split, or None."
+    from botcore.core import ms_from_utc
+    from datetime import datetime
+    summary = meta.get('series', {}).get(symbol) or (meta if meta.get('symbols') == [symbol]
+                                                    else None)
+    last = ((summary or {}).get('splits') or {}).get('val', {}).get('last')
+    return ms_from_utc(datetime.fromisoformat(last.replace('Z', '+00:00'))) if last else None
+
+# %% ../nbs/90_cli.ipynb #36d33ae2
+def replay_note(settings) -> str | None:
+    "Where the replay starts, against the served model's data (None: no replay, or no model)."
+    from botcore.core import utc_from_ms
+    from botcore.exchange.replay import ReplayMarketData
+    from botcore.model.registry import ModelRegistry
+    reg = ModelRegistry(settings.model_dir)
+    if settings.market_data.source != 'replay' or not (v := reg.current() or reg.servable()):
+        return None
+    replay, meta = ReplayMarketData.from_settings(settings), reg.meta(v)
+    start, symbols = replay.start_ms, replay.symbols
+    ends = {s: _val_end_ms(meta, s) for s in symbols}
+    when = f"{utc_from_ms(start):%Y-%m-%d %H:%M} UTC"
+    if unseen := [s for s, e in ends.items() if e is None]:
+        return f"replay from {when}; model {v} was not trained on {', '.join(unseen)}"
+    if inside := [s for s, e in ends.items() if e >= start]:
+        return (f"WARNING: the replay starts at {when}, inside the data model {v} was fitted or "
+                f"calibrated on for {', '.join(inside)}: its trades there are not out of sample")
+    last = f"{utc_from_ms(max(ends.values())):%Y-%m-%d %H:%M} UTC"
+    return (f"replay from {when}: after model {v}'s training and validation data "
+            f"(last candle {last}), on candles it never learned from")
 
 # %% ../nbs/90_cli.ipynb #0a528376
 @command('serve ai')
@@ -609,6 +654,7 @@ def run_cmd(config: str = None,  # path to a botcore.toml
     s = load_settings_or_exit(config)          # also generates the tokens the three services share
     data_cmd(config=config)
     ensure_default_model(s)
+    if note := replay_note(s): print(f"\n{note}", flush=True)
     sup = Supervisor()
     try:
         if start_services(sup, s, config, dashboard):

@@ -23,7 +23,7 @@ from .core import Timeframe
 from .secrets import SecretsError, generated_tokens
 from .sections import (AISettings, ApiIntegrationSettings, ApiSettings, AuthSettings,
                               DashboardSettings, ExchangeSettings, KeyedError, LabSettings,
-                              MarketDataSettings, TrackingSettings,
+                              MarketDataSettings, NotifySettings, TrackingSettings,
                               ScheduleSettings, StoreSettings, TradingSettings,
                               ai_with_seed_cache_keys)
 
@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     lab: LabSettings = LabSettings()
     tracking: TrackingSettings = TrackingSettings()
+    notify: NotifySettings = NotifySettings()
 
     @field_validator('data_dir', mode='before')
     @classmethod
@@ -275,7 +276,8 @@ def _toml_value(v) -> str:
     if isinstance(v, Mapping):
         return '{' + ', '.join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + '}'
     if isinstance(v, BaseModel):
-        return _toml_value({k: x for k, x in v.model_dump().items() if x is not None})
+        shown = v.shown() if hasattr(v, 'shown') else v.model_dump()  # e.g. a webhook's token
+        return _toml_value({k: x for k, x in shown.items() if x is not None})
     raise TypeError(f"cannot write {type(v).__name__} as TOML: {v!r}")
 
 # %% ../nbs/01_config.ipynb #da0b6123

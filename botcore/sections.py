@@ -14,10 +14,11 @@ from pydantic import (AfterValidator, AnyHttpUrl, BaseModel, BeforeValidator, Co
 from .core import Timeframe
 
 # %% auto #0
-__all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'Section', 'MarketDataSettings', 'ApiSettings', 'StrategySettings',
-           'TradingSettings', 'KeyedError', 'AISettings', 'ApiIntegrationSettings', 'ai_with_seed_cache_keys',
-           'AuthSettings', 'ExchangeSettings', 'DashboardSettings', 'LabSettings', 'TrackingSettings', 'ScheduledRun',
-           'ScheduleSettings', 'StoreSettings']
+__all__ = ['Threshold', 'Port', 'HttpURL', 'Origin', 'Token', 'NOTIFY_EVENTS', 'Section', 'MarketDataSettings', 'ApiSettings',
+           'StrategySettings', 'TradingSettings', 'KeyedError', 'AISettings', 'ApiIntegrationSettings',
+           'ai_with_seed_cache_keys', 'AuthSettings', 'ExchangeSettings', 'DashboardSettings', 'LabSettings',
+           'TrackingSettings', 'mask_url', 'Webhook', 'NotifySettings', 'ScheduledRun', 'ScheduleSettings',
+           'StoreSettings']
 
 # %% ../nbs/02_sections.ipynb #ccca6a01
 def _unit_interval(x: float) -> float:
@@ -90,16 +91,18 @@ class MarketDataSettings(Section):
     update_interval_ms: int = Field(
         60_000, gt=0, description="ask for a symbol's signal at most this often, in market time "
         "(candle closes): 60000 asks at every candle of 1m or longer, 300000 at every 5th 1m one")
-    confidence_threshold: Threshold = 0.65
-    symbols: list[str] = Field(['BTCUSDT'], min_length=1)
-    timeframe: Annotated[Timeframe, BeforeValidator(Timeframe.parse)] = Timeframe.H1
+    confidence_threshold: Threshold = Field(
+        0.6, description="the rules act on a signal whose confidence / 100 is at least this; 0.6 "
+        "passes every signal of the selected policy (fixed 0.6 / 0.4), the seed's 0.65 fewer")
+    symbols: list[str] = Field(['BTCUSDT', 'ETHUSDT'], min_length=1)
+    timeframe: Annotated[Timeframe, BeforeValidator(Timeframe.parse)] = Timeframe.M5
     source: Literal['replay', 'binance', 'binance-testnet'] = 'replay'
     history_candles: int = Field(
         200, ge=100, description='rolling window per symbol, backfilled at start (the AI needs 100)')
     replay_speed: float = Field(
-        1.0, ge=0, description='replay: candles per second (0: as fast as possible)')
+        10.0, ge=0, description='replay: candles per second (0: as fast as possible)')
     replay_candles: int = Field(
-        2000, gt=0, description="replay: how many of the series' last candles to stream")
+        8000, gt=0, description="replay: how many of the series' last candles to stream")
 
 # %% ../nbs/02_sections.ipynb #3e55c42a
 class ApiSettings(Section):
@@ -313,6 +316,53 @@ class TrackingSettings(Section):
     uri: Optional[str] = Field(
         None, description='MLflow tracking URI; None: a local store under data_dir/mlflow')
     experiment: str = Field('botcore', min_length=1, description='MLflow experiment name')
+
+# %% ../nbs/02_sections.ipynb #161f109b
+NOTIFY_EVENTS = ('position_opened', 'position_closed', 'degraded', 'recovered', 'order_rejected',
+                 'error', 'daily_summary')
+
+# %% ../nbs/02_sections.ipynb #35e5f1ff
+_SECRET_SEGMENT = re.compile(r'(?=.*\d)(?=.*[A-Za-z])[\w.~-]{16,}')
+
+def mask_url(url: str) -> str:
+    "`url` with what may be a token hidden: bot tokens, long mixed path segments, query values."
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    host = u.netloc.rpartition('@')[2]
+    host = f'***@{host}' if '@' in u.netloc else host
+    segments = ['bot***' if re.fullmatch(r'bot\d+:[\w-]+', s) else
+                '***' if _SECRET_SEGMENT.fullmatch(s) else s for s in u.path.split('/')]
+    query = '&'.join(f"{k.partition('=')[0]}=***" for k in u.query.split('&')) if u.query else ''
+    return f"{u.scheme}://{host}{'/'.join(segments)}" + (f'?{query}' if query else '')
+
+# %% ../nbs/02_sections.ipynb #88972de3
+class Webhook(Section):
+    "One place alerts go to, in the format its service reads."
+    url: HttpURL
+    format: Literal['generic', 'telegram', 'discord', 'slack'] = 'generic'
+    chat_id: Optional[str] = Field(None, description='telegram: the chat the bot writes to')
+    events: list[Literal[NOTIFY_EVENTS]] = Field(
+        list(NOTIFY_EVENTS), min_length=1, description='which alerts this webhook gets')
+
+    @model_validator(mode='after')
+    def _telegram_chat(self):
+        if self.format == 'telegram' and not self.chat_id:
+            raise KeyedError('chat_id', "a telegram webhook needs the chat_id its bot writes to")
+        return self
+
+    def shown(self) -> dict:
+        "The webhook as `config show` prints it: its URL's token masked."
+        return self.model_dump(exclude_none=True) | dict(url=mask_url(self.url))
+
+# %% ../nbs/02_sections.ipynb #f3e6fc52
+class NotifySettings(Section):
+    "`[notify]`: the webhooks that get the engine's alerts, and how hard to try each one."
+    webhooks: list[Webhook] = []
+    timeout_seconds: float = Field(10.0, gt=0, description='per request')
+    max_retries: int = Field(5, ge=0, description='tries after the first, then the alert is dropped')
+    retry_delay_seconds: float = Field(1.0, ge=0, description='first backoff; doubles each retry')
+    queue_size: int = Field(
+        1000, ge=1, description='alerts waiting per webhook; beyond it the oldest is dropped')
 
 # %% ../nbs/02_sections.ipynb #0b3792f6
 def _cron(s: str) -> str:

@@ -1,12 +1,16 @@
 """The Voila dashboards end to end, as a user sees them in a browser.
 
 Three real servers run as subprocesses on loopback: the AI service (a small LSTM trained by the fixture on real
-BTCUSDT 1h candles), the engine (replaying real BTCUSDT 1h candles at 5 candles/s with thresholds that make it
-trade, as in test_engine_e2e.py) and the dashboards, served by `botcore.dashboard.clients.serve_dashboard_cmd` (Voila with
+BTCUSDT 1h candles), the engine (replaying real BTCUSDT and ETHUSDT 5m candles at 5 candles/s each, with thresholds
+that make it trade, as in test_engine_e2e.py) and the dashboards, served by `botcore.dashboard.clients.serve_dashboard_cmd` (Voila with
 its token and kernel culling). Headless Chromium, driven by Playwright, opens the pages and checks what a user would:
 
 - the monitor renders; the status shows `running`; trades, AI signals and the equity chart fill in live, and
   events reach the open page as they happen (benchmarks/dashboard_bench.py times the render and the lag);
+- the trader's cockpit: a symbol selector for the two symbols traded, the chosen symbol's candles growing live
+  with its entry and exit markers (side, price, PnL on hover), the performance panel showing what
+  `/api/performance` says, the bot's events (a stop and a start) in the events feed, and each signal's probability
+  beside the thresholds in force;
 - Stop and Start steer the bot; Close (with its confirmation) closes a position, which the engine confirms;
   a refused setting is shown beside its field, an accepted one reaches `/api/config`;
 - with the AI service (or the engine) stopped the page says so, and the warning clears when it returns, without
@@ -27,6 +31,7 @@ from support import ARTIFACTS, Dashboards, UvicornServer, chromium, clean_env, w
 
 INTER, ENGINE_KEY, AI_KEY, SECRET = 'inter-service-' + 'i' * 32, 'engine-key-' + 'e' * 32, 'ai-key-' + 'a' * 32, 'dashboard-' + 'd' * 32
 ENGINE_AUTH, AI_AUTH = {'Authorization': f'Bearer {ENGINE_KEY}'}, {'Authorization': f'Bearer {AI_KEY}'}
+SYMBOLS = ['BTCUSDT', 'ETHUSDT']   # the engine trades both, on 5m candles: the page has a symbol selector
 CULL_SECONDS = 10                 # the dashboards' kernel culling in this test (the setting's minimum)
 # Times (first render, event lag) go to artifacts/dashboard-timings.json and are not asserted: on a shared machine they
 # are noise; benchmarks/dashboard_bench.py measures them.
@@ -45,7 +50,7 @@ def ai(browser_path, ai_dir):
     "The AI service on conftest's `ai_dir`; Chromium is looked for first, so that a missing one skips before training."
     server = UvicornServer('botcore.api.ai.app:app', ai_dir, clean_env(
         INTER_SERVICE_TOKEN=INTER, AI_API_KEY=AI_KEY, BOTCORE_AI__LONG_THRESHOLD='0.5', BOTCORE_AI__SHORT_THRESHOLD='0.49',
-        BOTCORE_AI__CACHE_PREDICTIONS='false'), name='ai')
+        BOTCORE_AI__CACHE_PREDICTIONS='false', BOTCORE_API_INTEGRATION__SIGNAL_FORMAT='detailed'), name='ai')   # with its thresholds
     yield server
     server.stop()
 
@@ -54,6 +59,7 @@ def ai(browser_path, ai_dir):
 def engine(ai, tmp_path_factory):
     server = UvicornServer('botcore.api.engine:app', tmp_path_factory.mktemp('engine'), clean_env(
         INTER_SERVICE_TOKEN=INTER, ENGINE_API_KEY=ENGINE_KEY, PYTHON_AI_SERVICE_URL=ai.url,
+        BOTCORE_MARKET_DATA__SYMBOLS=json.dumps(SYMBOLS), BOTCORE_MARKET_DATA__TIMEFRAME='5m',
         BOTCORE_MARKET_DATA__REPLAY_SPEED='5', BOTCORE_MARKET_DATA__REPLAY_CANDLES='6000', BOTCORE_MARKET_DATA__CONFIDENCE_THRESHOLD='0.5',
         BOTCORE_TRADING__STOP_LOSS_PCT='0.5', BOTCORE_TRADING__TAKE_PROFIT_PCT='0.5', BOTCORE_TRADING__COOLDOWN_LOSSES='0',
         BOTCORE_TRADING__DAILY_LOSS_LIMIT_PCT='0', BOTCORE_TRADING__HEALTH_CHECK_SECONDS='0.5', BOTCORE_TRADING__SIGNAL_RETRIES='1',
@@ -141,10 +147,11 @@ def test_monitor_renders_and_goes_live(monitor, engine):
     monitor.wait_for_selector('.botcore-signals tr.botcore-signal', timeout=30_000)
     monitor.wait_for_function("document.querySelector('.botcore-equity .js-plotly-plot')?.data?.[0]?.x?.length > 10", timeout=30_000)
     expect(monitor.locator('.botcore-model-info')).to_contain_text('lstm', timeout=15_000)
-    # the page's numbers are the engine's
-    total = engine.http.get('/api/status').json()['total_trades']
-    shown = int(monitor.inner_text('.botcore-total-trades'))
-    assert abs(shown - total) <= 3, (shown, total)
+    # the page's numbers are the engine's (two symbols trade fast: within a refresh or two)
+    def close_to_the_engines():
+        total = engine.http.get('/api/status').json()['total_trades']
+        return abs(int(monitor.inner_text('.botcore-total-trades')) - total) <= 3
+    wait_until(close_to_the_engines, timeout=15, what="the page's trade count near the engine's")
     shot(monitor, 'monitor-live')
     no_traceback(monitor)
 
@@ -168,6 +175,64 @@ def test_events_reach_the_open_page(monitor):
     TIMINGS['event_lag_s'] = dict(events=len(lags), median=round(statistics.median(lags), 3), p90=round(p90, 3), max=round(lags[-1], 3))
 
 
+PRICE_CHART = "document.querySelector('.botcore-price-chart .js-plotly-plot')"
+
+
+def test_the_cockpit_charts_the_trades_and_shows_performance_and_events(monitor, engine):
+    "After a trade: its symbol's chart with the markers, the performance panel equal to /api/performance, the events."
+    from playwright.sync_api import expect
+    from botcore.dashboard.widgets import performance_figures
+    wait_until(lambda: engine.http.get('/api/trades').json()['total'] > 0, timeout=120, what='a closed trade')
+    symbol = engine.http.get('/api/trades', params={'limit': 1}).json()['trades'][0]['symbol']
+    select = monitor.locator('.botcore-symbol-select button')
+    assert select.all_inner_texts() == SYMBOLS
+    select.filter(has_text=symbol).click()
+    expect(monitor.locator('.botcore-price-chart .gtitle')).to_contain_text(f'{symbol} 5m: last', timeout=10_000)
+    # its candles, growing live, with the markers of its fills on them
+    monitor.wait_for_function(f"{PRICE_CHART}?.data?.[0]?.x?.length > 20 && {PRICE_CHART}.data[1].x.length > 0", timeout=30_000)
+    last = monitor.evaluate(f"{PRICE_CHART}.data[0].x.at(-1)")
+    monitor.wait_for_function(f"{PRICE_CHART}.data[0].x.at(-1) > {json.dumps(last)}", timeout=10_000)
+    assert monitor.locator('.botcore-price-chart .scatterlayer path.point').count() >= 1
+    # the signals feed: each signal's probability beside the thresholds in force (the AI service's 0.5 and 0.49),
+    # which it agrees with; a neutral's confidence (closeness to a coin toss) is not shown as if it were a call's
+    rows = monitor.evaluate("[...document.querySelectorAll('.botcore-signals tr.botcore-signal')]"
+                            ".map(tr => [...tr.cells].slice(2).map(td => td.innerText))")   # one moment's feed
+    assert len(rows) == 10, rows
+    for kind, p, limits, confidence in rows:
+        assert limits == 'long ≥ 0.50 · short ≤ 0.49' and re.fullmatch(r'p 0\.\d{3}', p), (limits, p)
+        p, e = float(p[2:]), 0.0005                                  # p is shown to 3 decimals
+        assert {'long': p >= 0.5 - e, 'short': p <= 0.49 + e, 'neutral': 0.49 - e < p < 0.5 + e}[kind], (kind, p)
+        assert (confidence == '—') == (kind == 'neutral'), (kind, confidence)
+    # stopped, the bot trades no more: the events feed says so, the panel settles on the engine's figures
+    monitor.click('.botcore-stop')
+    expect(monitor.locator('.botcore-events tr.botcore-event[data-kind="status"]').first).to_contain_text(
+        'stopped: stopped by request', timeout=15_000)
+    def panel_is_the_engines():
+        shown = {cls: monitor.inner_text(f'.botcore-performance .{cls} b') for cls in performance_figures({})}
+        return shown == performance_figures(engine.http.get('/api/performance').json())
+    wait_until(panel_is_the_engines, timeout=30, what='the performance panel showing /api/performance')
+    days = engine.http.get('/api/performance').json()['daily_pnl']          # a bar a day, its PnL on hover
+    bars = monitor.locator('.botcore-daily-pnl rect.bc-day title').all_text_contents()
+    assert [b.split(':')[0] for b in bars] == [d['date'] for d in days][-60:], (bars, days)
+    assert all(f"{d['pnl']:+,.2f} over {d['trades']} trade" in b for b, d in zip(bars, days[-60:])), (bars, days)
+    # the open position's stop and target across its candles (two symbols: one is nearly always open)
+    held = {p['symbol']: p for p in engine.http.get('/api/positions').json()}
+    if held:
+        symbol = sorted(held)[0]
+        select.filter(has_text=symbol).click()
+        want = sorted((k, round(held[symbol][k], 6)) for k in ('stop', 'target', 'entry_price') if held[symbol][k] is not None)
+        shown = lambda: sorted((s['name'], round(s['y0'], 6)) for s in monitor.evaluate(f"{PRICE_CHART}.layout.shapes || []"))
+        wait_until(lambda: shown() == want, timeout=10, what=f"{symbol}'s exit levels {want} on its chart")
+        assert {'stop', 'target'} <= {k for k, _ in want}, want                  # the fixture's 0.5 % stop and target
+    # a marker tells its side and price on hover
+    monitor.locator('.botcore-price-chart .scatterlayer path.point').first.hover(force=True)
+    expect(monitor.locator('.botcore-price-chart .hoverlayer')).to_contain_text(re.compile(r'(BUY|SELL) (entry|exit) @'), timeout=5_000)
+    shot(monitor, 'monitor-cockpit')
+    monitor.click('.botcore-start')
+    expect(monitor.locator('.botcore-bot-status')).to_have_text('running', timeout=15_000)
+    expect(monitor.locator('.botcore-events tr.botcore-event[data-kind="status"]').first).to_contain_text('running:', timeout=15_000)
+    no_traceback(monitor)
+
 def test_stop_close_and_start_from_the_page(monitor, engine):
     from playwright.sync_api import expect
     for attempt in range(6):
@@ -188,7 +253,7 @@ def test_stop_close_and_start_from_the_page(monitor, engine):
     assert engine.http.get('/api/positions').json()                      # nothing happened yet
     row.locator('.botcore-confirm-close').click()
     expect(monitor.locator('.botcore-positions-message')).to_contain_text(f'Position closed: {symbol} at', timeout=15_000)
-    assert engine.http.get('/api/positions').json() == []                 # the engine confirms
+    assert symbol not in [p['symbol'] for p in engine.http.get('/api/positions').json()]   # the engine confirms
     expect(monitor.locator(f'.botcore-position-{symbol}')).to_have_count(0)
     trade = engine.http.get('/api/trades', params={'limit': 1}).json()['trades'][0]
     assert trade['exit_reason'] == 'manual' and f"{trade['exit_price']:,.2f}" in monitor.inner_text('.botcore-positions-message')

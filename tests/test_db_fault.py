@@ -124,7 +124,7 @@ def test_postgresql_sessions_killed_mid_run(pg_database, tmp_path):
     db, admin = pg_database
     env = clean_env(ENGINE_API_KEY=KEY, DATABASE_URL=f'{PG_URL.rsplit("/", 1)[0]}/{db}',
                     PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get('PYTHONPATH', ''),
-                    BOTCORE_MARKET_DATA__REPLAY_SPEED=str(SPEED), BOTCORE_MARKET_DATA__REPLAY_CANDLES=str(CANDLES),
+                    BOTCORE_MARKET_DATA__SYMBOLS='["BTCUSDT"]', BOTCORE_MARKET_DATA__TIMEFRAME='1h', BOTCORE_MARKET_DATA__REPLAY_SPEED=str(SPEED), BOTCORE_MARKET_DATA__REPLAY_CANDLES=str(CANDLES),
                     BOTCORE_TRADING__ENABLED='false',            # started below, once the WebSocket listens
                     BOTCORE_TRADING__STOP_LOSS_PCT='0.5', BOTCORE_TRADING__TAKE_PROFIT_PCT='0.5',
                     BOTCORE_TRADING__COOLDOWN_LOSSES='0', BOTCORE_TRADING__DAILY_LOSS_LIMIT_PCT='0',

@@ -37,7 +37,7 @@ def ai_env():
 
 def engine_env(ai_url: str, speed: float = 20):
     return clean_env(INTER_SERVICE_TOKEN=INTER, ENGINE_API_KEY=ENGINE_KEY, PYTHON_AI_SERVICE_URL=ai_url,
-                     BOTCORE_MARKET_DATA__REPLAY_SPEED=str(speed), BOTCORE_MARKET_DATA__REPLAY_CANDLES='3000',
+                     BOTCORE_MARKET_DATA__SYMBOLS='["BTCUSDT"]', BOTCORE_MARKET_DATA__TIMEFRAME='1h', BOTCORE_MARKET_DATA__REPLAY_SPEED=str(speed), BOTCORE_MARKET_DATA__REPLAY_CANDLES='3000',
                      BOTCORE_MARKET_DATA__CONFIDENCE_THRESHOLD='0.5',
                      BOTCORE_TRADING__STOP_LOSS_PCT='0.5', BOTCORE_TRADING__TAKE_PROFIT_PCT='0.5',
                      BOTCORE_TRADING__COOLDOWN_LOSSES='0', BOTCORE_TRADING__DAILY_LOSS_LIMIT_PCT='0',
@@ -128,6 +128,32 @@ def test_bad_input_gets_a_4xx_naming_the_field(engine):
     assert httpx.get(f'{engine.url}/api/status', headers={'Authorization': 'Bearer wrong'}).status_code == 401
     assert engine.http.put('/api/config', json={'max_open_positions': 2}).json()['max_open_positions'] == 2
     assert engine.http.get('/api/config').json()['max_open_positions'] == 2
+
+
+# ---------------------------------------------------------------- what a trader's screen reads
+
+def test_candles_thresholds_and_a_model_swap_reach_the_feed(engine, ai, ai_dir, small_lstm):
+    "CandleClosed for each candle, signals with the AI service's own thresholds, a model swap as an event."
+    msgs = asyncio.run(collect(engine.url, lambda m: {'CandleClosed', 'AISignalReceived'} <= {x['type'] for x in m}))
+    candle = next(m['data'] for m in msgs if m['type'] == 'CandleClosed')
+    assert candle['symbol'] == 'BTCUSDT' and candle['low'] <= candle['close'] <= candle['high']
+    window = engine.http.get('/api/candles', params={'symbol': 'BTCUSDT', 'limit': 1000}).json()
+    assert len(window) == 200 and window[-1]['timestamp'] >= window[0]['timestamp']
+    sig = next(m['data'] for m in msgs if m['type'] == 'AISignalReceived')
+    # the service's thresholds (0.5 / 0.49 in its settings), not the engine's defaults; the engine's gate
+    assert (sig['long_threshold'], sig['short_threshold'], sig['confidence_threshold']) == (0.5, 0.49, 0.5)
+    stored = engine.http.get('/api/signals', params={'limit': 1}).json()[0]
+    assert (stored['long_threshold'], stored['short_threshold']) == (0.5, 0.49)
+    assert engine.http.get('/api/candles', params={'symbol': 'ETHUSDT'}).status_code == 404
+
+    from botcore.model.registry import ModelRegistry
+    from botcore.model.trained import TrainedModel
+    served = httpx.get(f'{ai.url}/health').json()['model_version']
+    other = TrainedModel(small_lstm.net, small_lstm.meta | {'version': served + '-b'})
+    ModelRegistry(ai_dir / 'models').promote(other, force=True)       # the service serves it within a look
+    swap = wait_until(lambda: [e for e in engine.http.get('/api/events', params={'limit': 200}).json()
+                               if e['kind'] == 'model_swap'], timeout=60, what='a model_swap event')[0]
+    assert served + '-b' in swap['message'] and swap['data']['previous'] == served
 
 
 # ---------------------------------------------------------------- the AI service goes away and comes back

@@ -84,7 +84,7 @@ def ai(ai_dir, tmp_path_factory):
 def engine(ai, tmp_path_factory):
     "The engine replaying BTCUSDT 1h candles, 5 a second, on `ai`'s signals."
     env = clean_env(ENGINE_API_KEY=TOKEN, INTER_SERVICE_TOKEN=TOKEN, PYTHON_AI_SERVICE_URL=ai.url,
-                    BOTCORE_MARKET_DATA__REPLAY_SPEED='5',
+                    BOTCORE_MARKET_DATA__SYMBOLS='["BTCUSDT"]', BOTCORE_MARKET_DATA__TIMEFRAME='1h', BOTCORE_MARKET_DATA__REPLAY_SPEED='5',
                     BOTCORE_MARKET_DATA__REPLAY_CANDLES='500',
                     BOTCORE_MARKET_DATA__CONFIDENCE_THRESHOLD='0.5')
     server = UvicornServer('botcore.api.engine:app', tmp_path_factory.mktemp('fuzz-engine'), env,

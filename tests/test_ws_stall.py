@@ -62,7 +62,7 @@ def engine(ai, tmp_path_factory):
     env = clean_env(BOTCORE_DATA_DIR=str(d), HOME=str(d), INTER_SERVICE_TOKEN=INTER,
                     ENGINE_API_KEY=KEY, PYTHON_AI_SERVICE_URL=ai.url,
                     BOTCORE_API__WS_PING_SECONDS=str(PING_SECONDS),
-                    BOTCORE_MARKET_DATA__REPLAY_SPEED='40',
+                    BOTCORE_MARKET_DATA__SYMBOLS='["BTCUSDT"]', BOTCORE_MARKET_DATA__TIMEFRAME='1h', BOTCORE_MARKET_DATA__REPLAY_SPEED='40',
                     BOTCORE_MARKET_DATA__REPLAY_CANDLES='5000')
     log = open(d / 'engine.log', 'wb')
     cmd = [str(botcore_script()), 'serve', 'engine', '--host', '127.0.0.1', '--port', str(port),

@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EngineDep', 'public', 'api', 'ConfigChange', 'app', 'iso', 'utc_iso', 'Status', 'PositionOut', 'CloseResult',
-           'Health', 'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'Performance', 'get_engine', 'authorized',
-           'require_key', 'health', 'status', 'positions', 'close_position', 'trades', 'signals', 'equity',
-           'get_performance', 'events', 'start_bot', 'stop_bot', 'get_config', 'put_config', 'ws_token',
-           'websocket_events', 'on_store_error', 'create_app']
+           'Health', 'TradeOut', 'TradePage', 'SignalOut', 'EquityPoint', 'DayPnl', 'Performance', 'get_engine',
+           'authorized', 'require_key', 'health', 'status', 'positions', 'close_position', 'trades', 'signals',
+           'CandleOut', 'candles', 'equity', 'get_performance', 'events', 'start_bot', 'stop_bot', 'get_config',
+           'put_config', 'ws_token', 'websocket_events', 'on_store_error', 'create_app']
 
 # %% ../../nbs/api/02_engine.ipynb #df317a15
 def iso(ms: int | None) -> str | None:
@@ -170,6 +170,11 @@ class SignalOut(BaseModel):
     timestamp: str = Field(description="close time of the candle the signal is for")
     model_type: str
     received_at: str
+    long_threshold: Optional[float] = Field(
+        None, description="long at probability >= this (None: an adaptive policy's, not known here)")
+    short_threshold: Optional[float] = Field(None, description="short at probability <= this")
+    confidence_threshold: Optional[float] = Field(
+        None, description="the rules' gate: a signal opens a position at confidence / 100 >= this")
 
 # %% ../../nbs/api/02_engine.ipynb #fb7b38c5
 class EquityPoint(BaseModel):
@@ -178,17 +183,25 @@ class EquityPoint(BaseModel):
     cash: float
     unrealized: float
 
+# %% ../../nbs/api/02_engine.ipynb #d76d0661
+class DayPnl(BaseModel):
+    date: str = Field(description='UTC day of the exits (market time), YYYY-MM-DD')
+    pnl: float
+    trades: int
+
 # %% ../../nbs/api/02_engine.ipynb #cb798f36
 class Performance(BaseModel):
     total_trades: int
     win_rate: Optional[float]
     profit_factor: Optional[float]
+    expectancy: Optional[float] = Field(description='mean PnL per trade, quote currency')
     total_pnl: float
     average_pnl: Optional[float]
     best_trade: Optional[float]
     worst_trade: Optional[float]
     sharpe_ratio: Optional[float]
     max_drawdown_pct: float
+    daily_pnl: list[DayPnl] = Field(description='each UTC day that closed a trade, oldest first')
 
 # %% ../../nbs/api/02_engine.ipynb #58a98731
 def get_engine(request: Request) -> Engine: return request.app.state.engine
@@ -262,12 +275,35 @@ async def trades(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] 
          responses=error_responses(422))
 async def signals(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                   symbol: Optional[Symbol] = None) -> list[SignalOut]:
-    "The last AI signals received, newest first."
+    "The last AI signals received, newest first, with the thresholds in force."
     rows = await asyncio.to_thread(engine.store.signals, limit=limit, symbol=symbol)
-    tf = engine.tf.ms
+    tf, lines = engine.tf.ms, engine.thresholds()
     same = ('symbol', 'timeframe', 'signal', 'confidence', 'probability', 'model_type')
     return [SignalOut(**{k: r[k] for k in same}, timestamp=iso(r['candle_ms'] + tf),
-                      received_at=iso(r['received_ms'])) for r in rows]
+                      received_at=iso(r['received_ms']), **lines) for r in rows]
+
+# %% ../../nbs/api/02_engine.ipynb #a3e282e6
+class CandleOut(BaseModel):
+    timestamp: str = Field(description="the candle's open time")
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+# %% ../../nbs/api/02_engine.ipynb #5fc78431
+@api.get('/candles', response_model=list[CandleOut], tags=['history'],
+         responses=error_responses(422, described={404: 'the symbol is not traded'}))
+async def candles(engine: EngineDep, symbol: Symbol,
+                  limit: Annotated[int, Query(ge=1, le=100_000)] = 200) -> list[CandleOut]:
+    "The symbol's last candles the engine holds (its window, `history_candles`), oldest first."
+    ts = engine.symbols.get(symbol)
+    if ts is None:
+        raise HTTPException(404, f"symbol: {symbol} is not traded (traded: "
+                                 f"{', '.join(engine.symbols)})")
+    window = list(ts.window)[-limit:]
+    return [CandleOut(timestamp=iso(c.timestamp), open=c.open, high=c.high, low=c.low,
+                      close=c.close, volume=c.volume) for c in window]
 
 # %% ../../nbs/api/02_engine.ipynb #5b7fee60
 @api.get('/equity', response_model=list[EquityPoint], tags=['history'],
@@ -393,6 +429,13 @@ async def websocket_events(ws: WebSocket):
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
 
+# %% ../../nbs/api/02_engine.ipynb #5660996f
+def _alerts(settings: Settings, engine: Engine, store: Store):
+    "The engine's webhook alerts, started (None without webhooks)."
+    if not settings.notify.webhooks: return None
+    from ..engine.notify import Notifier, summary_of_day
+    return Notifier(settings.notify, summary=lambda: summary_of_day(store)).start(engine.bus)
+
 # %% ../../nbs/api/02_engine.ipynb #a81c085e
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
@@ -404,10 +447,12 @@ async def _lifespan(app: FastAPI):
     # keep the GC off it
     gc.collect()
     gc.freeze()
+    alerts = _alerts(settings, engine, store)
     if settings.trading.enabled: await engine.start()
     try: yield
     finally:
         await engine.close()
+        if alerts is not None: await alerts.close()     # after the engine's last events
         store.close()
 
 # %% ../../nbs/api/02_engine.ipynb #4b0ebafd

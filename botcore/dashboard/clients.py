@@ -147,8 +147,9 @@ async def trades(self: EngineClient, limit: int = 25, **kw) -> dict:
     return await self.call('GET', '/api/trades', params={'limit': limit}, **kw)
 
 @patch
-async def signals(self: EngineClient, limit: int = 10, **kw) -> list:
-    return await self.call('GET', '/api/signals', params={'limit': limit}, **kw)
+async def signals(self: EngineClient, limit: int = 10, symbol: str | None = None, **kw) -> list:
+    params = {'limit': limit} | ({'symbol': symbol} if symbol else {})
+    return await self.call('GET', '/api/signals', params=params, **kw)
 
 @patch
 async def equity(self: EngineClient, limit: int = 2000, since: int | None = None, **kw) -> list:
@@ -162,6 +163,19 @@ async def update_config(self: EngineClient, change: dict) -> dict:
 @patch
 async def close_position(self: EngineClient, symbol: str) -> dict:
     return await self.call('POST', f'/api/positions/{symbol}/close', retries=1)
+
+# %% ../../nbs/dashboard/01_clients.ipynb #68fbf96c
+@patch
+async def candles(self: EngineClient, symbol: str, limit: int = 200, **kw) -> list:
+    return await self.call('GET', '/api/candles', params={'symbol': symbol, 'limit': limit}, **kw)
+
+@patch
+async def performance(self: EngineClient, **kw) -> dict:
+    return await self.call('GET', '/api/performance', **kw)
+
+@patch
+async def events(self: EngineClient, limit: int = 50, **kw) -> list:
+    return await self.call('GET', '/api/events', params={'limit': limit}, **kw)
 
 # %% ../../nbs/dashboard/01_clients.ipynb #6461c000
 class AIClient(ServiceClient):

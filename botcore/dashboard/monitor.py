@@ -7,6 +7,7 @@ Docs: http://127.0.0.1:4000/dashboard/monitor.html.md"""
 # %% ../../nbs/dashboard/04_monitor.ipynb #0801c2d9
 from __future__ import annotations
 import asyncio
+import importlib
 import json
 import time
 from collections import deque
@@ -14,8 +15,9 @@ from fastcore.basics import patch
 from ..config import Settings, load_settings
 from .clients import AIClient, Backoff, EngineClient, ServiceError, log, one_line
 from .monitor_page import MonitorPage
-from .widgets import (_html, clock, epoch_ms, esc, field_errors, history_html,
-                                       model_html, note, signals_html, signed, trade_rows)
+from .widgets import (_html, bot_event, clock, epoch_ms, esc, events_html,
+                                       field_errors, history_html, model_html, note,
+                                       position_entry, signals_html, signed, trade_rows)
 
 # %% auto #0
 __all__ = ['Monitor', 'monitor_dashboard']
@@ -38,6 +40,8 @@ class Monitor(MonitorPage):
         self.backoff_cap = max(5.0, 4 * d.refresh_seconds)
         self.quiet_after = quiet_after or max(d.cull_idle_seconds, 3 * d.refresh_seconds)
         self.loop, self.tasks, self.live = None, set(), set()
+        self.perf_at, self.perf_seconds = 0.0, 2.0   # performance: read 2 s apart at most,
+        self.perf_every = 10.0                      # and every 10 s while live
         super().__init__(s)
         self.start_button.on_click(lambda _: self.spawn(self.control('start')))
         self.stop_button.on_click(lambda _: self.spawn(self.control('stop')))
@@ -47,28 +51,69 @@ class Monitor(MonitorPage):
 # %% ../../nbs/dashboard/04_monitor.ipynb #10a7c60d
 @patch
 async def load_snapshot(self: Monitor):
-    "Read status, positions, trades, signals, equity and settings from the engine and show them."
+    "Read the whole picture from the engine and show it, then each symbol's candle window."
     e = self.engine
-    status, positions, trades, signals, equity, config = await asyncio.gather(
-        e.status(retries=1), e.positions(retries=1), e.trades(25, retries=1),
-        e.signals(10, retries=1), e.equity(retries=1), e.config(retries=1))
+    status, positions, trades, signals, equity, config, perf, events = await asyncio.gather(
+        e.status(retries=1), e.positions(retries=1), e.trades(100, retries=1),
+        e.signals(10, retries=1), e.equity(retries=1), e.config(retries=1),
+        e.performance(retries=1), e.events(50, retries=1))
+    self.show_config(config)
     self.show_status(status)
+    self.set_symbols(status.get('symbols') or self.symbols, status.get('timeframe'))
     self.show_positions(positions)
-    rows = [r for t in trades['trades'] for r in trade_rows(t)]
+    for p in positions: self.chart_for(p['symbol']).add_fill(position_entry(p))
+    self.show_history(trades['trades'], status.get('realized_pnl', 0.0))
+    self.show_equity(equity)
+    self.signals = deque(signals, maxlen=10)
+    self.feed.value = signals_html(self.signals, config.get('confidence_threshold'))
+    self.events = deque(map(bot_event, events), maxlen=50)
+    self.events_feed.value = events_html(self.events)
+    self.show_performance(perf)
+    await self.load_windows()
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #c29f9d88
+@patch
+def show_history(self: Monitor, trades: list[dict], realized: float):
+    "The history, the charts' markers and the realised PnL curve from `/api/trades`."
+    rows = [r for t in trades for r in trade_rows(t)]
+    for r in rows: self.chart_for(r['symbol']).add_fill(r)
     self.trades = deque(sorted(rows, key=lambda r: r['time'], reverse=True), maxlen=50)
     self.history.value = history_html(self.trades)
-    self.signals = deque(signals, maxlen=10)
-    self.feed.value = signals_html(self.signals)
-    closes = sorted(trades['trades'], key=lambda t: epoch_ms(t['exit_time']))
-    total, self.pnl_x, self.pnl_y = status.get('realized_pnl', 0.0), [], []
-    for i, t in enumerate(closes):
-        self.pnl_x.append(clock(t['exit_time']))
-        self.pnl_y.append(total - sum(x['pnl'] for x in closes[i + 1:]))
+    closes = sorted(trades, key=lambda t: epoch_ms(t['exit_time']))
+    self.pnl_x, self.pnl_y = [clock(t['exit_time']) for t in closes], []
+    for t in reversed(closes):
+        self.pnl_y.insert(0, realized)
+        realized -= t['pnl']
+
+@patch
+def show_equity(self: Monitor, equity: list[dict]):
+    "The equity curve from `/api/equity`."
     self.equity_x = [clock(p['timestamp']) for p in equity]
     self.equity_y = [p['equity'] for p in equity]
     self._equity_since = epoch_ms(equity[-1]['timestamp']) + 1 if equity else None
     self.plot()
-    self.show_config(config)
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #a54d1df7
+@patch
+async def load_window(self: Monitor, symbol: str):
+    "`symbol`'s candle window and its recent signals' probabilities, for the price chart."
+    try:
+        candles, signals = await asyncio.gather(
+            self.engine.candles(symbol, self.keep, retries=1),
+            self.engine.signals(self.keep, symbol, retries=1))
+    except ServiceError as e:
+        if e.status != 404: raise
+        log.info("no candle window for %s: %s", symbol, e)
+        return
+    chart = self.chart_for(symbol)
+    for c in candles: chart.add_candle(c)
+    for s in signals: chart.add_signal(s)
+
+@patch
+async def load_windows(self: Monitor):
+    "Every traded symbol's window; then draw the chosen one."
+    await asyncio.gather(*(self.load_window(s) for s in self.symbols))
+    self.draw_price()
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #f56eb722
 @patch
@@ -81,7 +126,14 @@ async def load_equity(self: Monitor, keep: int = 2000):
     self._equity_since = epoch_ms(new[-1]['timestamp']) + 1
     self.equity_x = (self.equity_x + [clock(p['timestamp']) for p in new])[-keep:]
     self.equity_y = (self.equity_y + [p['equity'] for p in new])[-keep:]
-    self.plot()
+    self.curves_due = True                      # drawn by `redraw`, a second apart at most
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #96b1089b
+@patch
+async def load_performance(self: Monitor):
+    "Read `/api/performance` and show it."
+    self.perf_at, self.perf_due = time.monotonic(), False
+    self.show_performance(await self.engine.performance(retries=1))
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #5d571d84
 @patch
@@ -292,7 +344,7 @@ async def ai_loop(self: Monitor):
 # %% ../../nbs/dashboard/04_monitor.ipynb #74f9678d
 @patch
 async def refresh_loop(self: Monitor):
-    "New equity points while events arrive; status and positions every `refresh_seconds`."
+    "New equity points and performance while events arrive; status and positions regularly."
     last = time.monotonic()
     while True:
         await asyncio.sleep(min(1.0, self.refresh))
@@ -301,12 +353,38 @@ async def refresh_loop(self: Monitor):
         try:
             if self.equity_due:
                 await self.load_equity()
+            since = time.monotonic() - self.perf_at
+            if since >= self.perf_every or self.perf_due and since >= self.perf_seconds:
+                await self.load_performance()
             if time.monotonic() - last >= self.refresh:
                 last = time.monotonic()
                 self.show_status(await self.engine.status(retries=1))
+                self.positions_due = True
+            if self.positions_due:
+                self.positions_due = False
                 self.show_positions(await self.engine.positions(retries=1))
         except ServiceError as e:
             log.info("refresh: %s", e)     # the engine loop reports the outage
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #7ae93991
+@patch
+async def draw_loop(self: Monitor, every: float = 1.0):
+    "Redraw the price chart every `every` seconds at most, however fast the candles come."
+    while True:
+        await asyncio.sleep(every)
+        self.redraw()
+
+# %% ../../nbs/dashboard/04_monitor.ipynb #e18765f4
+@patch
+async def load_chart_when_live(self: Monitor, wait: float = 5.0):
+    "Build the charts once the first snapshot is shown (or after `wait` s without one)."
+    widget = 'plotly.graph_objs._figurewidget'
+    imported = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, widget))
+    t0 = time.monotonic()
+    while self.link != 'live' and time.monotonic() - t0 < wait:
+        await asyncio.sleep(0.1)
+    await imported
+    await self.load_chart()
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #b904949c
 @patch
@@ -315,7 +393,7 @@ def start(self: Monitor) -> Monitor:
     self.loop = asyncio.get_event_loop()
     self.started = time.monotonic()
     self.resume()
-    self.spawn(self.load_chart(), 'equity chart')
+    self.spawn(self.load_chart_when_live(), 'charts')
     self.spawn(self.heartbeat.nudge(limit=self.quiet_after), 'heartbeat')
     self.spawn(self.watch_page(), 'page watchdog')
     return self
@@ -323,11 +401,11 @@ def start(self: Monitor) -> Monitor:
 # %% ../../nbs/dashboard/04_monitor.ipynb #a09852d5
 @patch
 def resume(self: Monitor):
-    "Start the three live tasks (if they are not running)."
+    "Start the live tasks (if they are not running)."
     if self.live:
         return
     loops = ((self.engine_loop(), 'engine link'), (self.ai_loop(), 'AI service check'),
-             (self.refresh_loop(), 'refresh'))
+             (self.refresh_loop(), 'refresh'), (self.draw_loop(), 'price chart'))
     self.live = {self.spawn(c, w) for c, w in loops}
 
 # %% ../../nbs/dashboard/04_monitor.ipynb #fe63feae

@@ -15,26 +15,35 @@ from copy import deepcopy
 import ipywidgets as W
 from fastcore.basics import patch
 from ..config import Settings
+from ..core import Timeframe
 from .clients import Heartbeat
-from .widgets import (CSS, SETTING_FIELDS, PositionRow, _button, _html, clock,
-                                       epoch_ms, esc, execution_row, history_html, signals_html,
-                                       status_html)
+from .widgets import (CSS, GAIN, LOSS, SETTING_FIELDS, PositionRow, SymbolChart,
+                                       _button, _html, bot_event, clock, daily_pnl_svg, epoch_ms,
+                                       esc, events_html, execution_row, history_html,
+                                       level_shapes, performance_html, signals_html, status_html)
 
 # %% auto #0
-__all__ = ['MODEL_TYPES', 'MonitorPage']
+__all__ = ['MODEL_TYPES', 'PRICE_TRACES', 'MonitorPage']
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #c4ced45b
 class MonitorPage:
     "The monitor's widgets and the live state they show."
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, settings: Settings, keep: int = 500):
+        self.settings, self.keep = settings, keep
         self.refresh = settings.dashboard.refresh_seconds
-        self.status, self.positions, self.config = {}, {}, {}
+        self.status, self.positions, self.config, self.performance = {}, {}, {}, {}
         self.trades, self.signals = deque(maxlen=50), deque(maxlen=10)
+        self.events = deque(maxlen=50)
         self.alerts: dict[str, str] = {}
         self.ai_state, self.link, self.lag, self.model_version = 'unknown', 'connecting', None, None
         self.equity_x, self.equity_y, self.pnl_x, self.pnl_y = [], [], [], []
-        self.equity_due, self.status_at = False, time.monotonic()
+        self.charts: dict[str, SymbolChart] = {}   # symbol -> what its price chart shows
+        self.symbols, self.timeframe, self.tf_ms = [], '', 0
+        self.equity_due, self.price_due, self.perf_due = False, False, False
+        self.curves_due = False    # the equity chart's curves changed since drawn
+        self.positions_due = False # a position opened: read its exit levels now
+        self.fits_left = 0         # charts to fit on the next beats (`on_beat`)
+        self.status_at = time.monotonic()
         self._build()
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
@@ -58,6 +67,24 @@ def _build_parts(self: MonitorPage):
     loading = _html('bc-empty', '<div class="bc-empty">Loading the equity chart ...</div>')
     self.chart_box = W.VBox([loading], layout=W.Layout(min_height='300px'))
     self.chart_box.add_class('botcore-equity')
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #e37b469f
+@patch
+def _build_cockpit(self: MonitorPage):
+    "The symbol selector, the price chart's box, the performance panel and the events feed."
+    self.symbol_select = W.ToggleButtons(options=[], layout=W.Layout(display='none'),
+                                         style={'button_width': '90px'})
+    self.symbol_select.add_class('botcore-symbol-select')
+    self.symbol_select.observe(lambda _: self.draw_price(), 'value')
+    self.price_chart = None   # built by `load_chart` once the page is up
+    loading = _html('bc-empty', '<div class="bc-empty">Loading the price chart ...</div>')
+    self.price_box = W.VBox([loading], layout=W.Layout(min_height='580px'))
+    self.price_box.add_class('botcore-price-chart')
+    self.perf_figures = _html('botcore-perf-figures', performance_html({}))
+    self.daily = _html('botcore-daily-pnl', daily_pnl_svg([]))
+    self.perf_box = W.VBox([self.perf_figures, self.daily])
+    self.perf_box.add_class('botcore-performance')
+    self.events_feed = _html('botcore-events', events_html([]))
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #3cb2e59d
 @patch
@@ -122,25 +149,30 @@ def _build_training(self: MonitorPage):
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #e3a7d2ea
 def _section(title, *ws, width='50%'):
-    return W.VBox([W.HTML(f'<h3>{title}</h3>'), *ws], layout=W.Layout(width=width, padding='0 8px'))
+    return W.VBox([W.HTML(f'<h3>{title}</h3>'), *ws],
+                  layout=W.Layout(width=width, padding='0 8px'))
 
 @patch
 def _build(self: MonitorPage):
     "The page, top to bottom."
     self._build_parts()
+    self._build_cockpit()
     self._build_settings()
     self._build_model()
     self.heartbeat = Heartbeat(min(5.0, self.refresh), on_beat=lambda: self.on_beat())
     bot = W.HBox([self.start_button, self.stop_button])
     self.widget = W.VBox([
         W.HTML(CSS + '<h2 style="margin:4px 0">botcore</h2>'), self.status_bar, self.alert,
+        _section('Price', self.symbol_select, self.price_box, width='100%'),
         W.HBox([_section('Positions', self.position_box, self.position_note, self.chart_box,
-                         width='60%'),
-                _section('Bot', bot, self.control_note, W.HTML('<h3>AI signals</h3>'), self.feed,
-                         width='40%')]),
-        W.HBox([_section('Trade history', self.history, width='60%'),
+                         width='55%'),
+                _section('Bot', bot, self.control_note, W.HTML('<h3>Events</h3>'),
+                         self.events_feed, width='45%')]),
+        W.HBox([_section('AI signals', self.feed, width='55%'),
+                _section('Performance', self.perf_box, width='45%')]),
+        W.HBox([_section('Trade history', self.history, width='55%'),
                 _section('Trading settings', self.settings_box, W.HTML('<h3>Model</h3>'),
-                         self.model_box, width='40%')]),
+                         self.model_box, width='45%')]),
         self.heartbeat.widget])
     self.widget.add_class('botcore-dashboard')
     self.widget.add_class('botcore-monitor')
@@ -150,12 +182,114 @@ def _build(self: MonitorPage):
 def close_clicked(self: MonitorPage, symbol: str):
     "The user confirmed closing `symbol`; the page alone cannot act on it."
 
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #b43bdfd6
+# the price chart's traces, in order: the parts of `SymbolChart.view`
+PRICE_TRACES = ('candles', 'entries', 'exits', 'probability', 'long', 'short')
+
+def _price_figure():
+    "The price chart, empty: candles, entries and exits above; probability and thresholds below."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
+                        vertical_spacing=0.04)
+    dot = dict(size=12, line=dict(width=1, color='#222'))
+    line = lambda color, **kw: dict(dict(color=color, width=1), **kw)
+    for trace, row in (
+            (go.Candlestick(name='candles', increasing_line_color=GAIN,
+                            decreasing_line_color=LOSS, showlegend=False), 1),
+            (go.Scatter(name='entries', mode='markers', hoverinfo='text', marker=dot), 1),
+            (go.Scatter(name='exits', mode='markers', hoverinfo='text', marker=dot), 1),
+            (go.Scatter(name='probability p', mode='lines', line=line('#1f5fbf', width=1.5)), 2),
+            (go.Scatter(name='long at p ≥', mode='lines', line_shape='hv',
+                        line=line(GAIN, dash='dash')), 2),
+            (go.Scatter(name='short at p ≤', mode='lines', line_shape='hv',
+                        line=line(LOSS, dash='dash')), 2)):
+        fig.add_trace(trace, row=row, col=1)
+    fig.update_layout(height=580, margin=dict(l=60, r=100, t=60, b=30),
+                      title=dict(text='waiting for candles', x=0.01, y=0.98, font_size=14),
+                      legend=dict(orientation='h', x=0.3, y=1.01, yanchor='bottom'))
+    fig.update_xaxes(rangeslider_visible=False)
+    fig.update_yaxes(title_text='price', row=1, col=1)
+    fig.update_yaxes(title_text='p', range=[0, 1], row=2, col=1)
+    return fig
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #b7e4430f
+@patch
+def set_symbols(self: MonitorPage, symbols: list[str], timeframe: str | None = None):
+    "The traded symbols (a selector when there are several) and the candles' timeframe."
+    if timeframe and timeframe != self.timeframe:
+        self.timeframe, self.tf_ms = timeframe, Timeframe.parse(timeframe).ms
+        for c in self.charts.values(): c.tf_ms = self.tf_ms
+    self.symbols = list(dict.fromkeys(symbols))
+    for s in self.symbols: self.chart_for(s)
+    chosen = self.symbol_select.value
+    if tuple(self.symbols) != tuple(self.symbol_select.options):
+        self.symbol_select.options = self.symbols
+        self.symbol_select.value = chosen if chosen in self.symbols else self.symbols[0]
+    self.symbol_select.layout.display = '' if len(self.symbols) > 1 else 'none'
+    self.price_due = True
+
+@patch
+def chart_for(self: MonitorPage, symbol: str) -> SymbolChart:
+    "The chart data of `symbol` (a new one for a symbol not seen before)."
+    if symbol not in self.charts:
+        self.charts[symbol] = SymbolChart(symbol, self.tf_ms, self.keep)
+    return self.charts[symbol]
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #d587f8ab
+@patch
+def _keep(self: MonitorPage, fig):
+    "Until the page is attached, make `fig`'s synced state what its updates made it."
+    if self.heartbeat.last is None:
+        fig._widget_data, fig._widget_layout = deepcopy(fig._data), deepcopy(fig._layout)
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #ce954406
+@patch
+def draw_price(self: MonitorPage):
+    "Draw the chosen symbol's candles, fills, probability and open position's levels."
+    fig, symbol = self.price_chart, self.symbol_select.value
+    self.price_due = False
+    if fig is None or symbol is None:
+        return
+    view = self.chart_for(symbol).view()
+    with fig.batch_update():
+        for trace, name in zip(fig.data, PRICE_TRACES):
+            trace.update(view[name])
+        fig.layout.shapes = level_shapes(self.positions.get(symbol))
+        n = len(view['candles']['x'])
+        fig.layout.title.text = f"{symbol} {self.timeframe}: last {n} candles"
+        fig.layout.uirevision = symbol       # a zoom stays until another symbol is chosen
+    self._keep(fig)
+
+@patch
+def redraw(self: MonitorPage):
+    "Draw the price chart and the equity chart where what they show changed since last drawn."
+    beat = self.heartbeat.widget.interval / 1000
+    if self.heartbeat.last is not None and time.monotonic() - self.heartbeat.last > 3 * beat:
+        return                  # nobody is watching (a closed tab): draw when the page beats again
+    if self.price_due:
+        self.draw_price()
+    if self.curves_due:
+        self.curves_due = False
+        self.plot()
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #91733a5a
+@patch
+def show_performance(self: MonitorPage, perf: dict):
+    "Show `/api/performance`: the figures and the daily PnL bars."
+    self.performance, self.perf_due = perf, False
+    self.perf_figures.value = performance_html(perf)
+    self.daily.value = daily_pnl_svg(perf.get('daily_pnl') or [])
+
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #df537eab
 @patch
 async def load_chart(self: MonitorPage):
-    "Build the equity chart (importing plotly's widget off the event loop) and show it."
+    "Build the price chart and the equity chart, and show them."
+    price = await asyncio.to_thread(_price_figure)
     await asyncio.to_thread(importlib.import_module, 'plotly.graph_objs._figurewidget')
     import plotly.graph_objects as go
+    self.price_chart = go.FigureWidget(price)
+    self.price_box.children = (self.price_chart,)
     self.chart = go.FigureWidget(
         [go.Scatter(x=self.equity_x, y=self.equity_y, mode='lines', name='equity'),
          go.Scatter(x=self.pnl_x, y=self.pnl_y, mode='lines', line_shape='hv', name='realised PnL',
@@ -165,6 +299,8 @@ async def load_chart(self: MonitorPage):
                     legend=dict(orientation='h', y=-0.15),
                     yaxis2=dict(title='realised PnL', overlaying='y', side='right')))
     self.chart_box.children = (self.chart,)
+    self.fits_left = 3        # see `on_beat`
+    self.draw_price()
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #f579072b
 @patch
@@ -175,16 +311,20 @@ def plot(self: MonitorPage):
     with self.chart.batch_update():
         self.chart.data[0].x, self.chart.data[0].y = self.equity_x, self.equity_y
         self.chart.data[1].x, self.chart.data[1].y = self.pnl_x, self.pnl_y
-    if self.heartbeat.last is None:
-        self.chart._widget_data = deepcopy(self.chart._data)
+    self._keep(self.chart)
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #fc195b1f
 @patch
 def on_beat(self: MonitorPage):
-    "The page is alive; on its first beat, send the curves again."
+    "The page is alive; on its first beat, send the charts again; fit them on the first beats."
     if not getattr(self, 'attached', False):
         self.attached = True
         self.plot()
+        self.draw_price()
+    if self.chart is not None and self.fits_left > 0:
+        self.fits_left -= 1
+        for fig in (self.chart, self.price_chart):
+            fig._send_relayout_msg({'autosize': True})
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #7cc4eeff
 @patch
@@ -193,7 +333,9 @@ def handle(self: MonitorPage, msg: dict):
     kind, data, sent = msg.get('type'), msg.get('data') or {}, msg.get('sent')
     if sent:
         self.lag = max(0.0, time.time() - sent)
-    if kind == 'BotStatusUpdate':
+    if kind == 'CandleClosed':
+        self.on_candle(data)
+    elif kind == 'BotStatusUpdate':
         self.show_status(data)
     elif kind == 'PositionUpdate':
         self.on_position(data)
@@ -201,7 +343,9 @@ def handle(self: MonitorPage, msg: dict):
         self.on_trade(data, sent)
     elif kind == 'AISignalReceived':
         self.on_signal(data, sent)
-    if kind in ('PositionUpdate', 'AISignalReceived', 'TradeExecuted'):
+    elif kind == 'BotEvent':
+        self.on_bot_event(data, sent)
+    if kind in ('PositionUpdate', 'AISignalReceived', 'TradeExecuted', 'CandleClosed'):
         self.equity_due = True
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #c77943b4
@@ -222,7 +366,10 @@ def show_status(self: MonitorPage, data: dict | None = None):
 def show_positions(self: MonitorPage, positions: list[dict] | None = None):
     "Redraw the positions table (from `/api/positions` when given), keeping the rows."
     if positions is not None:
-        self.positions = {p['symbol']: p for p in positions}
+        levels = lambda ps: [level_shapes(p) for p in ps.values()]
+        new = {p['symbol']: p for p in positions}
+        self.price_due |= levels(new) != levels(self.positions)   # a level moved
+        self.positions = new
     for sym in set(self.position_rows) - set(self.positions):
         del self.position_rows[sym]
     for sym, p in self.positions.items():
@@ -240,7 +387,7 @@ def on_position(self: MonitorPage, data: dict):
     "A position's live PnL; a new one gets a row, a closed one (size 0) loses it."
     sym = data['symbol']
     if not data.get('size'):
-        self.positions.pop(sym, None)
+        self.price_due |= self.positions.pop(sym, None) is not None   # its levels go
     else:
         new = dict(symbol=sym, side=data.get('side'), size=data['size'],
                    entry_price=data.get('price', 0.0))
@@ -252,27 +399,53 @@ def on_position(self: MonitorPage, data: dict):
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #79e131bf
 @patch
 def on_trade(self: MonitorPage, data: dict, sent: float | None = None):
-    "An execution joins the history; a closing one adds its PnL to the realised PnL curve."
+    "An execution joins the history and the chart; a closing one adds to the realised PnL."
     row = execution_row(data, sent)
     if any(r['key'] == row['key'] for r in self.trades):
         return
     self.trades.appendleft(row)
     self.history.value = history_html(self.trades)
+    self.chart_for(row['symbol']).add_fill(row)
+    self.price_due = True
+    self.positions_due |= row['action'] == 'open'     # its stop and target: from /api/positions
     if row['action'] == 'close' and row['pnl'] is not None:
         self.pnl_x.append(clock(row['time']))
         self.pnl_y.append((self.pnl_y[-1] if self.pnl_y else 0.0) + row['pnl'])
-        self.plot()
+        self.perf_due = self.curves_due = True
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #83870d5b
 @patch
 def on_signal(self: MonitorPage, data: dict, sent: float | None = None):
-    "A new AI signal joins the feed."
+    "A new AI signal joins the feed and its symbol's probability panel."
     t = epoch_ms(data.get('timestamp'))
     if any(s.get('symbol') == data.get('symbol') and epoch_ms(s.get('timestamp')) == t
            for s in self.signals):
         return
     self.signals.appendleft(data | {'sent': sent})
-    self.feed.value = signals_html(self.signals)
+    self.feed.value = signals_html(self.signals, self.config.get('confidence_threshold'))
+    if data.get('symbol'):
+        self.chart_for(data['symbol']).add_signal(data)
+        self.price_due = True
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #8185b367
+@patch
+def on_candle(self: MonitorPage, data: dict):
+    "A `CandleClosed` candle joins its symbol's chart (a new symbol joins the selector)."
+    sym = data['symbol']
+    if sym not in self.symbols:
+        self.set_symbols(self.symbols + [sym], data.get('timeframe'))
+    self.chart_for(sym).add_candle(data)
+    self.price_due |= sym == self.symbol_select.value
+
+# %% ../../nbs/dashboard/03_monitor_page.ipynb #331389d2
+@patch
+def on_bot_event(self: MonitorPage, data: dict, sent: float | None = None):
+    "A `BotEvent` (or a row of `/api/events`) joins the events feed."
+    row = bot_event(data, sent)
+    if any(r['key'] == row['key'] for r in self.events):
+        return
+    self.events.appendleft(row)
+    self.events_feed.value = events_html(self.events)
 
 # %% ../../nbs/dashboard/03_monitor_page.ipynb #0b0c3303
 @patch

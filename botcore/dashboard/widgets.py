@@ -1,4 +1,4 @@
-"""What a page shows: the services' JSON as HTML, the styles, position rows, settings fields.
+"""What a page shows: the services' JSON as HTML, the price chart's data, the styles, position rows, settings fields.
 
 Docs: http://127.0.0.1:4000/dashboard/widgets.html.md"""
 
@@ -15,8 +15,11 @@ from ..core import ms_from_utc, utc_from_ms
 from .clients import one_line
 
 # %% auto #0
-__all__ = ['CSS', 'SETTING_FIELDS', 'epoch_ms', 'clock', 'duration', 'signed', 'tone', 'esc', 'status_html', 'trade_rows',
-           'execution_row', 'history_html', 'signals_html', 'model_html', 'note', 'PositionRow', 'field_errors']
+__all__ = ['GAIN', 'LOSS', 'LEVELS', 'PERFORMANCE_FIGURES', 'CSS', 'SETTING_FIELDS', 'epoch_ms', 'clock', 'duration', 'signed',
+           'tone', 'esc', 'status_html', 'trade_rows', 'execution_row', 'position_entry', 'history_html',
+           'thresholds_text', 'confidence_cell', 'signals_html', 'model_html', 'chart_time', 'fill_marker',
+           'SymbolChart', 'level_shapes', 'performance_figure', 'performance_figures', 'performance_html',
+           'daily_pnl_svg', 'bot_event', 'events_html', 'note', 'PositionRow', 'field_errors']
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #823f7aec
 def epoch_ms(t) -> int | None:
@@ -103,6 +106,12 @@ def execution_row(data: dict, sent: float | None = None) -> dict:
                       data['price'], epoch_ms(data['timestamp']), data.get('pnl'),
                       data.get('reason'), sent)
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #b9192180
+def position_entry(p: dict) -> dict:
+    "The opening execution of an open position from `/api/positions`."
+    return _execution(p['symbol'], 'open', p['side'], p['size'], p['entry_price'],
+                      epoch_ms(p['timestamp']))
+
 # %% ../../nbs/dashboard/02_widgets.ipynb #b0e52478
 def history_html(rows) -> str:
     "The trade history table."
@@ -117,20 +126,49 @@ def history_html(rows) -> str:
         f'<td>{esc(r["reason"])}</td></tr>' for r in rows)
     return f'<table class="bc-table"><tr>{head}</tr>{body}</table>'
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #b5bb5f83
+def thresholds_text(long: float | None, short: float | None) -> str:
+    "The thresholds in force as a trader reads them: `long ≥ 0.60 · short ≤ 0.40`."
+    parts = [f'{name} {op} {v:.2f}' for name, op, v in (('long', '≥', long), ('short', '≤', short))
+             if v is not None]
+    return ' · '.join(parts) or '—'
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #3a8f9116
+_NEUTRAL_TIP = ('neutral: no call. Its confidence {c:.1f} = 100·(1−2|p−0.5|) says how close p is '
+                'to a coin toss (100: p = 0.5), not how strong a call is.')
+
+def confidence_cell(signal: dict, gate: float | None = None) -> str:
+    "The feed's confidence cell: a call's confidence against the engine's gate; a neutral's as —."
+    c = float(signal.get('confidence') or 0)
+    gate = signal.get('confidence_threshold') or gate
+    if signal.get('signal') not in ('long', 'short'):
+        return f'<td class="bc-muted" title="{esc(_NEUTRAL_TIP.format(c=c))}">—</td>'
+    if gate is None:
+        return f'<td>{c:.1f} %</td>'
+    opens = c / 100 >= gate
+    tip = (f"opens a position: confidence ≥ the engine's gate {100 * gate:.0f} %" if opens
+           else f"below the engine's gate {100 * gate:.0f} %: no position")
+    return f'<td class="{"bc-pass" if opens else "bc-muted"}" title="{esc(tip)}">{c:.1f} %</td>'
+
 # %% ../../nbs/dashboard/02_widgets.ipynb #fd536797
-def signals_html(signals) -> str:
-    "The AI signals feed: symbol, signal, confidence and the candle it is for."
+def _signal_row(s: dict, gate: float | None) -> str:
+    kind = {'long': 'bc-gain', 'short': 'bc-loss'}.get(s.get('signal'), 'bc-flat')
+    p = s.get('probability')
+    limits = thresholds_text(s.get('long_threshold'), s.get('short_threshold'))
+    return (f'<tr class="botcore-signal" data-sent="{s.get("sent") or ""}">'
+            f'<td>{clock(s.get("timestamp"))}</td><td>{esc(s.get("symbol", ""))}</td>'
+            f'<td class="{kind}">{esc(s.get("signal", ""))}</td>'
+            f'<td class="botcore-probability">{"—" if p is None else f"p {p:.3f}"}</td>'
+            f'<td class="botcore-thresholds">{limits}</td>{confidence_cell(s, gate)}</tr>')
+
+def signals_html(signals, gate: float | None = None) -> str:
+    "The AI signals feed: the candle, symbol, signal, probability, thresholds and confidence."
     if not signals:
         return '<div class="bc-empty">No AI signals yet.</div>'
-    kind = {'long': 'bc-gain', 'short': 'bc-loss'}
-    body = ''.join(
-        f'<tr class="botcore-signal" data-sent="{s.get("sent") or ""}">'
-        f'<td>{clock(s.get("timestamp"))}</td><td>{esc(s.get("symbol", ""))}</td>'
-        f'<td class="{kind.get(s.get("signal"), "bc-flat")}">{esc(s.get("signal", ""))}</td>'
-        f'<td>{float(s.get("confidence") or 0):.1f}%</td></tr>'
-        for s in signals
-    )
-    head = '<th>candle (UTC)</th><th>symbol</th><th>signal</th><th>confidence</th>'
+    names = ('candle (UTC)', 'symbol', 'signal', 'probability', 'thresholds in force',
+             'confidence')
+    head = ''.join(f'<th>{h}</th>' for h in names)
+    body = ''.join(_signal_row(s, gate) for s in signals)
     return f'<table class="bc-table"><tr>{head}</tr>{body}</table>'
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #3fa39b8b
@@ -152,6 +190,197 @@ def model_html(info: dict) -> str:
         + f'<br>test: {esc(metrics) or "—"}</div>'
     )
 
+# %% ../../nbs/dashboard/02_widgets.ipynb #64431d42
+def chart_time(t) -> str:
+    "A time as plotly reads a date: `YYYY-MM-DD HH:MM:SS` UTC."
+    return utc_from_ms(epoch_ms(t)).strftime('%Y-%m-%d %H:%M:%S')
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #febd6611
+GAIN, LOSS = '#0a7d32', '#b3261e'
+
+def fill_marker(row: dict) -> tuple[str, str, str]:
+    "Marker symbol, colour and hover text of one execution (a row of `execution_row`)."
+    where = f"{esc(row['side'])} {'entry' if row['action'] == 'open' else 'exit'}"
+    text = f"{where} @ {row['price']:,.2f}<br>{esc(row['symbol'])} · size {row['quantity']:.6g}"
+    if row['action'] == 'open':
+        up = row['side'] == 'BUY'
+        return ('triangle-up' if up else 'triangle-down'), (GAIN if up else LOSS), text
+    pnl = row.get('pnl')
+    reason = f" ({esc(row['reason'])})" if row.get('reason') else ''
+    return 'x', (LOSS if (pnl or 0) < 0 else GAIN), f'{text}<br>PnL {signed(pnl)}{reason}'
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #13e7c88c
+class SymbolChart:
+    "One symbol's chart: its last `keep` candles, the fills on them, the model's probability."
+    def __init__(self, symbol: str, tf_ms: int = 0, keep: int = 500):
+        self.symbol, self.tf_ms, self.keep = symbol, tf_ms, keep
+        self.candles: dict[int, tuple] = {}        # open time ms -> (open, high, low, close)
+        self.fills: dict[str, dict] = {}           # execution key -> execution row
+        self.odds: dict[int, tuple] = {}           # candle open ms -> (p, long, short)
+
+    def __repr__(self): return f'SymbolChart({self.symbol}: {len(self.candles)} candles)'
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #95687422
+@patch
+def add_candle(self: SymbolChart, c: dict):
+    "A candle from `/api/candles` or `CandleClosed` (its `timestamp` is its open time)."
+    self.candles[epoch_ms(c['timestamp'])] = (c['open'], c['high'], c['low'], c['close'])
+    if len(self.candles) > self.keep + 50: self._trim()
+
+@patch
+def add_fill(self: SymbolChart, row: dict):
+    "An execution (a row of `execution_row` or `trade_rows`)."
+    self.fills[row['key']] = row
+    if len(self.fills) > 2 * self.keep: self._trim()
+
+@patch
+def add_signal(self: SymbolChart, s: dict):
+    "An AI signal's probability and thresholds, on the candle it was made for."
+    if s.get('probability') is None: return
+    t = epoch_ms(s['timestamp']) - self.tf_ms
+    self.odds[t] = (s['probability'], s.get('long_threshold'), s.get('short_threshold'))
+    if len(self.odds) > self.keep + 50: self._trim()
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #2ac222ce
+@patch
+def _trim(self: SymbolChart):
+    "Keep the last `keep` candles, and the fills and probabilities from the first of them on."
+    times = sorted(self.candles)[-self.keep:]
+    start = times[0] if times else 0
+    self.candles = {t: self.candles[t] for t in times}
+    fills = sorted(self.fills.values(), key=lambda r: r['time'])[-self.keep:]
+    self.fills = {r['key']: r for r in fills if r['time'] >= start}
+    self.odds = {t: v for t, v in sorted(self.odds.items())[-self.keep:] if t >= start}
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #6b050195
+def _marker_trace(rows: list[dict]) -> dict:
+    shapes, colors, texts = zip(*map(fill_marker, rows)) if rows else ((), (), ())
+    return dict(x=[chart_time(r['time']) for r in rows], y=[r['price'] for r in rows],
+                hovertext=list(texts), marker=dict(symbol=list(shapes), color=list(colors)))
+
+@patch
+def view(self: SymbolChart) -> dict:
+    "The traces' data: candles, entries, exits, probability, long and short thresholds."
+    times = sorted(self.candles)[-self.keep:]
+    start = times[0] if times else 0
+    ohlc = list(zip(*(self.candles[t] for t in times))) or [(), (), (), ()]
+    fills = sorted((r for r in self.fills.values() if r['time'] >= start),
+                   key=lambda r: r['time'])
+    odds = [(chart_time(t), *v) for t, v in sorted(self.odds.items()) if t >= start]
+    xs, p, long, short = (list(c) for c in zip(*odds)) if odds else ([], [], [], [])
+    return dict(
+        candles=dict(x=[chart_time(t) for t in times], open=list(ohlc[0]), high=list(ohlc[1]),
+                     low=list(ohlc[2]), close=list(ohlc[3])),
+        entries=_marker_trace([r for r in fills if r['action'] == 'open']),
+        exits=_marker_trace([r for r in fills if r['action'] == 'close']),
+        probability=dict(x=xs, y=p), long=dict(x=xs, y=long), short=dict(x=xs, y=short))
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #2f9d14e5
+LEVELS = (('stop', 'stop', LOSS, 'dash'), ('target', 'target', GAIN, 'dash'),
+          ('trailing_stop', 'trailing stop', '#d9822b', 'dot'),
+          ('entry_price', 'entry', '#777777', 'dot'))
+
+def level_shapes(position: dict | None) -> list[dict]:
+    "Plotly line shapes for an open position's stop, target, trailing stop and entry price."
+    return [dict(type='line', xref='x domain', x0=0, x1=1, yref='y', y0=v, y1=v, name=key,
+                 line=dict(color=color, dash=dash, width=1),
+                 label=dict(text=f'{label} {v:,.2f}', textposition='end',
+                            font=dict(size=10, color=color)))
+            for key, label, color, dash in LEVELS if (v := (position or {}).get(key)) is not None]
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #12a270e8
+PERFORMANCE_FIGURES = {  # /api/performance key -> (label, CSS class, what it means)
+    'total_trades': ('trades', 'botcore-perf-trades', 'closed trades'),
+    'win_rate': ('win rate', 'botcore-perf-win-rate', 'the share of closed trades that gained'),
+    'profit_factor': ('profit factor', 'botcore-perf-profit-factor',
+                      'gross profit / gross loss of the closed trades'),
+    'expectancy': ('expectancy', 'botcore-perf-expectancy',
+                   'the average PnL of a closed trade, in the quote currency'),
+    'sharpe_ratio': ('Sharpe', 'botcore-perf-sharpe',
+                     'annualised, from the equity after each candle'),
+    'max_drawdown_pct': ('max drawdown', 'botcore-perf-max-dd',
+                         "the largest fall of the equity from a peak, in % of that peak"),
+    'total_pnl': ('realised PnL', 'botcore-perf-total-pnl', "the closed trades' PnL, net of fees"),
+}
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #0d674a25
+def performance_figure(key: str, value) -> str:
+    "One figure of `/api/performance` as the panel shows it (— where it is undefined)."
+    if value is None: return '—'
+    if key == 'win_rate': return f'{100 * value:.1f} %'
+    if key == 'max_drawdown_pct': return f'{value:.2f} %'
+    if key in ('expectancy', 'total_pnl'): return signed(value)
+    if key == 'total_trades': return f'{value:,}'
+    return f'{value:.2f}'
+
+def performance_figures(perf: dict) -> dict[str, str]:
+    "Each figure's CSS class and text: what the panel shows, and what a test compares."
+    return {cls: performance_figure(k, perf.get(k))
+            for k, (_, cls, _) in PERFORMANCE_FIGURES.items()}
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #b49279c4
+def performance_html(perf: dict) -> str:
+    "The performance figures as a row of cards, each with its meaning in a tooltip."
+    if not perf:
+        return '<div class="bc-empty">Performance: not known yet.</div>'
+    shown = performance_figures(perf)
+    money = lambda k: f' class="{tone(perf.get(k))}"' if k in ('expectancy', 'total_pnl') else ''
+    cards = ''.join(f'<div class="bc-card {cls}" title="{esc(why)}"><span>{label}</span>'
+                    f'<b{money(k)}>{esc(shown[cls])}</b></div>'
+                    for k, (label, cls, why) in PERFORMANCE_FIGURES.items())
+    return f'<div class="bc-cards">{cards}</div>'
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #f59de3bf
+def _day_bar(i: int, d: dict, y, slot: int, left: int) -> str:
+    x, v = left + i * slot + 3, d['pnl']
+    y0, y1 = sorted((y(0.0), y(v)))
+    s = 's' if d['trades'] != 1 else ''
+    tip = esc(f"{d['date']}: {signed(v)} over {d['trades']} trade{s}")
+    return (f'<rect class="bc-day" x="{x}" y="{y0:.1f}" width="{slot - 6}" '
+            f'height="{max(y1 - y0, 1.0):.1f}" fill="{LOSS if v < 0 else GAIN}">'
+            f'<title>{tip}</title></rect>')
+
+def daily_pnl_svg(days: list[dict], slot: int = 26, height: int = 150) -> str:
+    "The daily PnL as SVG bars (the last 60 days), each day's PnL and trades in its tooltip."
+    title = '<div class="bc-caption">Daily PnL (UTC day of the exit)</div>'
+    if not days:
+        return title + '<div class="bc-empty">No closed trade yet.</div>'
+    days, top, bottom, left = days[-60:], 8, 20, 64
+    hi, lo = max(0.0, *(d['pnl'] for d in days)), min(0.0, *(d['pnl'] for d in days))
+    y = lambda v: top + (hi - v) / ((hi - lo) or 1.0) * (height - top - bottom)
+    width, every = left + slot * len(days) + 8, -(-len(days) // 12)   # 12 date labels at most
+    labels = ''.join(f'<text x="{left + i * slot + slot / 2:.0f}" y="{height - 5}" '
+                     f'text-anchor="middle">{d["date"][5:]}</text>'
+                     for i, d in enumerate(days) if i % every == 0)
+    axis = (f'<line x1="{left}" x2="{width}" y1="{y(0.0):.1f}" y2="{y(0.0):.1f}" stroke="#999"/>'
+            f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{signed(hi)}</text>'
+            f'<text x="{left - 4}" y="{y(lo):.1f}" text-anchor="end">{signed(lo)}</text>')
+    bars = ''.join(_day_bar(i, d, y, slot, left) for i, d in enumerate(days))
+    return (f'{title}<svg class="bc-daily" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" style="max-width: 100%; height: auto" font-size="10">'
+            f'{axis}{bars}{labels}</svg>')
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #b3f9a129
+def bot_event(e: dict, sent: float | None = None) -> dict:
+    "One entry of the events feed, from a `BotEvent` message or a `/api/events` row."
+    ms = epoch_ms(e['ts_ms'] if e.get('ts_ms') is not None else e.get('timestamp'))
+    kind, message = e.get('kind') or '', e.get('message') or ''
+    return dict(key=f'{ms}-{kind}-{message}', time=ms, kind=kind, message=message,
+                level=e.get('level') or 'info', sent=sent)
+
+# %% ../../nbs/dashboard/02_widgets.ipynb #e0f880a0
+def events_html(rows) -> str:
+    "The events feed, newest first: time, level, kind and message."
+    if not rows:
+        return '<div class="bc-empty">No events yet.</div>'
+    body = ''.join(
+        f'<tr class="botcore-event bc-ev-{esc(r["level"])}" data-kind="{esc(r["kind"])}" '
+        f'data-sent="{r.get("sent") or ""}"><td>{chart_time(r["time"])}</td>'
+        f'<td>{esc(r["level"])}</td><td>{esc(r["kind"])}</td>'
+        f'<td class="bc-message">{esc(r["message"])}</td></tr>' for r in rows)
+    head = '<th>time (UTC)</th><th>level</th><th>kind</th><th>message</th>'
+    return f'<div class="bc-scroll"><table class="bc-table"><tr>{head}</tr>{body}</table></div>'
+
 # %% ../../nbs/dashboard/02_widgets.ipynb #4d7c92ed
 CSS = """<style>
 .botcore-dashboard { font-size: 13px; }
@@ -168,6 +397,14 @@ table.bc-table { border-collapse: collapse; }
 .bc-table th, .bc-table td { padding: 2px 8px; text-align: right; }
 .bc-table th { border-bottom: 1px solid #ccc; }
 .bc-table tr:nth-child(even) td { background: #f8f9fa; }
+.bc-muted { color: #999; } .bc-pass { color: #0a7d32; font-weight: 600; }
+.bc-cards { display: flex; flex-wrap: wrap; gap: 8px; }
+.bc-card { border: 1px solid #dde1e5; border-radius: 6px; padding: 4px 10px; min-width: 90px; }
+.bc-card span { display: block; color: #666; font-size: 11px; } .bc-card b { font-size: 15px; }
+.bc-scroll { max-height: 260px; overflow-y: auto; }
+.bc-ev-warning td { color: #8a6d00; } .bc-ev-error td { color: #b3261e; }
+.bc-table td.bc-message { text-align: left; }
+.bc-caption { color: #444; margin: 8px 0 2px; } svg.bc-daily text { fill: #555; }
 </style>"""
 
 # %% ../../nbs/dashboard/02_widgets.ipynb #d2c322f9

@@ -31,16 +31,31 @@ async def _signal(self: Engine, ts: TradedSymbol) -> Signal | None:
         self._set_ai(False, str(e)[:200])
         return None
 
+# %% ../../nbs/engine/07_engine.ipynb #4ed94b28
+@patch
+def thresholds(self: Engine, signal: Signal | None = None) -> dict:
+    """The thresholds in force: the service's for `signal` where it said them (its detailed
+    format), else its fixed policy's (`/model/info`; None for an adaptive one, or not known);
+    and the rules' gate."""
+    policy = self.ai_policy or {}
+    fixed = policy.get('kind') == 'fixed'
+    long = getattr(signal, 'long_threshold', None) or (policy.get('long_threshold') if fixed else None)
+    short = (getattr(signal, 'short_threshold', None)
+             or (policy.get('short_threshold') if fixed else None))
+    return dict(long_threshold=long, short_threshold=short,
+                confidence_threshold=self.params.confidence_threshold)
+
 # %% ../../nbs/engine/07_engine.ipynb #e3e84167
 @patch
 def _record_signal(self: Engine, sym: str, candle: Candle, signal: Signal, listening: bool):
-    "Buffer the signal's row (in `SIGNAL_COLUMNS` order) and publish it."
+    "Buffer the signal's row (in `SIGNAL_COLUMNS` order) and publish it with the thresholds."
     kind = signal.signal.value
     self._signal_rows.append((sym, self._tf_value, kind, signal.confidence, signal.probability,
                               candle.timestamp, signal.model_type, time.time_ns() // 1_000_000))
     if listening:
         self.bus.publish('AISignalReceived', symbol=sym, signal=kind, confidence=signal.confidence,
-                         timestamp=candle.timestamp + self._tf_ms, probability=signal.probability)
+                         timestamp=candle.timestamp + self._tf_ms, probability=signal.probability,
+                         **self.thresholds(signal))
 
 @patch
 def _record_equity(self: Engine, close_ms: int):
@@ -59,6 +74,10 @@ async def on_candle(self: Engine, ts: TradedSymbol, candle: Candle, signal: Sign
     sym, listening = ts.symbol, bool(self.bus.subscribers)
     self.exchange.on_candle(sym, candle)
     ts.last_price, close_ms = candle.close, candle.timestamp + self._tf_ms
+    if listening:
+        c = candle
+        self.bus.publish('CandleClosed', symbol=sym, timeframe=self._tf_value, timestamp=c.timestamp,
+                         open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume)
     if signal is not None: self._record_signal(sym, candle, signal, listening)
     decisions = self._last_decisions = ts.strategy.on_candle(candle, signal)
     ts.last_ms = candle.timestamp
@@ -149,7 +168,10 @@ async def start(self: Engine):
     self._stop.clear()
     self.finished = False
     self.started_at = time.monotonic()
-    if self.ai is not None: self.ai_up = await self.ai.healthy()
+    if self.ai is not None:
+        h = await self.ai.health()
+        if (up := h is not None): await self._learn_model(h.get('model_version'))
+        self.ai_up = up
     self._down.pop('the AI service', None)
     if self.ai_up is False: self._down['the AI service'] = 'started without the AI service'
     if self.store_up is False and not self._store_fault.retry: self.store_up = None  # try again
@@ -175,12 +197,28 @@ async def stop(self: Engine, why: str = 'stopped by request'):
     self.checkpoint()
     if self.status != 'error': self._set_status('stopped', why)
 
+# %% ../../nbs/engine/07_engine.ipynb #434624d3
+@patch
+async def _learn_model(self: Engine, version: str | None):
+    "Read the service's model and policy (`/model/info`); a `model_swap` event if the model changed."
+    info = await self.ai.model_info()
+    if info is not None: self.ai_policy = info.get('policy')
+    before = self.model_version
+    if version and before and version != before:
+        self.event('model_swap', f"the AI service now serves {version} (was {before})",
+                   model_version=version, previous=before)
+    self.model_version = version or before
+
 # %% ../../nbs/engine/07_engine.ipynb #c38bc8af
 @patch
 async def _watch_ai(self: Engine):
+    "Poll the AI service's health; learn its model and policy when they may have changed."
     while True:
-        up = await self.ai.healthy()
-        self._set_ai(up, 'GET /health failed')
+        h = await self.ai.health()
+        self._set_ai(h is not None, 'GET /health failed')
+        if h is None: self.ai_policy = None           # it may come back with other settings
+        elif h.get('model_version') != self.model_version or self.ai_policy is None:
+            await self._learn_model(h.get('model_version'))
         await asyncio.sleep(self.trading.health_check_seconds)
 
 # %% ../../nbs/engine/07_engine.ipynb #7227761e

@@ -1,4 +1,4 @@
-"""The seed's four live message types, fanned out to WebSocket clients without waiting.
+"""The seed's four live message types and botcore's two, fanned out to clients without waiting.
 
 Docs: http://127.0.0.1:4000/engine/events.html.md"""
 
@@ -22,6 +22,8 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     'TradeExecuted': ('symbol', 'side', 'quantity', 'price', 'timestamp'),
     'AISignalReceived': ('symbol', 'signal', 'confidence', 'timestamp'),
     'BotStatusUpdate': ('status', 'active_positions', 'total_pnl'),
+    'CandleClosed': ('symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume'),
+    'BotEvent': ('kind', 'level', 'message', 'timestamp'),
 }
 
 # %% ../../nbs/engine/01_events.ipynb #03737cda
@@ -42,6 +44,7 @@ class Subscription:
     queue: asyncio.Queue
     dropped: bool = False
     received: int = 0
+    internal: bool = False  # the engine's own listener (alerts), not a WebSocket client
 
     async def get(self) -> str | None:
         "The next message, or None once this subscriber has been dropped."
@@ -62,6 +65,11 @@ class EventBus:
         return sub
 
     def unsubscribe(self, sub: Subscription): self.subscribers.discard(sub)
+
+    @property
+    def clients(self) -> int:
+        "The WebSocket clients among the subscribers."
+        return sum(not s.internal for s in self.subscribers)
 
 # %% ../../nbs/engine/01_events.ipynb #656ff99d
 @patch

@@ -145,6 +145,8 @@ def _rejected(self: Engine, ts: TradedSymbol, d: Decision, order: Order, reason:
     said = f"{ts.symbol} {order.side.value} {order.quantity:.8g}: {reason}"
     data = dict(client_order_id=order.client_order_id)
     self._ops.append(AddEvent('order_rejected', said, 'warning', data))
+    self._events.append(('BotEvent', dict(kind='order_rejected', level='warning', message=said,
+                                          timestamp=time.time_ns() // 1_000_000, data=data)))
     if d.action == 'open': ts.strategy.undo_open()
     return Rejected(d.action, reason)
 

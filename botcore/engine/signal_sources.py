@@ -17,7 +17,7 @@ from ..data.candles import index_ms
 from ..config import Settings
 
 # %% auto #0
-__all__ = ['log', 'AIServiceError', 'AIClient', 'candles_json', 'PrecomputedSignals']
+__all__ = ['log', 'AIServiceError', 'AIClient', 'candles_json', 'ServedSignal', 'PrecomputedSignals']
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #42f0d16f
 log = logging.getLogger('botcore.engine.signal_sources')
@@ -47,15 +47,37 @@ def from_settings(cls: AIClient, s: Settings) -> AIClient:
 @patch
 async def healthy(self: AIClient) -> bool:
     "Does `/health` answer 200?"
+    return await self.health() is not None
+
+@patch
+async def health(self: AIClient) -> dict | None:
+    "`/health`'s answer (the served model's version among it), or None unless it answers 200."
     timeout = min(5.0, self.http.timeout.read or 5.0)
-    try: return (await self.http.get('/health', timeout=timeout)).status_code == 200
-    except httpx.HTTPError: return False
+    try: r = await self.http.get('/health', timeout=timeout)
+    except httpx.HTTPError: return None
+    if r.status_code != 200: return None
+    try: return r.json()
+    except ValueError: return {}
+
+# %% ../../nbs/engine/02_signal_sources.ipynb #1e7a3da8
+@patch
+async def model_info(self: AIClient) -> dict | None:
+    "`/model/info` (the served model and the signal policy in force), or None unless it answers."
+    try: r = await self.http.get('/model/info', timeout=min(5.0, self.http.timeout.read or 5.0))
+    except httpx.HTTPError: return None
+    return r.json() if r.status_code == 200 else None
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #af490b72
 def candles_json(candles) -> list[dict]:
     "Candles in the seed's request shape."
     return [dict(timestamp=c.timestamp, open=c.open, high=c.high, low=c.low, close=c.close,
                  volume=c.volume) for c in candles]
+
+# %% ../../nbs/engine/02_signal_sources.ipynb #774155a4
+class ServedSignal(Signal):
+    "The service's signal, with the thresholds it says were in force (its `detailed` format)."
+    long_threshold: float | None = None
+    short_threshold: float | None = None
 
 # %% ../../nbs/engine/02_signal_sources.ipynb #fcf3460c
 _RETRYABLE = {408, 429}
@@ -67,7 +89,7 @@ async def analyze(self: AIClient, symbol: str, timeframe: Timeframe | str, candl
     for attempt in range(self.retries + 1):
         try:
             r = await self.http.post('/analyze', json=body)
-            if r.status_code == 200: return Signal.model_validate(r.json())
+            if r.status_code == 200: return ServedSignal.model_validate(r.json())
             error = f"HTTP {r.status_code}: {r.text[:300]}"
             if 400 <= r.status_code < 500 and r.status_code not in _RETRYABLE:
                 raise AIServiceError(error)

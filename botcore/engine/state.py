@@ -86,6 +86,9 @@ class Engine:
                                         deque(maxlen=history))
                         for s in settings.market_data.symbols}
         self.status, self.started_at, self.ai_up, self.finished = 'stopped', None, None, False
+        # the AI service's model version and signal policy (its /model/info), once known
+        self.model_version: str | None = None
+        self.ai_policy: dict | None = None
         self.status_reason, self.store_up, self._store_fault = None, None, None
         self._down = {}  # why the engine is degraded, by what is down
         self.total_trades, self.realized_pnl, self.candles_processed = 0, 0.0, 0

@@ -22,7 +22,7 @@ from .state import Engine, log
 
 # %% auto #0
 __all__ = ['AI_SERVICE', 'LOG_LEVELS', 'CONFIG_FIELDS', 'PERFORMANCE_KEYS', 'EngineStatus', 'status_update', 'OpenPosition',
-           'performance']
+           'daily_pnl', 'performance']
 
 # %% ../../nbs/engine/04_status.ipynb #45b53011
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def snapshot(self: Engine) -> EngineStatus:
         source=self.settings.market_data.source, candles_processed=self.candles_processed,
         last_candle=utc_from_ms(last + self.tf.ms) if last >= 0 else None,
         finished=self.finished, reason=self.status_reason,
-        ws_clients=len(self.bus.subscribers), ws_dropped=self.bus.dropped)
+        ws_clients=self.bus.clients, ws_dropped=self.bus.dropped)
 
 # %% ../../nbs/engine/04_status.ipynb #e86f8e78
 def status_update(s: EngineStatus) -> dict:
@@ -90,10 +90,13 @@ LOG_LEVELS = dict(info=logging.INFO, warning=logging.WARNING, error=logging.ERRO
 
 @patch
 def event(self: Engine, kind: str, message: str, level: str = 'info', **data):
-    "Record a bot event in the store (while it is down, with the next commit) and the log."
+    """Record a bot event in the store (while it is down, with the next commit) and the log, and
+    publish it as a `BotEvent`."""
     log.log(LOG_LEVELS.get(level, logging.INFO), "%s: %s", kind, message)
     ts_ms, data = now_ms(), data or None
     row = (ts_ms, kind, level, message, data)
+    self.bus.publish('BotEvent', kind=kind, level=level, message=message, timestamp=ts_ms,
+                     data=data)
     if self.store_up is False:
         self._event_rows.append(row)
         return
@@ -110,7 +113,7 @@ def event(self: Engine, kind: str, message: str, level: str = 'info', **data):
 def _set_status(self: Engine, status: str, why: str, level: str = 'info'):
     if status == self.status and (status != 'degraded' or why == self.status_reason): return
     self.status, self.status_reason = status, why
-    self.event('status', f"{status}: {why}", level)
+    self.event('status', f"{status}: {why}", level, status=status)
     self.publish_status()
 
 # %% ../../nbs/engine/04_status.ipynb #3ec40cbf
@@ -216,12 +219,24 @@ async def update_config(self: Engine, change: dict) -> dict:
     "Validate and apply a partial change of the trading settings; the settings in force."
     async with self._lock: return self._apply_config(change)
 
+# %% ../../nbs/engine/04_status.ipynb #96121a24
+def daily_pnl(trades: list[dict]) -> list[dict]:
+    "PnL and trade count of each UTC day that closed a trade (by `exit_ms`), oldest first."
+    days: dict[str, list] = {}
+    for t in trades:
+        d = days.setdefault(utc_from_ms(t['exit_ms']).strftime('%Y-%m-%d'), [0.0, 0])
+        d[0] += t['pnl']
+        d[1] += 1
+    return [dict(date=k, pnl=v[0], trades=v[1]) for k, v in sorted(days.items())]
+
 # %% ../../nbs/engine/04_status.ipynb #78e7710b
-PERFORMANCE_KEYS = ('total_trades', 'win_rate', 'profit_factor', 'total_pnl', 'average_pnl',
-                    'best_trade', 'worst_trade', 'sharpe_ratio', 'max_drawdown_pct')
+PERFORMANCE_KEYS = ('total_trades', 'win_rate', 'profit_factor', 'expectancy', 'total_pnl',
+                    'average_pnl', 'best_trade', 'worst_trade', 'sharpe_ratio', 'max_drawdown_pct')
 
 def performance(trades: list[dict], equity: list[dict], periods_per_year: float) -> dict:
-    "Win rate, profit factor, Sharpe and maximum drawdown [%] of the store's trades and equity."
+    """Win rate, profit factor, expectancy, Sharpe and maximum drawdown [%] of the store's trades
+    and equity, and the PnL of each UTC day (by exit, market time) that closed a trade."""
     pnl, values = [t['pnl'] for t in trades], [e['equity'] for e in equity]
     m = trade_metrics(pnl) | equity_metrics(values, periods_per_year)
-    return {k: m[k] if k != 'max_drawdown_pct' else float(m[k]) for k in PERFORMANCE_KEYS}
+    out = {k: m[k] if k != 'max_drawdown_pct' else float(m[k]) for k in PERFORMANCE_KEYS}
+    return out | dict(daily_pnl=daily_pnl(trades))

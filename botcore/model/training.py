@@ -278,15 +278,18 @@ def default_config(**overrides) -> TrainConfig:
 
 def train_default_model(
     model_dir: str | Path,
-    symbol: str = 'BTCUSDT',
+    symbol: str | list[str] = 'BTCUSDT',
     timeframe: Timeframe | str = '1h',
     config: TrainConfig | None = None,
     progress: bool = True,
     on_epoch: Callable | None = None,
 ) -> TrainedModel:
-    """Train the default model on bundled candles, save it in `model_dir` and promote it
-    (`PromotionRefused` if its test log loss is worse than the majority class's: kept, not served)."""
+    """Train the default model on bundled candles of `symbol` (several: pooled), save it in
+    `model_dir` and promote it (`PromotionRefused` if its test log loss is worse than the majority
+    class's: kept, not served)."""
     cfg = config or default_config(max_train_seconds=DEFAULT_MAX_TRAIN_SECONDS)
-    model = train_model(load_candles(symbol, timeframe), cfg, symbol, timeframe, progress, on_epoch)
+    if isinstance(symbol, str): data, symbol = load_candles(symbol, timeframe), symbol
+    else: data, symbol = {s: load_candles(s, timeframe) for s in symbol}, None
+    model = train_model(data, cfg, symbol, timeframe, progress, on_epoch)
     ModelRegistry(model_dir).promote(model)
     return model

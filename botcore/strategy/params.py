@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 import numpy as np
 from pydantic import Field
-from ..sections import StrategySettings
+from ..sections import MarketDataSettings, StrategySettings
 
 # %% auto #0
 __all__ = ['StrategyParams', 'NbParams']
@@ -17,8 +17,9 @@ __all__ = ['StrategyParams', 'NbParams']
 # %% ../../nbs/strategy/01_params.ipynb #7363af40
 class StrategyParams(StrategySettings):
     "Every setting of the trading rules; percentages in percent, fee and slippage as fractions."
-    confidence_threshold: float = Field(0.65, ge=0, le=1,
-                                        description='minimum confidence/100 to act on a signal')
+    confidence_threshold: float = Field(
+        MarketDataSettings.model_fields['confidence_threshold'].default, ge=0, le=1,
+        description='minimum confidence/100 to act on a signal')
 
     @property
     def allow_short(self) -> bool: return self.market != 'spot'
