@@ -220,6 +220,8 @@ def set_symbols(self: MonitorPage, symbols: list[str], timeframe: str | None = N
     if timeframe and timeframe != self.timeframe:
         self.timeframe, self.tf_ms = timeframe, Timeframe.parse(timeframe).ms
         for c in self.charts.values(): c.tf_ms = self.tf_ms
+        if timeframe in self.train_timeframe.options:   # train for the candles it trades
+            self.train_timeframe.value = timeframe
     self.symbols = list(dict.fromkeys(symbols))
     for s in self.symbols: self.chart_for(s)
     chosen = self.symbol_select.value
