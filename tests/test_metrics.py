@@ -25,11 +25,14 @@ def run():
     candles = load_candles('BTCUSDT', '1h')
     signals, params = rsi_macd_signals(candles), StrategyParams(position_size_pct=50)
     r = backtest(candles, signals, params, init_cash=CASH)
-    pnl = r.trades.pnl[r.trades.status == 'closed'].to_numpy()
+    closed = r.trades[r.trades.status == 'closed']
+    pnl = closed.pnl.to_numpy()
+    exits = (closed.exit_time.astype('int64') // 1_000_000).to_numpy()   # epoch ms, as the store keeps them
     value = r.equity.to_numpy()
     ppy = periods_per_year(HOUR_MS)
     ours = trade_metrics(pnl) | equity_metrics(value, ppy, start=CASH)
-    return dict(candles=candles, signals=signals, params=params, result=r, pnl=pnl, value=value, ppy=ppy, ours=ours)
+    return dict(candles=candles, signals=signals, params=params, result=r, pnl=pnl, exits=exits, value=value, ppy=ppy,
+                ours=ours)
 
 
 def test_the_backtest_is_real(run):
@@ -56,14 +59,19 @@ def test_sweep_row_agrees(run):
 
 
 def test_engine_performance_agrees(run):
-    "The engine's trades are dicts with 'pnl', its equity points dicts with 'equity' (the initial cash first)."
-    trades = [dict(pnl=float(p)) for p in run['pnl']]
+    "The engine's trades are dicts with 'pnl' and 'exit_ms', its equity points dicts with 'equity' (the initial cash first)."
+    trades = [dict(pnl=float(p), exit_ms=int(t)) for p, t in zip(run['pnl'], run['exits'])]
     equity = [dict(equity=float(v)) for v in np.r_[CASH, run['value']]]
     got, m = performance(trades, equity, run['ppy']), run['ours']
     for key in ('total_trades', 'win_rate', 'profit_factor', 'expectancy', 'total_pnl', 'average_pnl', 'best_trade',
                 'worst_trade', 'sharpe_ratio', 'sortino_ratio', 'max_drawdown_pct'):
         if key in got: assert got[key] == pytest.approx(m[key], rel=1e-9), key
     assert {'win_rate', 'profit_factor', 'sharpe_ratio', 'max_drawdown_pct'} <= set(got)
+    # the daily PnL bars add up to the total, a day for each UTC date that closed a trade
+    days = got['daily_pnl']
+    assert sum(d['trades'] for d in days) == m['total_trades'] and sum(d['pnl'] for d in days) == pytest.approx(m['total_pnl'])
+    dates = run['result'].trades.exit_time[run['result'].trades.status == 'closed'].dt.strftime('%Y-%m-%d')
+    assert [d['date'] for d in days] == sorted(set(dates))
 
 
 def test_vectorbt_agrees(run):
