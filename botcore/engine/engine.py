@@ -39,10 +39,9 @@ def thresholds(self: Engine, signal: Signal | None = None) -> dict:
     and the rules' gate."""
     policy = self.ai_policy or {}
     fixed = policy.get('kind') == 'fixed'
-    long = getattr(signal, 'long_threshold', None) or (policy.get('long_threshold') if fixed else None)
-    short = (getattr(signal, 'short_threshold', None)
-             or (policy.get('short_threshold') if fixed else None))
-    return dict(long_threshold=long, short_threshold=short,
+    said = lambda k: getattr(signal, k, None)     # 0.0 is a threshold too: test for None
+    pick = lambda k: said(k) if said(k) is not None else (policy.get(k) if fixed else None)
+    return dict(long_threshold=pick('long_threshold'), short_threshold=pick('short_threshold'),
                 confidence_threshold=self.params.confidence_threshold)
 
 # %% ../../nbs/engine/07_engine.ipynb #e3e84167
